@@ -1,0 +1,269 @@
+// Test helper: runs Debian's distribution registry (`docker-registry`, distribution 2.8) as a
+// child process on 127.0.0.1, for tests that need a real reference registry: as the other side
+// of the conformance suite, as an upstream for the pull-through cache, and in benchmarks.
+//
+// Each instance gets its own temp dir holding the config, the filesystem storage, an optional
+// htpasswd file and the log file. Distribution cannot report a port it picked itself, so the
+// helper asks the kernel for a free port (bind 127.0.0.1:0, close) and writes it into the config.
+// The access log stays on: `accessLog()` parses its lines (combined log format, written to stdout
+// and sent to the log file) so tests can prove which requests reached this registry.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import bcrypt from 'bcryptjs';
+import { request } from 'undici';
+
+/** The distribution binary shipped by Debian's `docker-registry` package. */
+export const DISTRIBUTION_BINARY = process.env.REGCACHE_DISTRIBUTION_BIN ?? '/usr/bin/docker-registry';
+
+/** Options of {@link startDistribution}; every field is optional. */
+export interface DistributionOptions {
+  /** Require HTTP basic auth with this one user (htpasswd file, bcrypt). */
+  htpasswd?: { user: string; password: string };
+  /**
+   * Require bearer tokens (distribution's `auth.token`): clients are sent to `realm`; tokens must be
+   * signed by a key whose certificate is in the PEM file `rootCertBundle` and carry `issuer`/`service`.
+   */
+  token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /** Run as a pull-through cache of `remoteurl` (pushes are then refused by distribution). */
+  proxy?: { remoteurl: string; username?: string; password?: string };
+  /** Allow DELETE of manifests and blobs (`storage.delete.enabled`); default true. */
+  deleteEnabled?: boolean;
+}
+
+/** One request as recorded in distribution's access log. */
+export interface AccessLogEntry {
+  method: string;
+  /** The request path, without the query string. */
+  path: string;
+  /** The query string without its leading `?`, or '' when there was none. */
+  query: string;
+  status: number;
+}
+
+/** A running distribution registry, as returned by {@link startDistribution}. */
+export interface Distribution {
+  /** Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash). */
+  url: string;
+  pid: number;
+  port: number;
+  /** Root directory of the filesystem storage driver. */
+  storageDir: string;
+  /** File receiving the process's stdout and stderr (app log and access log). */
+  logFile: string;
+  /**
+   * Requests this registry has answered so far, oldest first. Waits until every response sent
+   * before the call has been logged (distribution logs a request after answering it).
+   */
+  accessLog(): Promise<AccessLogEntry[]>;
+  /** Stops the process (SIGTERM, then SIGKILL after 5 s) and removes the temp dir; idempotent. */
+  stop(): Promise<void>;
+}
+
+const READY_TIMEOUT_MS = 15_000;
+const STOP_GRACE_MS = 5_000;
+const START_ATTEMPTS = 3;
+/** bcrypt cost for the htpasswd file: Go's minimum, since distribution pays it on every request. */
+const BCRYPT_COST = 4;
+/** Query parameter of the marker request `accessLog()` sends to know the log has caught up. */
+const SYNC_PARAM = 'regcache-accesslog-sync';
+
+/** Asks the kernel for a free TCP port on 127.0.0.1 (the port is released before returning). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no TCP address');
+  return address.port;
+}
+
+/**
+ * Starts distribution with filesystem storage in a fresh temp dir, listening on a free port of
+ * 127.0.0.1, and resolves once `GET /v2/` answers (any status: with auth on it is 401).
+ */
+export async function startDistribution(opts: DistributionOptions = {}): Promise<Distribution> {
+  const dir = await mkdtemp(join(tmpdir(), 'regcache-distribution-'));
+  try {
+    const storageDir = join(dir, 'storage');
+    await mkdir(storageDir);
+    const auth = await authConfig(dir, opts);
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
+      const port = await freePort();
+      const logFile = join(dir, `registry-${attempt}.log`);
+      const configFile = join(dir, 'config.yml');
+      await writeFile(configFile, JSON.stringify(buildConfig(port, storageDir, auth, opts), null, 2));
+      const child = await spawnRegistry(configFile, logFile);
+      const url = `http://127.0.0.1:${port}`;
+      try {
+        await waitReady(url, child, logFile);
+        return running(child, { url, port, dir, storageDir, logFile });
+      } catch (err) {
+        lastError = err;
+        await terminate(child);
+        // Another process may have taken the port between our probe and distribution's bind.
+        if (!(await readFile(logFile, 'utf8')).includes('address already in use')) break;
+      }
+    }
+    throw lastError;
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Writes the htpasswd file if asked for and returns distribution's `auth` section, if any. */
+async function authConfig(dir: string, opts: DistributionOptions): Promise<object | undefined> {
+  if (opts.htpasswd && opts.token) throw new Error('startDistribution: choose htpasswd or token auth, not both');
+  if (opts.htpasswd) {
+    const { user, password } = opts.htpasswd;
+    if (user.includes(':') || /\s/.test(user)) throw new Error(`startDistribution: invalid htpasswd user ${JSON.stringify(user)}`);
+    const path = join(dir, 'htpasswd');
+    await writeFile(path, `${user}:${bcrypt.hashSync(password, BCRYPT_COST)}\n`, { mode: 0o600 });
+    return { htpasswd: { realm: 'regcache-test', path } };
+  }
+  if (opts.token) {
+    const { realm, service, issuer, rootCertBundle } = opts.token;
+    return { token: { realm, service, issuer, rootcertbundle: rootCertBundle } };
+  }
+  return undefined;
+}
+
+/** distribution's configuration; JSON is valid YAML, so it is written as JSON. */
+function buildConfig(port: number, storageDir: string, auth: object | undefined, opts: DistributionOptions): object {
+  return {
+    version: '0.1',
+    log: { level: 'info', formatter: 'text', accesslog: { disabled: false } },
+    storage: {
+      filesystem: { rootdirectory: storageDir },
+      delete: { enabled: opts.deleteEnabled ?? true },
+      maintenance: { uploadpurging: { enabled: false } },
+    },
+    http: { addr: `127.0.0.1:${port}`, secret: randomBytes(16).toString('hex') },
+    ...(auth ? { auth } : {}),
+    ...(opts.proxy ? { proxy: opts.proxy } : {}),
+  };
+}
+
+/** Spawns the registry with stdout and stderr appended to `logFile`. */
+async function spawnRegistry(configFile: string, logFile: string): Promise<ChildProcess> {
+  const log = await open(logFile, 'a');
+  try {
+    const child = spawn(DISTRIBUTION_BINARY, ['serve', configFile], {
+      stdio: ['ignore', log.fd, log.fd],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', reject);
+    });
+    return child;
+  } finally {
+    await log.close();
+  }
+}
+
+/** Polls `GET /v2/` until it answers, failing early if the process exits. */
+async function waitReady(url: string, child: ChildProcess, logFile: string): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`distribution exited (${child.exitCode ?? child.signalCode}) before answering:\n${await tail(logFile)}`);
+    }
+    try {
+      const res = await request(`${url}/v2/`, { headersTimeout: 1000, bodyTimeout: 1000 });
+      await res.body.dump();
+      return;
+    } catch {
+      await sleep(50);
+    }
+  }
+  throw new Error(`distribution did not answer GET /v2/ within ${READY_TIMEOUT_MS} ms:\n${await tail(logFile)}`);
+}
+
+async function tail(file: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.split('\n').slice(-20).join('\n');
+}
+
+/** Sends SIGTERM, then SIGKILL after the grace period, and resolves once the process is gone. */
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+  await exited;
+  clearTimeout(timer);
+}
+
+interface RunningParts {
+  url: string;
+  port: number;
+  dir: string;
+  storageDir: string;
+  logFile: string;
+}
+
+/** Wraps a ready child process into the {@link Distribution} handle. */
+function running(child: ChildProcess, parts: RunningParts): Distribution {
+  const { url, dir, logFile } = parts;
+  // Should the test process end without calling stop(), do not leave the registry behind.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  let finalLog: string | undefined;
+  let stopping: Promise<void> | undefined;
+
+  async function accessLog(): Promise<AccessLogEntry[]> {
+    if (finalLog !== undefined) return parseAccessLog(finalLog);
+    const marker = randomBytes(8).toString('hex');
+    const res = await request(`${url}/v2/?${SYNC_PARAM}=${marker}`);
+    await res.body.dump();
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const text = await readFile(logFile, 'utf8');
+      if (text.includes(`${SYNC_PARAM}=${marker}`)) return parseAccessLog(text);
+      if (Date.now() > deadline) throw new Error(`access log of ${url} did not record the marker request`);
+      await sleep(10);
+    }
+  }
+
+  function stop(): Promise<void> {
+    stopping ??= (async () => {
+      await terminate(child);
+      process.removeListener('exit', killOnExit);
+      finalLog = await readFile(logFile, 'utf8').catch(() => '');
+      await rm(dir, { recursive: true, force: true });
+    })();
+    return stopping;
+  }
+
+  if (child.pid === undefined) throw new Error('distribution has no pid');
+  return { url, pid: child.pid, port: parts.port, storageDir: parts.storageDir, logFile, accessLog, stop };
+}
+
+/** `127.0.0.1 - - [27/Nov/2026:21:00:46 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"` */
+const ACCESS_LINE = /^\S+ \S+ \S+ \[[^\]]+\] "([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) /;
+
+/** Extracts the access-log lines (combined log format) from distribution's mixed log output. */
+export function parseAccessLog(text: string): AccessLogEntry[] {
+  const entries: AccessLogEntry[] = [];
+  for (const line of text.split('\n')) {
+    const m = ACCESS_LINE.exec(line);
+    if (!m) continue;
+    const [, method, target, status] = m as unknown as [string, string, string, string];
+    const q = target.indexOf('?');
+    const path = q < 0 ? target : target.slice(0, q);
+    const query = q < 0 ? '' : target.slice(q + 1);
+    if (path === '/v2/' && query.startsWith(`${SYNC_PARAM}=`)) continue;
+    entries.push({ method, path, query, status: Number(status) });
+  }
+  return entries;
+}
