@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// Bundles the entry points into dist/ with esbuild: the CLI (dist/cli.js) and, once they
+// exist, the Action's main, post and detached server. dist/ is committed, and CI checks
+// that it is what this script builds from the committed source.
+import { build } from 'esbuild';
+import { existsSync, rmSync } from 'node:fs';
+
+const entries = {
+  cli: 'src/cli.ts',
+  main: 'src/action/main.ts',
+  post: 'src/action/post.ts',
+  server: 'src/action/server-entry.ts',
+};
+const entryPoints = Object.fromEntries(Object.entries(entries).filter(([, p]) => existsSync(p)));
+
+rmSync('dist', { recursive: true, force: true });
+await build({
+  entryPoints,
+  outdir: 'dist',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  legalComments: 'none',
+  logLevel: 'warning',
+  // Some bundled CommonJS dependencies call require(); give ESM output one.
+  banner: { js: "import { createRequire as __rcCreateRequire } from 'node:module'; const require = __rcCreateRequire(import.meta.url);" },
+});

@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// The command line: `regcache serve` runs the registry and the cache; `regcache gc`
+// collects garbage in a storage root that no server is using.
+import { Command, InvalidArgumentError } from 'commander';
+import { runServer, ListenError } from './server/index.js';
+import { openStorage, StorageLockedError } from './storage/index.js';
+import { defaultStorageDir } from './default-storage.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function logLevel(v: string): string {
+  if (!LOG_LEVELS.includes(v)) throw new InvalidArgumentError(`one of ${LOG_LEVELS.join(', ')}`);
+  return v;
+}
+
+function duration(v: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('a duration such as 90s, 15m, 1h');
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's']!;
+  return Number(m[1]) * unit;
+}
+
+/** Prints a one-line error for the failures a user can fix, and exits 1. */
+function fail(err: unknown): never {
+  if (err instanceof ListenError || err instanceof StorageLockedError) {
+    process.stderr.write(`regcache: ${err.message}\n`);
+  } else {
+    process.stderr.write(`regcache: ${(err as Error).message ?? String(err)}\n`);
+    if (process.env.REGCACHE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+  }
+  process.exit(1);
+}
+
+/** Builds the command-line program. */
+export function program(): Command {
+  const cli = new Command('regcache').description('An OCI registry (:5000) and pull-through cache (:5001) for CI jobs').showHelpAfterError();
+
+  cli
+    .command('serve')
+    .description('run the registry and the pull-through cache')
+    .option('--registry-addr <host:port>', 'registry listen address', '127.0.0.1:5000')
+    .option('--cache-addr <host:port>', 'pull-through cache listen address', '127.0.0.1:5001')
+    .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
+    .option('--htpasswd <file>', 'require basic auth with this htpasswd file (bcrypt entries)')
+    .option('--tls-cert <file>', 'serve TLS with this certificate (PEM)')
+    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', logLevel, 'info')
+    .option('--ready-file <file>', 'write {registry, cache, pid} as JSON here once listening')
+    .action(async (o) => {
+      if (!!o.tlsCert !== !!o.tlsKey) fail(new Error('--tls-cert and --tls-key go together'));
+      await runServer({
+        registryAddr: o.registryAddr,
+        cacheAddr: o.cacheAddr,
+        storage: o.storage ?? defaultStorageDir(),
+        htpasswd: o.htpasswd,
+        tlsCert: o.tlsCert,
+        tlsKey: o.tlsKey,
+        logLevel: o.logLevel,
+        readyFile: o.readyFile,
+      }).catch(fail);
+    });
+
+  cli
+    .command('gc')
+    .description('delete blobs that no manifest references (the server must not be running on this storage)')
+    .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
+    .option('--grace <duration>', 'keep blobs younger than this', duration, 3_600_000)
+    .option('--dry-run', 'report what would be deleted')
+    .action(async (o) => {
+      try {
+        const storage = await openStorage(o.storage ?? defaultStorageDir());
+        try {
+          const r = await storage.gc({ gracePeriodMs: o.grace, dryRun: !!o.dryRun });
+          process.stdout.write(`${JSON.stringify(r)}\n`);
+        } finally {
+          await storage.close();
+        }
+      } catch (err) {
+        fail(err);
+      }
+    });
+  return cli;
+}
+
+await program().parseAsync(process.argv);

@@ -1,0 +1,12 @@
+// Where regcache keeps its storage when told nothing: $REGCACHE_STORAGE, else the user's
+// cache directory of the platform.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** The default storage root for this user and platform. */
+export function defaultStorageDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.REGCACHE_STORAGE) return env.REGCACHE_STORAGE;
+  if (process.platform === 'darwin') return join(homedir(), 'Library', 'Caches', 'regcache');
+  if (process.platform === 'win32') return join(env.LOCALAPPDATA ?? join(homedir(), 'AppData', 'Local'), 'regcache');
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'regcache');
+}

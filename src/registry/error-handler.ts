@@ -1,0 +1,64 @@
+// The one place that turns a thrown error into an HTTP answer: OCI errors keep their code,
+// storage's domain errors are mapped to theirs, framework errors keep their 4xx status, and
+// anything else is a 500 UNKNOWN without internals. Bodies are the OCI error envelope.
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { RegistryError } from '../oci/index.js';
+import {
+  BlobNotFoundError,
+  DigestMismatchError,
+  SizeMismatchError,
+  StorageLockedError,
+  TooLargeError,
+  UploadBusyError,
+  UploadNotFoundError,
+  UploadRangeError,
+} from '../storage/index.js';
+
+/** Errors a client causes by going away; nothing to answer and nothing to report. */
+export function isClientAbort(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNABORTED' || (err as Error)?.message === 'aborted';
+}
+
+/** Maps any error to the RegistryError that answers it. */
+export function toRegistryError(err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof BlobNotFoundError) return new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: err.digest } });
+  if (err instanceof DigestMismatchError) return new RegistryError('DIGEST_INVALID', undefined, { detail: { expected: err.expected, actual: err.actual } });
+  if (err instanceof SizeMismatchError) return new RegistryError('SIZE_INVALID', undefined, { detail: { expected: err.expected, actual: err.actual } });
+  if (err instanceof UploadNotFoundError) return new RegistryError('BLOB_UPLOAD_UNKNOWN');
+  if (err instanceof UploadRangeError) return new RegistryError('RANGE_INVALID', 'chunk out of order', { detail: { expectedStart: err.expectedStart, start: err.start } });
+  if (err instanceof UploadBusyError) return new RegistryError('RANGE_INVALID', 'upload is busy with another chunk');
+  if (err instanceof TooLargeError) return new RegistryError('SIZE_INVALID', err.message, { status: 413, detail: { limit: err.limit } });
+  if (err instanceof StorageLockedError) return new RegistryError('UNAVAILABLE', err.message);
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') return new RegistryError('UNAVAILABLE', 'storage is full', { status: 507 });
+  const fe = err as FastifyError;
+  if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new RegistryError('UNSUPPORTED', fe.message, { status: fe.statusCode });
+  }
+  return new RegistryError('UNKNOWN', undefined, { cause: err });
+}
+
+/** Writes the envelope for `err` (headers only for HEAD). */
+export function sendError(err: RegistryError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  reply.code(err.status).headers(err.headers);
+  if (request.method === 'HEAD') return reply.send();
+  return reply.type('application/json').send(err.toEnvelope());
+}
+
+/** fastify error handler: maps, logs what is ours to fix, answers with the envelope. */
+export function errorHandler(this: unknown, err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply | void {
+  if (isClientAbort(err) || reply.raw.destroyed || request.raw.socket?.destroyed) {
+    request.log.debug({ err }, 'client went away');
+    if (!reply.sent) reply.raw.destroy();
+    return;
+  }
+  const re = toRegistryError(err);
+  if (re.status >= 500) request.log.error({ err }, 'request failed');
+  if (reply.sent || reply.raw.headersSent) {
+    reply.raw.destroy();
+    return;
+  }
+  return sendError(re, request, reply);
+}

@@ -1,0 +1,4 @@
+// The registry HTTP layer: what other folders import from src/registry.
+export { buildRegistryApp, type RegistryAppOptions } from './app.js';
+export { BasicAuth, parseHtpasswd } from './auth.js';
+export { rewriteUrl } from './url-rewrite.js';

@@ -1,0 +1,219 @@
+// The content-addressed blob store: blobs are written to a temp file while hashed, and
+// become visible at their digest's path only after the digest is verified, the data
+// fsynced and the file renamed into place. Concurrent writers of one digest are harmless:
+// both hold the same bytes, and the first rename wins.
+import { open, stat, readdir, rm, type FileHandle } from 'node:fs/promises';
+import { createReadStream, type ReadStream } from 'node:fs';
+import type { Hash } from 'node:crypto';
+import { Layout } from './layout.js';
+import { tempPath, publish, removeFile, isNotFound, writeFileAtomic } from './fs-util.js';
+import { DigestMismatchError, SizeMismatchError, TooLargeError, BlobNotFoundError } from './errors.js';
+import { newHash, tryParseDigest, type Algorithm, type Digest } from '../oci/index.js';
+
+/** Size of the reads used to serve blobs: large reads keep syscalls per byte low. */
+const READ_CHUNK = 1024 * 1024;
+
+/** A blob as the store lists it. */
+export interface BlobInfo {
+  digest: Digest;
+  size: number;
+  mtimeMs: number;
+}
+
+/**
+ * Appends every chunk of `source` to `fh` at `position`, updating `hash` (if any), with
+ * backpressure (one write in flight). Returns the number of bytes written.
+ */
+export async function appendStream(
+  fh: FileHandle,
+  source: AsyncIterable<Uint8Array>,
+  hash: Hash | undefined,
+  position: number,
+  limit = Number.POSITIVE_INFINITY,
+): Promise<number> {
+  let written = 0;
+  for await (const chunk of source) {
+    if (position + written + chunk.byteLength > limit) throw new TooLargeError(limit);
+    hash?.update(chunk);
+    let off = 0;
+    while (off < chunk.byteLength) {
+      const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off, position + written + off);
+      off += bytesWritten;
+    }
+    written += chunk.byteLength;
+  }
+  return written;
+}
+
+/** Hashes a whole file (used when an upload's running hash was lost with a restart). */
+export async function hashFile(path: string, algorithm: Algorithm): Promise<{ hex: string; size: number }> {
+  const hash = newHash(algorithm);
+  let size = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: READ_CHUNK })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).byteLength;
+  }
+  return { hex: hash.digest('hex'), size };
+}
+
+/** Writes one new blob: stream into it, then `commit(expected)` or `cancel()`. */
+export class BlobWriter {
+  private readonly hash: Hash;
+  private size = 0;
+  private done = false;
+
+  private constructor(
+    private readonly store: BlobStore,
+    private readonly fh: FileHandle,
+    private readonly path: string,
+    readonly algorithm: Algorithm,
+  ) {
+    this.hash = newHash(algorithm);
+  }
+
+  /** Opens a writer on a fresh temp file. */
+  static async create(store: BlobStore, tmpDir: string, algorithm: Algorithm): Promise<BlobWriter> {
+    const path = tempPath(tmpDir);
+    const fh = await open(path, 'wx');
+    return new BlobWriter(store, fh, path, algorithm);
+  }
+
+  /** Bytes written so far. */
+  get written(): number {
+    return this.size;
+  }
+
+  /** Appends a stream of bytes; throws TooLargeError past `limit` total bytes. */
+  async write(source: AsyncIterable<Uint8Array>, limit?: number): Promise<void> {
+    this.size += await appendStream(this.fh, source, this.hash, this.size, limit);
+  }
+
+  /**
+   * Verifies the content against `expected` (and `expectedSize`), fsyncs it and publishes
+   * it at its digest's path. On a mismatch the temp file is removed and the error thrown.
+   */
+  async commit(expected?: Digest, expectedSize?: number): Promise<{ digest: Digest; size: number }> {
+    const hex = this.hash.digest('hex');
+    const digest = tryParseDigest(`${this.algorithm}:${hex}`)!;
+    try {
+      if (expected && expected.value !== digest.value) throw new DigestMismatchError(expected.value, digest.value);
+      if (expectedSize !== undefined && expectedSize !== this.size) throw new SizeMismatchError(expectedSize, this.size);
+      await this.fh.sync();
+      await this.fh.close();
+      this.done = true;
+      await this.store.publishFile(this.path, digest);
+      return { digest, size: this.size };
+    } catch (err) {
+      await this.cancel();
+      throw err;
+    }
+  }
+
+  /** Abandons the blob and removes its temp file; safe to call more than once. */
+  async cancel(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      await this.fh.close().catch(() => {});
+    }
+    await removeFile(this.path).catch(() => {});
+  }
+}
+
+/** Content-addressed blob storage under one {@link Layout}. */
+export class BlobStore {
+  constructor(readonly layout: Layout) {}
+
+  /** Size of a committed blob, or undefined when the store does not hold it. */
+  async stat(d: Digest): Promise<number | undefined> {
+    try {
+      return (await stat(this.layout.blob(d))).size;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** A stream of the blob's bytes `[start, end]` (inclusive), or all of it. */
+  openRead(d: Digest, range?: { start: number; end: number }): ReadStream {
+    return createReadStream(this.layout.blob(d), { highWaterMark: READ_CHUNK, ...range });
+  }
+
+  /** Reads a whole (small) blob into memory: manifests and configs only. */
+  async readSmall(d: Digest, limit: number): Promise<Buffer> {
+    let fh: FileHandle;
+    try {
+      fh = await open(this.layout.blob(d), 'r');
+    } catch (err) {
+      if (isNotFound(err)) throw new BlobNotFoundError(d.value);
+      throw err;
+    }
+    try {
+      const { size } = await fh.stat();
+      if (size > limit) throw new TooLargeError(limit);
+      return await fh.readFile();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Starts writing a new blob. */
+  createWriter(algorithm: Algorithm = 'sha256'): Promise<BlobWriter> {
+    return BlobWriter.create(this, this.layout.tmpDir, algorithm);
+  }
+
+  /** Stores bytes already in memory (and already verified to hash to `d`). */
+  async putBytes(d: Digest, data: Uint8Array): Promise<void> {
+    if ((await this.stat(d)) !== undefined) return;
+    await writeFileAtomic(this.layout.tmpDir, this.layout.blob(d), data);
+  }
+
+  /** Publishes a verified, fsynced file at the digest's path (first writer wins). */
+  async publishFile(path: string, d: Digest): Promise<void> {
+    if ((await this.stat(d)) !== undefined) {
+      await removeFile(path);
+      return;
+    }
+    await publish(path, this.layout.blob(d));
+  }
+
+  /** Removes a blob; true when it existed. */
+  delete(d: Digest): Promise<boolean> {
+    return removeFile(this.layout.blob(d));
+  }
+
+  /** Every committed blob, for garbage collection and scans. */
+  async *list(): AsyncGenerator<BlobInfo> {
+    for (const algorithm of await readdirOrEmpty(this.layout.blobsDir)) {
+      const algDir = `${this.layout.blobsDir}/${algorithm}`;
+      for (const prefix of await readdirOrEmpty(algDir)) {
+        for (const hex of await readdirOrEmpty(`${algDir}/${prefix}`)) {
+          const digest = tryParseDigest(`${algorithm}:${hex}`);
+          if (!digest) continue;
+          try {
+            const s = await stat(`${algDir}/${prefix}/${hex}`);
+            yield { digest, size: s.size, mtimeMs: s.mtimeMs };
+          } catch (err) {
+            if (!isNotFound(err)) throw err;
+          }
+        }
+      }
+    }
+  }
+
+  /** Empties tmp/ of anything a crash left behind. */
+  async clearTemp(): Promise<number> {
+    const names = await readdirOrEmpty(this.layout.tmpDir);
+    await Promise.all(names.map((n) => rm(`${this.layout.tmpDir}/${n}`, { force: true, recursive: true })));
+    return names.length;
+  }
+}
+
+/** Entries of a directory, or none when it does not exist. */
+export async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw err;
+  }
+}

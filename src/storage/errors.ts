@@ -1,0 +1,66 @@
+// Domain errors of the storage layer. Storage knows nothing of HTTP: the registry's error
+// handler maps these to OCI error codes.
+
+/** A blob that is not in the store (or not linked into the repository asked about). */
+export class BlobNotFoundError extends Error {
+  constructor(readonly digest: string) {
+    super(`blob ${digest} not found`);
+    this.name = 'BlobNotFoundError';
+  }
+}
+
+/** Content whose digest is not the one the client or manifest claimed. */
+export class DigestMismatchError extends Error {
+  constructor(readonly expected: string, readonly actual: string) {
+    super(`digest mismatch: expected ${expected}, got ${actual}`);
+    this.name = 'DigestMismatchError';
+  }
+}
+
+/** Content whose length is not the one claimed. */
+export class SizeMismatchError extends Error {
+  constructor(readonly expected: number, readonly actual: number) {
+    super(`size mismatch: expected ${expected}, got ${actual}`);
+    this.name = 'SizeMismatchError';
+  }
+}
+
+/** An upload session that does not exist (or belongs to another repository). */
+export class UploadNotFoundError extends Error {
+  constructor(readonly id: string) {
+    super(`upload ${id} not found`);
+    this.name = 'UploadNotFoundError';
+  }
+}
+
+/** A chunk that does not continue an upload where it stands. */
+export class UploadRangeError extends Error {
+  constructor(readonly expectedStart: number, readonly start: number) {
+    super(`chunk starts at ${start}, upload is at ${expectedStart}`);
+    this.name = 'UploadRangeError';
+  }
+}
+
+/** An upload session already busy with another request. */
+export class UploadBusyError extends Error {
+  constructor(readonly id: string) {
+    super(`upload ${id} is busy with another request`);
+    this.name = 'UploadBusyError';
+  }
+}
+
+/** More bytes than a limit allows. */
+export class TooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`content exceeds ${limit} bytes`);
+    this.name = 'TooLargeError';
+  }
+}
+
+/** The storage directory is owned by another live process. */
+export class StorageLockedError extends Error {
+  constructor(readonly path: string, readonly pid: number) {
+    super(`storage ${path} is in use by process ${pid}`);
+    this.name = 'StorageLockedError';
+  }
+}

@@ -1,0 +1,62 @@
+// Storage entry point: opens a storage root (lock, directories, startup scan) and hands
+// out its stores. Other folders import storage only through this file.
+import { mkdir } from 'node:fs/promises';
+import { Layout } from './layout.js';
+import { BlobStore } from './blob-store.js';
+import { Uploads } from './uploads.js';
+import { Repositories } from './repositories.js';
+import { RegistryStore } from './registry-store.js';
+import { acquireLock } from './lock.js';
+import { collectGarbage, type GcOptions, type GcResult } from './gc.js';
+
+export { Layout } from './layout.js';
+export { BlobStore, BlobWriter } from './blob-store.js';
+export { Uploads, type UploadSession } from './uploads.js';
+export { Repositories, type ManifestRecord } from './repositories.js';
+export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type PutManifestResult } from './registry-store.js';
+export type { GcOptions, GcResult } from './gc.js';
+export * from './errors.js';
+
+/** Options of {@link openStorage}. */
+export interface StorageOptions {
+  /** Upload sessions idle longer than this are purged at startup. Default: 24 hours. */
+  uploadMaxAgeMs?: number;
+}
+
+/** An open storage root. */
+export interface Storage {
+  layout: Layout;
+  blobs: BlobStore;
+  uploads: Uploads;
+  repositories: Repositories;
+  registry: RegistryStore;
+  /** What the startup scan cleaned. */
+  startup: { tempFilesRemoved: number; stalePurged: number };
+  /** Runs garbage collection over this root. */
+  gc(opts?: GcOptions): Promise<GcResult>;
+  /** Releases the lock. */
+  close(): Promise<void>;
+}
+
+/** Opens (creating if needed) the storage root at `root`, taking its lock. */
+export async function openStorage(root: string, opts: StorageOptions = {}): Promise<Storage> {
+  const layout = new Layout(root);
+  await Promise.all([layout.blobsDir, layout.uploadsDir, layout.repositoriesDir, layout.tmpDir].map((d) => mkdir(d, { recursive: true })));
+  const release = await acquireLock(layout.lockFile);
+  const blobs = new BlobStore(layout);
+  const uploads = new Uploads(layout, blobs);
+  const repositories = new Repositories(layout);
+  const registry = new RegistryStore(blobs, uploads, repositories);
+  const tempFilesRemoved = await blobs.clearTemp();
+  const stalePurged = await uploads.purgeStale(opts.uploadMaxAgeMs ?? 24 * 60 * 60 * 1000);
+  return {
+    layout,
+    blobs,
+    uploads,
+    repositories,
+    registry,
+    startup: { tempFilesRemoved, stalePurged },
+    gc: (o) => collectGarbage(layout, blobs, repositories, o),
+    close: release,
+  };
+}

@@ -1,0 +1,87 @@
+// The one place that maps storage contents to paths. Every path is built here from values
+// that were validated by src/oci before they arrive, and stays under the storage root.
+//
+//   <root>/
+//     blobs/<alg>/<hex[0..2]>/<hex>            blob bytes, immutable, named by their digest
+//     uploads/<id>/data                        bytes of an upload session received so far
+//     uploads/<id>/session.json                {repository, startedAt}
+//     repositories/<name>/_layers/<alg>/<hex>   link: the repository may serve this blob
+//     repositories/<name>/_manifests/<alg>/<hex> revision: JSON {mediaType, size}
+//     repositories/<name>/_tags/<tag>           JSON {digest}
+//     repositories/<name>/_referrers/<alg>/<subject-hex>/<alg>-<hex>  JSON descriptor
+//     tmp/                                      temp files, renamed into place when complete
+//     lock                                      pid of the server that owns the storage
+//
+// Repository name components never start with `_`, so `_layers` and friends cannot collide
+// with a nested repository name.
+import { join } from 'node:path';
+import type { Digest } from '../oci/index.js';
+
+/** Path builder for one storage root. */
+export class Layout {
+  readonly root: string;
+  readonly blobsDir: string;
+  readonly uploadsDir: string;
+  readonly repositoriesDir: string;
+  readonly tmpDir: string;
+  readonly lockFile: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.blobsDir = join(root, 'blobs');
+    this.uploadsDir = join(root, 'uploads');
+    this.repositoriesDir = join(root, 'repositories');
+    this.tmpDir = join(root, 'tmp');
+    this.lockFile = join(root, 'lock');
+  }
+
+  /** Where the bytes of a blob live once committed. */
+  blob(d: Digest): string {
+    return join(this.blobsDir, d.algorithm, d.hex.slice(0, 2), d.hex);
+  }
+
+  /** Directory of one upload session. */
+  upload(id: string): string {
+    return join(this.uploadsDir, id);
+  }
+
+  /** Directory of one repository's metadata. */
+  repository(name: string): string {
+    return join(this.repositoriesDir, name);
+  }
+
+  /** Link that lets `name` serve blob `d`. */
+  layerLink(name: string, d: Digest): string {
+    return join(this.repositoriesDir, name, '_layers', d.algorithm, d.hex);
+  }
+
+  /** Revision record of manifest `d` in `name`. */
+  manifestRevision(name: string, d: Digest): string {
+    return join(this.repositoriesDir, name, '_manifests', d.algorithm, d.hex);
+  }
+
+  /** Directory of the revision records of one algorithm in `name`. */
+  manifestRevisions(name: string): string {
+    return join(this.repositoriesDir, name, '_manifests');
+  }
+
+  /** Tag record `tag` of `name`. */
+  tag(name: string, tag: string): string {
+    return join(this.repositoriesDir, name, '_tags', tag);
+  }
+
+  /** Directory of the tags of `name`. */
+  tags(name: string): string {
+    return join(this.repositoriesDir, name, '_tags');
+  }
+
+  /** Directory of the referrers of `subject` in `name`. */
+  referrers(name: string, subject: Digest): string {
+    return join(this.repositoriesDir, name, '_referrers', subject.algorithm, subject.hex);
+  }
+
+  /** Record of `referrer` among the referrers of `subject` in `name`. */
+  referrer(name: string, subject: Digest, referrer: Digest): string {
+    return join(this.referrers(name, subject), `${referrer.algorithm}-${referrer.hex}`);
+  }
+}

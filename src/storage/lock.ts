@@ -1,0 +1,35 @@
+// A pid lock on the storage root: one server process owns a storage directory at a time,
+// which is what lets the metadata caches stay coherent. A lock left by a dead process
+// (a crash, kill -9) is taken over.
+import { open, readFile, unlink } from 'node:fs/promises';
+import { StorageLockedError } from './errors.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Takes the lock at `path` for this process; throws StorageLockedError if a live process holds it. */
+export async function acquireLock(path: string): Promise<() => Promise<void>> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fh = await open(path, 'wx');
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return async () => {
+        const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+        if (owner === process.pid) await unlink(path).catch(() => {});
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+      if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) throw new StorageLockedError(path, owner);
+      await unlink(path).catch(() => {});
+    }
+  }
+  throw new StorageLockedError(path, -1);
+}

@@ -1,0 +1,231 @@
+// The registry's view of storage: repository-scoped blobs, manifests, tags and referrers
+// over the shared content-addressed blob store. Route handlers (and the pull-through
+// cache, which decorates it) speak only to this.
+import type { Readable } from 'node:stream';
+import { BlobStore } from './blob-store.js';
+import { Repositories, type ManifestRecord } from './repositories.js';
+import { Uploads, type UploadSession } from './uploads.js';
+import { BlobNotFoundError } from './errors.js';
+import {
+  RegistryError,
+  digestOf,
+  parseManifest,
+  tryParseDigest,
+  type Descriptor,
+  type Digest,
+  type ParsedManifest,
+  type Reference,
+} from '../oci/index.js';
+
+/** Largest manifest accepted (the spec asks registries to take at least 4 MiB). */
+export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
+
+/** Total bytes of manifests kept in memory to answer repeated GETs. */
+const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
+
+/** A manifest as it is served. */
+export interface StoredManifest {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  /** The exact bytes pushed (absent when only metadata was asked for). */
+  body?: Buffer;
+  subject?: string;
+}
+
+/** Result of a manifest push. */
+export interface PutManifestResult {
+  digest: Digest;
+  subject?: string;
+}
+
+/**
+ * What the registry's routes need of a store. The local store implements it; the
+ * pull-through cache decorates it with the same shape.
+ */
+export interface RegistryBackend {
+  statBlob(name: string, d: Digest): Promise<number | undefined>;
+  openBlob(name: string, d: Digest, range?: { start: number; end: number }): Promise<Readable>;
+  putBlob(name: string, expected: Digest, source: AsyncIterable<Uint8Array>, expectedSize?: number): Promise<number>;
+  completeUpload(name: string, session: UploadSession, expected: Digest, last?: AsyncIterable<Uint8Array>): Promise<number>;
+  mountBlob(name: string, d: Digest, from?: string): Promise<boolean>;
+  deleteBlob(name: string, d: Digest): Promise<boolean>;
+  putManifest(name: string, reference: Reference, body: Buffer, contentType?: string): Promise<PutManifestResult>;
+  getManifest(name: string, reference: Reference, withBody: boolean): Promise<StoredManifest | undefined>;
+  deleteManifest(name: string, reference: Reference): Promise<boolean>;
+  listTags(name: string): Promise<string[] | undefined>;
+  listReferrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]>;
+  listRepositories(): Promise<string[]>;
+  readonly uploads: Uploads;
+}
+
+/** Repository-scoped operations over one storage root. */
+export class RegistryStore implements RegistryBackend {
+  private readonly bodies = new Map<string, Buffer>();
+  private bodyBytes = 0;
+
+  constructor(
+    readonly blobs: BlobStore,
+    readonly uploads: Uploads,
+    readonly repositories: Repositories,
+  ) {}
+
+  // ---- blobs ----
+
+  /** Size of blob `d` if repository `name` may serve it. */
+  async statBlob(name: string, d: Digest): Promise<number | undefined> {
+    if (!(await this.repositories.hasBlobLink(name, d))) return undefined;
+    return this.blobs.stat(d);
+  }
+
+  /** A stream of blob `d` of `name` (optionally a byte range); BlobNotFoundError if absent. */
+  async openBlob(name: string, d: Digest, range?: { start: number; end: number }): Promise<Readable> {
+    if ((await this.statBlob(name, d)) === undefined) throw new BlobNotFoundError(d.value);
+    return this.blobs.openRead(d, range);
+  }
+
+  /** Stores a whole blob sent in one request and links it into `name`. */
+  async putBlob(name: string, expected: Digest, source: AsyncIterable<Uint8Array>, expectedSize?: number): Promise<number> {
+    const writer = await this.blobs.createWriter(expected.algorithm);
+    try {
+      await writer.write(source);
+    } catch (err) {
+      await writer.cancel();
+      throw err;
+    }
+    const { size } = await writer.commit(expected, expectedSize);
+    await this.repositories.linkBlob(name, expected);
+    return size;
+  }
+
+  /** Finishes an upload session as blob `expected` and links it into `name`. */
+  async completeUpload(name: string, session: UploadSession, expected: Digest, last?: AsyncIterable<Uint8Array>): Promise<number> {
+    const { size } = await this.uploads.complete(session, expected, last);
+    await this.repositories.linkBlob(name, expected);
+    return size;
+  }
+
+  /**
+   * Mounts blob `d` into `name`: from repository `from` when it has it, or from any
+   * repository when `from` is absent (the store is shared). False when not possible.
+   */
+  async mountBlob(name: string, d: Digest, from?: string): Promise<boolean> {
+    if (from !== undefined && !(await this.repositories.hasBlobLink(from, d))) return false;
+    if ((await this.blobs.stat(d)) === undefined) return false;
+    await this.repositories.linkBlob(name, d);
+    return true;
+  }
+
+  /** Removes blob `d` from `name` (its bytes stay until garbage collection). */
+  async deleteBlob(name: string, d: Digest): Promise<boolean> {
+    return this.repositories.unlinkBlob(name, d);
+  }
+
+  // ---- manifests ----
+
+  /**
+   * Stores a manifest byte-exact under `reference`. Every blob and child manifest it names
+   * must be known (MANIFEST_BLOB_UNKNOWN otherwise); its subject need not exist yet.
+   */
+  async putManifest(name: string, reference: Reference, body: Buffer, contentType?: string): Promise<PutManifestResult> {
+    const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
+    const digest = digestOf(body, algorithm);
+    if (reference.kind === 'digest' && reference.digest.value !== digest.value) {
+      throw new RegistryError('DIGEST_INVALID', 'manifest digest does not match its content', {
+        detail: { expected: reference.digest.value, actual: digest.value },
+      });
+    }
+    const manifest = parseManifest(body, contentType);
+    await this.assertReferencesKnown(name, manifest);
+    await this.blobs.putBytes(digest, body);
+    const record: ManifestRecord = { mediaType: manifest.mediaType, size: body.byteLength };
+    if (manifest.artifactType) record.artifactType = manifest.artifactType;
+    if (manifest.annotations) record.annotations = manifest.annotations;
+    if (manifest.subject) record.subject = manifest.subject.digest;
+    await this.repositories.putManifest(name, digest, record);
+    if (reference.kind === 'tag') await this.repositories.putTag(name, reference.tag, digest);
+    this.cacheBody(digest.value, body);
+    return manifest.subject ? { digest, subject: manifest.subject.digest } : { digest };
+  }
+
+  private async assertReferencesKnown(name: string, m: ParsedManifest): Promise<void> {
+    const missing: string[] = [];
+    const blobs = m.config ? [m.config, ...m.layers] : m.layers;
+    await Promise.all([
+      ...blobs.map(async (b) => {
+        // Layers with `urls` (foreign layers) live elsewhere by definition.
+        if (b.urls?.length) return;
+        const d = tryParseDigest(b.digest)!;
+        if (!(await this.mountBlob(name, d))) missing.push(b.digest);
+      }),
+      ...m.manifests.map(async (c) => {
+        if (!(await this.repositories.getManifest(name, tryParseDigest(c.digest)!))) missing.push(c.digest);
+      }),
+    ]);
+    if (missing.length > 0) {
+      throw new RegistryError('MANIFEST_BLOB_UNKNOWN', undefined, { detail: { digests: missing.sort() } });
+    }
+  }
+
+  /** The digest a reference names in `name`, or undefined. */
+  async resolve(name: string, reference: Reference): Promise<Digest | undefined> {
+    if (reference.kind === 'digest') return reference.digest;
+    const value = await this.repositories.resolveTag(name, reference.tag);
+    return value ? tryParseDigest(value) : undefined;
+  }
+
+  /** A manifest of `name` by tag or digest, with its bytes when `withBody`. */
+  async getManifest(name: string, reference: Reference, withBody: boolean): Promise<StoredManifest | undefined> {
+    const digest = await this.resolve(name, reference);
+    if (!digest) return undefined;
+    const record = await this.repositories.getManifest(name, digest);
+    if (!record) return undefined;
+    const out: StoredManifest = { digest, mediaType: record.mediaType, size: record.size };
+    if (record.subject) out.subject = record.subject;
+    if (withBody) out.body = await this.manifestBody(digest);
+    return out;
+  }
+
+  private async manifestBody(digest: Digest): Promise<Buffer> {
+    const cached = this.bodies.get(digest.value);
+    if (cached) return cached;
+    const body = await this.blobs.readSmall(digest, MAX_MANIFEST_SIZE);
+    this.cacheBody(digest.value, body);
+    return body;
+  }
+
+  private cacheBody(key: string, body: Buffer): void {
+    if (this.bodies.has(key) || body.byteLength > MANIFEST_CACHE_BYTES / 16) return;
+    this.bodies.set(key, body);
+    this.bodyBytes += body.byteLength;
+    for (const [k, v] of this.bodies) {
+      if (this.bodyBytes <= MANIFEST_CACHE_BYTES) break;
+      this.bodies.delete(k);
+      this.bodyBytes -= v.byteLength;
+    }
+  }
+
+  /** Deletes a manifest by digest (with its tags), or just a tag; false when absent. */
+  async deleteManifest(name: string, reference: Reference): Promise<boolean> {
+    if (reference.kind === 'tag') return this.repositories.deleteTag(name, reference.tag);
+    return this.repositories.deleteManifest(name, reference.digest);
+  }
+
+  // ---- discovery ----
+
+  /** Tags of `name`, sorted; undefined when the repository is unknown. */
+  listTags(name: string): Promise<string[] | undefined> {
+    return this.repositories.listTags(name);
+  }
+
+  /** Referrers of `subject` in `name`, optionally only those of one artifact type. */
+  async listReferrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]> {
+    const all = await this.repositories.listReferrers(name, subject);
+    return artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType);
+  }
+
+  /** Every repository, sorted. */
+  listRepositories(): Promise<string[]> {
+    return this.repositories.list();
+  }
+}

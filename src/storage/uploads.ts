@@ -1,0 +1,173 @@
+// Upload sessions: a blob pushed in one or more requests. Bytes go to
+// uploads/<id>/data as they arrive, hashed on the way; the running hash lives in memory
+// and is recomputed from the file when it was lost (a restart), so a session survives
+// a restart and is resumable. Completing a session verifies and publishes its data
+// file as a blob without copying it.
+import { open, mkdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { randomUUID, type Hash } from 'node:crypto';
+import { join } from 'node:path';
+import { Layout } from './layout.js';
+import { BlobStore, appendStream, hashFile, readdirOrEmpty } from './blob-store.js';
+import { writeFileAtomic, readJson, isNotFound } from './fs-util.js';
+import { DigestMismatchError, UploadBusyError, UploadNotFoundError, UploadRangeError } from './errors.js';
+import { newHash, type Digest } from '../oci/index.js';
+
+const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** What the store keeps on disk about an upload session. */
+export interface UploadRecord {
+  repository: string;
+  startedAt: number;
+}
+
+/** An open upload session as the registry sees it. */
+export interface UploadSession extends UploadRecord {
+  id: string;
+  /** Bytes received so far. */
+  size: number;
+}
+
+interface LiveState {
+  hash: Hash | undefined;
+  size: number;
+  busy: boolean;
+}
+
+/** The upload sessions of one storage root. */
+export class Uploads {
+  private readonly live = new Map<string, LiveState>();
+
+  constructor(private readonly layout: Layout, private readonly blobs: BlobStore) {}
+
+  /** Opens a new session for `repository`. */
+  async create(repository: string): Promise<UploadSession> {
+    const id = randomUUID();
+    const dir = this.layout.upload(id);
+    await mkdir(dir, { recursive: true });
+    const record: UploadRecord = { repository, startedAt: Date.now() };
+    await (await open(join(dir, 'data'), 'wx')).close();
+    await writeFileAtomic(this.layout.tmpDir, join(dir, 'session.json'), JSON.stringify(record));
+    this.live.set(id, { hash: newHash('sha256'), size: 0, busy: false });
+    return { id, size: 0, ...record };
+  }
+
+  /** The session `id` of `repository`; throws UploadNotFoundError for any other. */
+  async get(repository: string, id: string): Promise<UploadSession> {
+    if (!UPLOAD_ID_RE.test(id)) throw new UploadNotFoundError(id);
+    const record = await readJson<UploadRecord>(join(this.layout.upload(id), 'session.json')).catch(() => undefined);
+    if (!record || record.repository !== repository) throw new UploadNotFoundError(id);
+    const size = await this.size(id);
+    return { id, size, ...record };
+  }
+
+  /**
+   * Appends a chunk. `start`, when the client sent a Content-Range, must be where the
+   * upload stands. Returns the new size.
+   */
+  async append(session: UploadSession, source: AsyncIterable<Uint8Array>, start?: number, limit?: number): Promise<number> {
+    return this.exclusive(session, async (state, fh) => {
+      if (start !== undefined && start !== state.size) throw new UploadRangeError(state.size, start);
+      try {
+        state.size += await appendStream(fh, source, state.hash, state.size, limit);
+      } catch (err) {
+        // The file may hold part of the chunk now: the running hash no longer matches it.
+        state.hash = undefined;
+        state.size = await this.size(session.id);
+        throw err;
+      }
+      return state.size;
+    });
+  }
+
+  /**
+   * Appends an optional last chunk, verifies the whole upload against `expected`, and
+   * publishes it as a blob. The session ends either way on a digest mismatch.
+   */
+  async complete(session: UploadSession, expected: Digest, last?: AsyncIterable<Uint8Array>, limit?: number): Promise<{ size: number }> {
+    if (last) await this.append(session, last, undefined, limit);
+    const size = await this.exclusive(session, async (state, fh) => {
+      const dataPath = join(this.layout.upload(session.id), 'data');
+      let hex: string;
+      if (state.hash && expected.algorithm === 'sha256') {
+        hex = state.hash.digest('hex');
+        state.hash = undefined;
+      } else {
+        hex = (await hashFile(dataPath, expected.algorithm)).hex;
+      }
+      if (hex !== expected.hex) {
+        await this.remove(session.id);
+        throw new DigestMismatchError(expected.value, `${expected.algorithm}:${hex}`);
+      }
+      await fh.sync();
+      await this.blobs.publishFile(dataPath, expected);
+      return state.size;
+    });
+    await this.remove(session.id);
+    return { size };
+  }
+
+  /** Cancels a session and removes its data. */
+  async cancel(session: UploadSession): Promise<void> {
+    await this.remove(session.id);
+  }
+
+  /** Removes sessions started before `olderThanMs` ago; returns how many. */
+  async purgeStale(olderThanMs: number): Promise<number> {
+    let purged = 0;
+    const cutoff = Date.now() - olderThanMs;
+    for (const id of await readdirOrEmpty(this.layout.uploadsDir)) {
+      const record = await readJson<UploadRecord>(join(this.layout.upload(id), 'session.json')).catch(() => undefined);
+      const started = record?.startedAt ?? (await stat(this.layout.upload(id)).catch(() => undefined))?.mtimeMs ?? 0;
+      if (started < cutoff && !this.live.get(id)?.busy) {
+        await this.remove(id);
+        purged++;
+      }
+    }
+    return purged;
+  }
+
+  /** Ids of every session on disk (garbage collection keeps their blobs' neighbours alone). */
+  list(): Promise<string[]> {
+    return readdirOrEmpty(this.layout.uploadsDir);
+  }
+
+  private async size(id: string): Promise<number> {
+    try {
+      return (await stat(join(this.layout.upload(id), 'data'))).size;
+    } catch (err) {
+      if (isNotFound(err)) throw new UploadNotFoundError(id);
+      throw err;
+    }
+  }
+
+  private async remove(id: string): Promise<void> {
+    this.live.delete(id);
+    await rm(this.layout.upload(id), { recursive: true, force: true });
+  }
+
+  /** Runs `fn` with the session's state and data file, one request at a time. */
+  private async exclusive<T>(session: UploadSession, fn: (state: LiveState, fh: FileHandle) => Promise<T>): Promise<T> {
+    let state = this.live.get(session.id);
+    if (!state) {
+      // Lost with a restart: resume from the file; the hash is recomputed at completion.
+      state = { hash: session.size === 0 ? newHash('sha256') : undefined, size: session.size, busy: false };
+      this.live.set(session.id, state);
+    }
+    if (state.busy) throw new UploadBusyError(session.id);
+    state.busy = true;
+    let fh: FileHandle;
+    try {
+      fh = await open(join(this.layout.upload(session.id), 'data'), 'r+');
+    } catch (err) {
+      state.busy = false;
+      if (isNotFound(err)) throw new UploadNotFoundError(session.id);
+      throw err;
+    }
+    try {
+      return await fn(state, fh);
+    } finally {
+      state.busy = false;
+      await fh.close().catch(() => {});
+    }
+  }
+}
