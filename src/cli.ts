@@ -20,6 +20,10 @@ function duration(v: string): number {
   return Number(m[1]) * unit;
 }
 
+function collect(v: string, all: string[]): string[] {
+  return [...all, v];
+}
+
 /** Prints a one-line error for the failures a user can fix, and exits 1. */
 function fail(err: unknown): never {
   if (err instanceof ListenError || err instanceof StorageLockedError) {
@@ -46,6 +50,10 @@ export function program(): Command {
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', logLevel, 'info')
     .option('--ready-file <file>', 'write {registry, cache, pid} as JSON here once listening')
+    .option('--upstream <ns=url>', 'an upstream of the cache, repeatable (default docker.io=https://registry-1.docker.io)', collect, [])
+    .option('--upstream-auth <ns=user:token>', 'credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)', collect, [])
+    .option('--tag-ttl <duration>', 'serve a cached tag this long before revalidating it upstream', duration, 300_000)
+    .option('--stats-file <file>', 'write the statistics here as JSON on exit')
     .action(async (o) => {
       if (!!o.tlsCert !== !!o.tlsKey) fail(new Error('--tls-cert and --tls-key go together'));
       await runServer({
@@ -57,6 +65,10 @@ export function program(): Command {
         tlsKey: o.tlsKey,
         logLevel: o.logLevel,
         readyFile: o.readyFile,
+        upstreams: o.upstream,
+        upstreamAuth: o.upstreamAuth,
+        tagTtlMs: o.tagTtl,
+        statsFile: o.statsFile,
       }).catch(fail);
     });
 

@@ -2,7 +2,8 @@
 // writable, the cache port is read-only. Bodies are never parsed by the framework: every
 // route reads the raw stream itself, with its own limits.
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { RegistryBackend } from '../storage/index.js';
+import type { RegistryBackend, RegistryReader } from '../storage/index.js';
+import { routeContext, type NameResolver } from './route-context.js';
 import { RegistryError } from '../oci/index.js';
 import { rewriteUrl } from './url-rewrite.js';
 import { errorHandler, sendError } from './error-handler.js';
@@ -15,10 +16,16 @@ import { discoveryRoutes } from './routes/discovery.js';
 import { readOnlyRoutes } from './routes/read-only.js';
 
 /** Options of {@link buildRegistryApp}. */
-export interface RegistryAppOptions {
-  backend: RegistryBackend;
-  /** False for the pull-through cache port: writes answer UNSUPPORTED. */
-  writable: boolean;
+export type RegistryAppOptions = CommonOptions &
+  (
+    | { writable: true; backend: RegistryBackend }
+    /** The pull-through cache port: writes answer UNSUPPORTED. */
+    | { writable: false; backend: RegistryReader }
+  );
+
+interface CommonOptions {
+  /** Maps request names to store names (the cache port's upstream routing). */
+  resolveName?: NameResolver;
   auth?: BasicAuth;
   logger?: FastifyServerOptions['logger'];
   https?: { cert: Buffer; key: Buffer };
@@ -47,19 +54,20 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     reply.header('docker-distribution-api-version', 'registry/2.0');
   });
   if (opts.auth) app.addHook('onRequest', opts.auth.hook);
+  opts.extraRoutes?.(app);
 
-  const { backend } = opts;
+  const ctx = routeContext<RegistryReader>(opts.backend, opts.resolveName);
   baseRoutes(app);
-  blobReadRoutes(app, backend);
-  manifestReadRoutes(app, backend);
-  discoveryRoutes(app, backend);
+  blobReadRoutes(app, ctx);
+  manifestReadRoutes(app, ctx);
+  discoveryRoutes(app, ctx);
   if (opts.writable) {
-    uploadRoutes(app, backend);
-    manifestWriteRoutes(app, backend);
-    blobDeleteRoutes(app, backend);
+    const writeCtx = routeContext(opts.backend, opts.resolveName);
+    uploadRoutes(app, writeCtx);
+    manifestWriteRoutes(app, writeCtx);
+    blobDeleteRoutes(app, writeCtx);
   } else {
     readOnlyRoutes(app);
   }
-  opts.extraRoutes?.(app);
   return app;
 }

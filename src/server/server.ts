@@ -1,10 +1,12 @@
 // The server: one storage root, the registry port (writable) and the cache port (read-only)
 // over it, started and stopped together.
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile, rename } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { openStorage, type Storage } from '../storage/index.js';
 import { buildRegistryApp, BasicAuth } from '../registry/index.js';
+import { createCache, type Credentials } from '../proxy/index.js';
+import { Stats, toPrometheus } from '../stats/index.js';
 import { parseAddress, urlOf } from './address.js';
 
 /** Options of {@link startServer}. */
@@ -21,6 +23,19 @@ export interface ServerOptions {
   tlsKey?: string;
   /** pino level: fatal, error, warn, info, debug, trace or silent. Default info. */
   logLevel?: string;
+  /** Upstreams of the cache as `NS=URL`; default Docker Hub. */
+  upstreams?: string[];
+  /** Upstream credentials as `NS=USER:TOKEN` (also read: REGCACHE_UPSTREAM_AUTH, docker config). */
+  upstreamAuth?: string[];
+  /** Credentials already resolved, by ns (tests). */
+  credentials?: Map<string, Credentials>;
+  /** How long a cached tag is served before it is revalidated. Default 5 minutes. */
+  tagTtlMs?: number;
+  /** Where the statistics are written as JSON on close. */
+  statsFile?: string;
+  /** Upstream retries after the first attempt (default 2) and base backoff (default 200 ms). */
+  upstreamRetries?: number;
+  upstreamBackoffMs?: number;
 }
 
 /** A started server. */
@@ -28,6 +43,7 @@ export interface RunningServer {
   registryUrl: string;
   cacheUrl: string;
   storage: Storage;
+  stats: Stats;
   registryApp: FastifyInstance;
   cacheApp: FastifyInstance;
   /** Stops accepting, drains in-flight requests, releases the storage. */
@@ -59,14 +75,33 @@ async function listen(app: FastifyInstance, value: string, flag: string): Promis
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const storage = await openStorage(opts.storage);
   const apps: FastifyInstance[] = [];
+  const closers: Array<() => Promise<void>> = [];
   try {
     const auth = opts.htpasswd ? BasicAuth.fromFile(opts.htpasswd) : undefined;
     const https = opts.tlsCert && opts.tlsKey ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) } : undefined;
     const logger = { level: opts.logLevel ?? 'info' };
     const common = { ...(auth ? { auth } : {}), ...(https ? { https } : {}), logger };
+    const stats = new Stats();
+    const cache = createCache({
+      storage,
+      stats,
+      ...(opts.upstreams ? { upstreams: opts.upstreams } : {}),
+      ...(opts.upstreamAuth ? { upstreamAuth: opts.upstreamAuth } : {}),
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
+      ...(opts.tagTtlMs !== undefined ? { tagTtlMs: opts.tagTtlMs } : {}),
+      ...(opts.upstreamRetries !== undefined ? { retries: opts.upstreamRetries } : {}),
+      ...(opts.upstreamBackoffMs !== undefined ? { backoffMs: opts.upstreamBackoffMs } : {}),
+    });
+    closers.push(cache.close);
     const registryApp = buildRegistryApp({ backend: storage.registry, writable: true, ...common });
     apps.push(registryApp);
-    const cacheApp = buildRegistryApp({ backend: storage.registry, writable: false, ...common });
+    const cacheApp = buildRegistryApp({
+      backend: cache.backend,
+      writable: false,
+      resolveName: cache.resolveName,
+      extraRoutes: (app) => statsRoutes(app, stats),
+      ...common,
+    });
     apps.push(cacheApp);
     const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', '--registry-addr');
     const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', '--cache-addr');
@@ -74,16 +109,36 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       registryUrl: urlOf(r.address, r.port, !!https),
       cacheUrl: urlOf(c.address, c.port, !!https),
       storage,
+      stats,
       registryApp,
       cacheApp,
       close: async () => {
         await Promise.all(apps.map((a) => a.close()));
+        await Promise.all(closers.map((c) => c().catch(() => {})));
+        if (opts.statsFile) await writeJsonAtomic(opts.statsFile, stats.snapshot());
         await storage.close();
       },
     };
   } catch (err) {
     await Promise.all(apps.map((a) => a.close().catch(() => {})));
+    await Promise.all(closers.map((c) => c().catch(() => {})));
     await storage.close();
     throw err;
   }
+}
+
+/** Path of the statistics as JSON on the cache port. */
+export const STATS_PATH = '/_regcache/stats';
+/** Path of the Prometheus metrics on the cache port. */
+export const METRICS_PATH = '/metrics';
+
+function statsRoutes(app: FastifyInstance, stats: Stats): void {
+  app.addHook('onRequest', async () => stats.request());
+  app.get(STATS_PATH, async (_req, reply) => reply.type('application/json').send(stats.snapshot()));
+  app.get(METRICS_PATH, async (_req, reply) => reply.type('text/plain; version=0.0.4').send(toPrometheus(stats.snapshot())));
+}
+
+async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  await writeFile(`${path}.tmp`, JSON.stringify(value, null, 2));
+  await rename(`${path}.tmp`, path);
 }

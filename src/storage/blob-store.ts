@@ -65,7 +65,8 @@ export class BlobWriter {
   private constructor(
     private readonly store: BlobStore,
     private readonly fh: FileHandle,
-    private readonly path: string,
+    /** The temp file being written (readers may follow it while it grows). */
+    readonly path: string,
     readonly algorithm: Algorithm,
   ) {
     this.hash = newHash(algorithm);

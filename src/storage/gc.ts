@@ -1,5 +1,6 @@
 // Garbage collection: mark every blob a manifest of any repository references (the
-// manifest itself, its config and layers, its child manifests), then sweep the rest,
+// manifest itself, its config and layers, its child manifests), and every blob the
+// pull-through cache holds (cached content leaves only by eviction), then sweep the rest,
 // except blobs younger than the grace period (a push may be about to reference them).
 // Repository links to swept blobs are removed with them.
 import { join } from 'node:path';
@@ -27,9 +28,17 @@ export interface GcResult {
 }
 
 /** Runs one mark-and-sweep over a storage root. */
-export async function collectGarbage(layout: Layout, blobs: BlobStore, repositories: Repositories, opts: GcOptions = {}): Promise<GcResult> {
+export async function collectGarbage(
+  layout: Layout,
+  blobs: BlobStore,
+  repositories: Repositories,
+  cache: Repositories,
+  opts: GcOptions = {},
+): Promise<GcResult> {
   const grace = opts.gracePeriodMs ?? 60 * 60 * 1000;
   const marked = await mark(blobs, repositories);
+  for (const d of await mark(blobs, cache)) marked.add(d);
+  for (const name of await cache.list()) for (const d of await cache.listBlobLinks(name)) marked.add(d.value);
   const result: GcResult = { marked: marked.size, deleted: 0, deletedBytes: 0, keptRecent: 0 };
   const cutoff = Date.now() - grace;
   const deleted = new Set<string>();

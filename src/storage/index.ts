@@ -13,7 +13,7 @@ export { Layout } from './layout.js';
 export { BlobStore, BlobWriter } from './blob-store.js';
 export { Uploads, type UploadSession } from './uploads.js';
 export { Repositories, type ManifestRecord } from './repositories.js';
-export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type PutManifestResult } from './registry-store.js';
+export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type PutManifestResult } from './registry-store.js';
 export type { GcOptions, GcResult } from './gc.js';
 export * from './errors.js';
 
@@ -29,6 +29,8 @@ export interface Storage {
   blobs: BlobStore;
   uploads: Uploads;
   repositories: Repositories;
+  /** Repository records of the pull-through cache (same blobs, its own tree). */
+  cacheRepositories: Repositories;
   registry: RegistryStore;
   /** What the startup scan cleaned. */
   startup: { tempFilesRemoved: number; stalePurged: number };
@@ -46,6 +48,9 @@ export async function openStorage(root: string, opts: StorageOptions = {}): Prom
   const blobs = new BlobStore(layout);
   const uploads = new Uploads(layout, blobs);
   const repositories = new Repositories(layout);
+  const cacheLayout = new Layout(root, 'cache');
+  await mkdir(cacheLayout.repositoriesDir, { recursive: true });
+  const cacheRepositories = new Repositories(cacheLayout);
   const registry = new RegistryStore(blobs, uploads, repositories);
   const tempFilesRemoved = await blobs.clearTemp();
   const stalePurged = await uploads.purgeStale(opts.uploadMaxAgeMs ?? 24 * 60 * 60 * 1000);
@@ -54,9 +59,10 @@ export async function openStorage(root: string, opts: StorageOptions = {}): Prom
     blobs,
     uploads,
     repositories,
+    cacheRepositories,
     registry,
     startup: { tempFilesRemoved, stalePurged },
-    gc: (o) => collectGarbage(layout, blobs, repositories, o),
+    gc: (o) => collectGarbage(layout, blobs, repositories, cacheRepositories, o),
     close: release,
   };
 }

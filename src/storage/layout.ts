@@ -9,6 +9,8 @@
 //     repositories/<name>/_manifests/<alg>/<hex> revision: JSON {mediaType, size}
 //     repositories/<name>/_tags/<tag>           JSON {digest}
 //     repositories/<name>/_referrers/<alg>/<subject-hex>/<alg>-<hex>  JSON descriptor
+//     cache/<ns>/<name>/...                      the same records for repositories of the
+//                                               pull-through cache, kept apart from pushed ones
 //     tmp/                                      temp files, renamed into place when complete
 //     lock                                      pid of the server that owns the storage
 //
@@ -26,11 +28,12 @@ export class Layout {
   readonly tmpDir: string;
   readonly lockFile: string;
 
-  constructor(root: string) {
+  /** `tree` names the directory of repository records: `repositories` (pushed) or `cache`. */
+  constructor(root: string, tree: 'repositories' | 'cache' = 'repositories') {
     this.root = root;
     this.blobsDir = join(root, 'blobs');
     this.uploadsDir = join(root, 'uploads');
-    this.repositoriesDir = join(root, 'repositories');
+    this.repositoriesDir = join(root, tree);
     this.tmpDir = join(root, 'tmp');
     this.lockFile = join(root, 'lock');
   }

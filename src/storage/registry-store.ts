@@ -5,7 +5,6 @@ import type { Readable } from 'node:stream';
 import { BlobStore } from './blob-store.js';
 import { Repositories, type ManifestRecord } from './repositories.js';
 import { Uploads, type UploadSession } from './uploads.js';
-import { BlobNotFoundError } from './errors.js';
 import {
   RegistryError,
   digestOf,
@@ -39,23 +38,34 @@ export interface PutManifestResult {
   subject?: string;
 }
 
+/** A blob ready to be served: its size (when known) and a way to read it. */
+export interface BlobHandle {
+  size: number | undefined;
+  /** A stream of bytes `[start, end]` (inclusive), or of the whole blob. */
+  read(range?: { start: number; end: number }): Readable;
+}
+
 /**
- * What the registry's routes need of a store. The local store implements it; the
- * pull-through cache decorates it with the same shape.
+ * What the read routes need of a store. The local store implements it; the pull-through
+ * cache implements it over the same blob store with upstreams behind.
  */
-export interface RegistryBackend {
+export interface RegistryReader {
   statBlob(name: string, d: Digest): Promise<number | undefined>;
-  openBlob(name: string, d: Digest, range?: { start: number; end: number }): Promise<Readable>;
+  openBlob(name: string, d: Digest): Promise<BlobHandle | undefined>;
+  getManifest(name: string, reference: Reference, withBody: boolean): Promise<StoredManifest | undefined>;
+  listTags(name: string): Promise<string[] | undefined>;
+  listReferrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]>;
+  listRepositories(): Promise<string[]>;
+}
+
+/** What the write routes need besides: pushes, mounts, deletes and upload sessions. */
+export interface RegistryBackend extends RegistryReader {
   putBlob(name: string, expected: Digest, source: AsyncIterable<Uint8Array>, expectedSize?: number): Promise<number>;
   completeUpload(name: string, session: UploadSession, expected: Digest, last?: AsyncIterable<Uint8Array>): Promise<number>;
   mountBlob(name: string, d: Digest, from?: string): Promise<boolean>;
   deleteBlob(name: string, d: Digest): Promise<boolean>;
   putManifest(name: string, reference: Reference, body: Buffer, contentType?: string): Promise<PutManifestResult>;
-  getManifest(name: string, reference: Reference, withBody: boolean): Promise<StoredManifest | undefined>;
   deleteManifest(name: string, reference: Reference): Promise<boolean>;
-  listTags(name: string): Promise<string[] | undefined>;
-  listReferrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]>;
-  listRepositories(): Promise<string[]>;
   readonly uploads: Uploads;
 }
 
@@ -78,10 +88,11 @@ export class RegistryStore implements RegistryBackend {
     return this.blobs.stat(d);
   }
 
-  /** A stream of blob `d` of `name` (optionally a byte range); BlobNotFoundError if absent. */
-  async openBlob(name: string, d: Digest, range?: { start: number; end: number }): Promise<Readable> {
-    if ((await this.statBlob(name, d)) === undefined) throw new BlobNotFoundError(d.value);
-    return this.blobs.openRead(d, range);
+  /** Blob `d` of `name`, ready to be read, or undefined when `name` may not serve it. */
+  async openBlob(name: string, d: Digest): Promise<BlobHandle | undefined> {
+    const size = await this.statBlob(name, d);
+    if (size === undefined) return undefined;
+    return { size, read: (range) => this.blobs.openRead(d, range) };
   }
 
   /** Stores a whole blob sent in one request and links it into `name`. */

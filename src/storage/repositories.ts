@@ -42,6 +42,19 @@ export class Repositories {
     return exists(this.layout.layerLink(name, d));
   }
 
+  /** Digests of every blob linked into `name`. */
+  async listBlobLinks(name: string): Promise<Digest[]> {
+    const out: Digest[] = [];
+    const dir = join(this.layout.repository(name), '_layers');
+    for (const algorithm of await readdirOrEmpty(dir)) {
+      for (const hex of await readdirOrEmpty(join(dir, algorithm))) {
+        const d = tryParseDigest(`${algorithm}:${hex}`);
+        if (d) out.push(d);
+      }
+    }
+    return out;
+  }
+
   /** Removes the link of blob `d` from `name`; true when it existed. */
   unlinkBlob(name: string, d: Digest): Promise<boolean> {
     return removeFile(this.layout.layerLink(name, d));

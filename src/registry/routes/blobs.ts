@@ -1,38 +1,42 @@
 // Blob reads and deletes: GET and HEAD (with single byte ranges) and DELETE.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { RegistryBackend } from '../../storage/index.js';
+import type { RouteContext, WriteContext } from '../route-context.js';
 import { RegistryError } from '../../oci/index.js';
-import { digestParam, nameParam, parseRange } from '../http-util.js';
+import { digestParam, parseRange } from '../http-util.js';
 
 /** Registers blob GET and HEAD. */
-export function blobReadRoutes(app: FastifyInstance, backend: RegistryBackend): void {
-  const serve = async (request: FastifyRequest, reply: FastifyReply) => {
-    const name = nameParam(request);
+export function blobReadRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const unknown = (digest: string) => new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+  app.head('/v2/:name/blobs/:digest', async (request: FastifyRequest, reply: FastifyReply) => {
     const digest = digestParam((request.params as { digest: string }).digest);
-    const size = await backend.statBlob(name, digest);
-    if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
-    reply.header('docker-content-digest', digest.value).header('accept-ranges', 'bytes').type('application/octet-stream');
-    const range = parseRange(request.headers.range, size);
+    const size = await ctx.backend.statBlob(ctx.name(request), digest);
+    if (size === undefined) throw unknown(digest.value);
+    return reply.header('docker-content-digest', digest.value).header('accept-ranges', 'bytes').type('application/octet-stream').header('content-length', size).send();
+  });
+  app.get('/v2/:name/blobs/:digest', async (request: FastifyRequest, reply: FastifyReply) => {
+    const digest = digestParam((request.params as { digest: string }).digest);
+    const blob = await ctx.backend.openBlob(ctx.name(request), digest);
+    if (!blob) throw unknown(digest.value);
+    reply.header('docker-content-digest', digest.value).type('application/octet-stream');
+    if (blob.size === undefined) return reply.send(blob.read());
+    reply.header('accept-ranges', 'bytes');
+    const range = parseRange(request.headers.range, blob.size);
     if (range) {
-      reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
+      reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${blob.size}`);
       reply.header('content-length', range.end - range.start + 1);
     } else {
-      reply.header('content-length', size);
+      reply.header('content-length', blob.size);
     }
-    if (request.method === 'HEAD') return reply.send();
-    if (size === 0) return reply.send('');
-    return reply.send(await backend.openBlob(name, digest, range));
-  };
-  app.get('/v2/:name/blobs/:digest', serve);
-  app.head('/v2/:name/blobs/:digest', serve);
+    if (blob.size === 0) return reply.send('');
+    return reply.send(blob.read(range));
+  });
 }
 
 /** Registers blob DELETE. */
-export function blobDeleteRoutes(app: FastifyInstance, backend: RegistryBackend): void {
+export function blobDeleteRoutes(app: FastifyInstance, ctx: WriteContext): void {
   app.delete('/v2/:name/blobs/:digest', async (request, reply) => {
-    const name = nameParam(request);
     const digest = digestParam((request.params as { digest: string }).digest);
-    if (!(await backend.deleteBlob(name, digest))) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
+    if (!(await ctx.backend.deleteBlob(ctx.name(request), digest))) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: digest.value } });
     return reply.code(202).header('content-length', 0).send();
   });
 }

@@ -1,10 +1,11 @@
 // Blob uploads: monolithic (POST ?digest=), POST then PUT, chunked PATCH with
 // Content-Range, upload status, cancel, and cross-repository mount.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { RegistryBackend, UploadSession } from '../../storage/index.js';
+import type { UploadSession } from '../../storage/index.js';
+import type { WriteContext } from '../route-context.js';
 import { UploadRangeError } from '../../storage/index.js';
 import { RegistryError, assertName, isValidName } from '../../oci/index.js';
-import { bodyStream, contentLength, digestParam, hasNoBody, nameParam, parseContentRange, query } from '../http-util.js';
+import { bodyStream, contentLength, digestParam, hasNoBody, parseContentRange, query } from '../http-util.js';
 
 function uploadLocation(name: string, id: string): string {
   return `/v2/${name}/blobs/uploads/${id}`;
@@ -24,17 +25,18 @@ function created(reply: FastifyReply, name: string, digest: string): FastifyRepl
 }
 
 /** Registers the upload routes. */
-export function uploadRoutes(app: FastifyInstance, backend: RegistryBackend): void {
+export function uploadRoutes(app: FastifyInstance, ctx: WriteContext): void {
+  const { backend } = ctx;
   const uploads = backend.uploads;
 
   const sessionOf = async (request: FastifyRequest): Promise<{ name: string; session: UploadSession }> => {
-    const name = nameParam(request);
+    const name = ctx.name(request);
     const session = await uploads.get(name, (request.params as { id: string }).id);
     return { name, session };
   };
 
   app.post('/v2/:name/blobs/uploads/', async (request, reply) => {
-    const name = nameParam(request);
+    const name = ctx.name(request);
     const q = query(request);
     if (q.mount !== undefined) {
       const digest = digestParam(q.mount);

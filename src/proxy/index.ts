@@ -1,0 +1,72 @@
+// The pull-through cache: what other folders import from src/proxy.
+import type { Storage } from '../storage/index.js';
+import type { Stats } from '../stats/index.js';
+import { PullThroughCache } from './pull-through.js';
+import { UpstreamClient, createDispatcher } from './upstream-client.js';
+import { DEFAULT_UPSTREAMS, UpstreamRouter, parseUpstream, type Credentials } from './upstreams.js';
+import { loadCredentials } from './credentials.js';
+
+export { PullThroughCache, upstreamToRegistryError } from './pull-through.js';
+export { UpstreamClient, UpstreamError } from './upstream-client.js';
+export { UpstreamRouter, parseUpstream, normalizeNs, DEFAULT_UPSTREAMS, DOCKER_HUB, type UpstreamConfig, type Credentials } from './upstreams.js';
+export { loadCredentials, parseCredentialLines, readDockerConfig } from './credentials.js';
+export { CircuitBreaker } from './circuit-breaker.js';
+export { SingleFlight } from './single-flight.js';
+
+/** Options of {@link createCache}. */
+export interface CacheOptions {
+  storage: Storage;
+  stats: Stats;
+  /** `NS=URL` values; default: Docker Hub. */
+  upstreams?: string[];
+  /** `NS=USER:TOKEN` values; the environment and docker config are read too. */
+  upstreamAuth?: string[];
+  /** Credentials already resolved (tests); merged over the others. */
+  credentials?: Map<string, Credentials>;
+  tagTtlMs?: number;
+  /** Retries and breaker tuning for tests and the fault suite. */
+  retries?: number;
+  backoffMs?: number;
+}
+
+/** A ready pull-through cache with its name resolver. */
+export interface Cache {
+  backend: PullThroughCache;
+  router: UpstreamRouter;
+  resolveName(name: string, query: Record<string, string | undefined>): string;
+  close(): Promise<void>;
+}
+
+/** Builds the cache over a storage root. */
+export function createCache(o: CacheOptions): Cache {
+  const credentials = loadCredentials(o.upstreamAuth ?? []);
+  for (const [k, v] of o.credentials ?? []) credentials.set(k, v);
+  const configs = (o.upstreams?.length ? o.upstreams : DEFAULT_UPSTREAMS).map(parseUpstream);
+  for (const c of configs) {
+    const cred = credentials.get(c.ns);
+    if (cred) c.credentials = cred;
+  }
+  const router = new UpstreamRouter(configs);
+  const dispatcher = createDispatcher();
+  const clientOpts = {
+    stats: o.stats,
+    dispatcher,
+    ...(o.retries !== undefined ? { retries: o.retries } : {}),
+    ...(o.backoffMs !== undefined ? { backoffMs: o.backoffMs } : {}),
+  };
+  const clients = new Map(configs.map((c) => [c.ns, new UpstreamClient(c, clientOpts)]));
+  const backend = new PullThroughCache({
+    blobs: o.storage.blobs,
+    repositories: o.storage.cacheRepositories,
+    router,
+    clients,
+    stats: o.stats,
+    tagTtlMs: o.tagTtlMs ?? 5 * 60 * 1000,
+  });
+  return {
+    backend,
+    router,
+    resolveName: (name, query) => router.route(name, query.ns).canonical,
+    close: () => dispatcher.close(),
+  };
+}

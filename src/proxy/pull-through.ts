@@ -1,0 +1,328 @@
+// The pull-through cache: a read-only registry whose misses are filled from upstream into
+// the shared blob store. Blobs: one upstream download per digest however many clients ask
+// (single-flight, readers follow the download). Manifests by digest: fetched once, never
+// asked again. Manifests by tag: fresh for a TTL, then revalidated with HEAD (not a counted
+// pull), fetched with GET only when the digest changed, and served stale when the upstream
+// fails. Cache metadata lives in its own tree, apart from pushed repositories.
+import type { Readable } from 'node:stream';
+import {
+  MAX_MANIFEST_SIZE,
+  type BlobHandle,
+  type BlobStore,
+  type RegistryReader,
+  type Repositories,
+  type StoredManifest,
+} from '../storage/index.js';
+import {
+  MANIFEST_MEDIA_TYPES,
+  RegistryError,
+  baseMediaType,
+  digestOf,
+  tryParseDigest,
+  type Descriptor,
+  type Digest,
+  type Reference,
+} from '../oci/index.js';
+import type { Stats } from '../stats/index.js';
+import { BlobFill } from './blob-fill.js';
+import { SingleFlight } from './single-flight.js';
+import { UpstreamClient, UpstreamError, header, type UpstreamResponse } from './upstream-client.js';
+import type { Route, UpstreamRouter } from './upstreams.js';
+
+const ACCEPT = [...MANIFEST_MEDIA_TYPES, 'application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5'].join(', ');
+
+/** What the cache is built from. */
+export interface PullThroughOptions {
+  blobs: BlobStore;
+  /** Metadata of cached repositories (a tree of its own). */
+  repositories: Repositories;
+  router: UpstreamRouter;
+  clients: ReadonlyMap<string, UpstreamClient>;
+  stats: Stats;
+  /** How long a tag's manifest is served without revalidation. */
+  tagTtlMs: number;
+}
+
+/** Maps an upstream failure to the error a client gets. */
+export function upstreamToRegistryError(err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  if (err instanceof UpstreamError) {
+    if (err.kind === 'rate-limited') {
+      return new RegistryError('TOOMANYREQUESTS', err.message, { headers: { 'retry-after': String(Math.ceil((err.opts.retryAfterMs ?? 60_000) / 1000)) } });
+    }
+    if (err.kind === 'unauthorized') return new RegistryError('DENIED', err.message);
+    return new RegistryError('UNAVAILABLE', err.message, { cause: err });
+  }
+  return new RegistryError('UNAVAILABLE', 'upstream request failed', { cause: err });
+}
+
+async function readLimited(body: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).byteLength;
+    if (size > limit) {
+      body.destroy();
+      throw new RegistryError('MANIFEST_INVALID', `upstream manifest exceeds ${limit} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** The read-only registry of the cache port. */
+export class PullThroughCache implements RegistryReader {
+  private readonly fills = new Map<string, Promise<BlobFill>>();
+  private readonly manifestFlight = new SingleFlight<StoredManifest | undefined>();
+  private readonly validatedAt = new Map<string, number>();
+
+  constructor(private readonly o: PullThroughOptions) {}
+
+  private route(name: string): { route: Route; client: UpstreamClient } {
+    const route = this.o.router.fromCanonical(name);
+    const client = this.o.clients.get(route.upstream.ns);
+    if (!client) throw new RegistryError('NAME_UNKNOWN', `no upstream client for ${route.upstream.ns}`);
+    return { route, client };
+  }
+
+  // ---- blobs ----
+
+  /** Size of a blob: from the store, an in-flight fill, or a HEAD upstream. */
+  async statBlob(name: string, d: Digest): Promise<number | undefined> {
+    const local = await this.o.blobs.stat(d);
+    if (local !== undefined) return local;
+    const { route, client } = this.route(name);
+    let res: UpstreamResponse;
+    try {
+      res = await client.request('HEAD', route.remote, `blobs/${d.value}`);
+    } catch (err) {
+      throw upstreamToRegistryError(err);
+    }
+    res.body.resume();
+    if (res.status !== 200) return undefined;
+    const len = Number(header(res.headers, 'content-length'));
+    return Number.isSafeInteger(len) ? len : undefined;
+  }
+
+  /** A blob from the store, or from the (shared) upstream download. */
+  async openBlob(name: string, d: Digest): Promise<BlobHandle | undefined> {
+    const size = await this.o.blobs.stat(d);
+    if (size !== undefined) {
+      this.o.stats.blobServed(name, 'local');
+      return { size, read: (range) => this.counted(name, this.o.blobs.openRead(d, range), range ? range.end - range.start + 1 : size) };
+    }
+    let pending = this.fills.get(d.value);
+    const joined = pending !== undefined;
+    if (!pending) {
+      pending = this.startFill(name, d);
+      this.fills.set(d.value, pending);
+      const forget = () => {
+        if (this.fills.get(d.value) === pending) this.fills.delete(d.value);
+      };
+      pending.then((fill) => fill.done.then(forget), forget);
+    }
+    let fill: BlobFill;
+    try {
+      fill = await pending;
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
+      throw upstreamToRegistryError(err);
+    }
+    this.o.stats.blobServed(name, 'upstream', joined);
+    return {
+      size: fill.size,
+      read: (range) => this.counted(name, fill.reader(range), range ? range.end - range.start + 1 : fill.size),
+    };
+  }
+
+  private async startFill(name: string, d: Digest): Promise<BlobFill> {
+    const { route, client } = this.route(name);
+    const res = await client.request('GET', route.remote, `blobs/${d.value}`);
+    if (res.status !== 200) {
+      res.body.resume();
+      if (res.status === 404) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: d.value } });
+      throw new RegistryError('UNAVAILABLE', `${route.upstream.ns} answered ${res.status} for a blob`);
+    }
+    const len = Number(header(res.headers, 'content-length'));
+    const fill = await BlobFill.start(this.o.blobs, d, { size: Number.isSafeInteger(len) ? len : undefined, body: res.body }, (n) =>
+      this.o.stats.bytesFetched(route.upstream.ns, name, n),
+    );
+    void fill.done.then(() => (fill.state === 'committed' ? this.o.repositories.linkBlob(name, d) : undefined)).catch(() => {});
+    return fill;
+  }
+
+  private counted(name: string, stream: Readable, bytes: number | undefined): Readable {
+    stream.once('end', () => this.o.stats.bytesServed(name, bytes ?? 0));
+    return stream;
+  }
+
+  // ---- manifests ----
+
+  /** A manifest by digest (cached forever) or tag (TTL, HEAD revalidation, stale on failure). */
+  async getManifest(name: string, reference: Reference, withBody: boolean): Promise<StoredManifest | undefined> {
+    const refText = reference.kind === 'tag' ? reference.tag : reference.digest.value;
+    if (reference.kind === 'digest') {
+      const local = await this.local(name, reference.digest, withBody);
+      if (local) {
+        this.o.stats.manifestServed(name, refText, local.digest.value, 'local', local.size);
+        return local;
+      }
+      const fetched = await this.flight(`${name}@${refText}`, () => this.fetch(name, refText, reference.digest));
+      if (fetched) this.o.stats.manifestServed(name, refText, fetched.digest.value, 'upstream', fetched.size);
+      return fetched;
+    }
+    const key = `${name}:${refText}`;
+    const cached = tryParseDigest((await this.o.repositories.resolveTag(name, reference.tag)) ?? '');
+    if (cached && Date.now() - (this.validatedAt.get(key) ?? 0) < this.o.tagTtlMs) {
+      const local = await this.local(name, cached, withBody);
+      if (local) {
+        this.o.stats.manifestGetAvoided(this.route(name).route.upstream.ns);
+        this.o.stats.manifestServed(name, refText, local.digest.value, 'local', local.size);
+        return local;
+      }
+    }
+    return this.flight(key, () => this.revalidate(name, reference.tag, cached));
+  }
+
+  private async flight(key: string, fn: () => Promise<StoredManifest | undefined>): Promise<StoredManifest | undefined> {
+    return this.manifestFlight.run(key, fn).promise;
+  }
+
+  /** Asks upstream whether a cached tag still points where it did; serves stale on failure. */
+  private async revalidate(name: string, tag: string, cached: Digest | undefined): Promise<StoredManifest | undefined> {
+    const key = `${name}:${tag}`;
+    const { route, client } = this.route(name);
+    if (cached) {
+      try {
+        const res = await client.request('HEAD', route.remote, `manifests/${tag}`, { accept: ACCEPT });
+        res.body.resume();
+        if (res.status === 404) {
+          await this.o.repositories.deleteTag(name, tag);
+          return undefined;
+        }
+        if (res.status === 200 && header(res.headers, 'docker-content-digest') === cached.value) {
+          const local = await this.local(name, cached, true);
+          if (local) {
+            this.validatedAt.set(key, Date.now());
+            this.o.stats.manifestGetAvoided(route.upstream.ns);
+            this.o.stats.manifestServed(name, tag, cached.value, 'local', local.size, true);
+            return local;
+          }
+        }
+        const fetched = await this.fetch(name, tag);
+        if (fetched) this.o.stats.manifestServed(name, tag, fetched.digest.value, 'upstream', fetched.size);
+        return fetched;
+      } catch (err) {
+        const stale = await this.local(name, cached, true);
+        if (!stale) throw upstreamToRegistryError(err);
+        this.o.stats.manifestServed(name, tag, cached.value, 'stale', stale.size);
+        return stale;
+      }
+    }
+    let fetched: StoredManifest | undefined;
+    try {
+      fetched = await this.fetch(name, tag);
+    } catch (err) {
+      throw upstreamToRegistryError(err);
+    }
+    if (fetched) this.o.stats.manifestServed(name, tag, fetched.digest.value, 'upstream', fetched.size);
+    return fetched;
+  }
+
+  /** GETs a manifest (a counted pull), verifies it, and stores it (and the tag). */
+  private async fetch(name: string, ref: string, expected?: Digest): Promise<StoredManifest | undefined> {
+    const { route, client } = this.route(name);
+    const res = await client.request('GET', route.remote, `manifests/${ref}`, { accept: ACCEPT }, true);
+    if (res.status === 404) {
+      res.body.resume();
+      return undefined;
+    }
+    if (res.status !== 200) {
+      res.body.resume();
+      throw new RegistryError('UNAVAILABLE', `${route.upstream.ns} answered ${res.status} for a manifest`);
+    }
+    const body = await readLimited(res.body, MAX_MANIFEST_SIZE);
+    const announced = tryParseDigest(header(res.headers, 'docker-content-digest') ?? '');
+    const want = expected ?? announced;
+    const digest = digestOf(body, want?.algorithm ?? 'sha256');
+    if (want && want.value !== digest.value) {
+      throw new RegistryError('UNAVAILABLE', `${route.upstream.ns} sent a manifest whose digest is not ${want.value}`);
+    }
+    const mediaType = this.mediaTypeOf(body, header(res.headers, 'content-type'));
+    const subject = this.subjectOf(body);
+    await this.o.blobs.putBytes(digest, body);
+    await this.o.repositories.putManifest(name, digest, { mediaType, size: body.byteLength, ...(subject ? { subject } : {}) });
+    if (!expected) {
+      await this.o.repositories.putTag(name, ref, digest);
+      this.validatedAt.set(`${name}:${ref}`, Date.now());
+    }
+    return { digest, mediaType, size: body.byteLength, body };
+  }
+
+  private mediaTypeOf(body: Buffer, contentType: string | undefined): string {
+    const declared = baseMediaType(contentType);
+    if (declared && declared !== 'application/json' && declared !== 'text/plain') return declared;
+    try {
+      const doc = JSON.parse(body.toString('utf8')) as { mediaType?: unknown; manifests?: unknown };
+      if (typeof doc.mediaType === 'string') return doc.mediaType;
+      return Array.isArray(doc.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json';
+    } catch {
+      return declared ?? 'application/octet-stream';
+    }
+  }
+
+  private subjectOf(body: Buffer): string | undefined {
+    try {
+      const doc = JSON.parse(body.toString('utf8')) as { subject?: { digest?: unknown } };
+      return typeof doc.subject?.digest === 'string' && tryParseDigest(doc.subject.digest) ? doc.subject.digest : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A manifest this cache repository holds. */
+  private async local(name: string, d: Digest, withBody: boolean): Promise<StoredManifest | undefined> {
+    const record = await this.o.repositories.getManifest(name, d);
+    if (!record) return undefined;
+    const out: StoredManifest = { digest: d, mediaType: record.mediaType, size: record.size };
+    if (withBody) {
+      try {
+        out.body = await this.o.blobs.readSmall(d, MAX_MANIFEST_SIZE);
+      } catch {
+        return undefined;
+      }
+    }
+    return out;
+  }
+
+  // ---- discovery ----
+
+  /** Tags as upstream lists them, else the tags this cache knows. */
+  async listTags(name: string): Promise<string[] | undefined> {
+    const { route, client } = this.route(name);
+    try {
+      const res = await client.request('GET', route.remote, 'tags/list');
+      if (res.status === 200) {
+        const doc = JSON.parse((await readLimited(res.body, MAX_MANIFEST_SIZE)).toString('utf8')) as { tags?: unknown };
+        if (Array.isArray(doc.tags)) return doc.tags.filter((t): t is string => typeof t === 'string').sort();
+      } else {
+        res.body.resume();
+      }
+    } catch {
+      // fall through to what is cached
+    }
+    return this.o.repositories.listTags(name);
+  }
+
+  /** Referrers among the cached manifests. */
+  listReferrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]> {
+    return this.o.repositories
+      .listReferrers(name, subject)
+      .then((all) => (artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType)));
+  }
+
+  /** The cached repositories (as `<ns>/<name>`). */
+  listRepositories(): Promise<string[]> {
+    return this.o.repositories.list();
+  }
+}
