@@ -1,8 +1,13 @@
 // A pid lock on the storage root: one server process owns a storage directory at a time,
 // which is what lets the metadata caches stay coherent. A lock left by a dead process
-// (a crash, kill -9) is taken over.
+// (a crash, kill -9) is taken over. A pid cannot tell two owners inside one process apart,
+// so this process also remembers which locks it holds.
 import { open, readFile, unlink } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { StorageLockedError } from './errors.js';
+
+/** Lock files held by this process (a lock naming our pid that is not here is left from a previous life). */
+const held = new Set<string>();
 
 function alive(pid: number): boolean {
   try {
@@ -15,14 +20,30 @@ function alive(pid: number): boolean {
 
 /** Takes the lock at `path` for this process; throws StorageLockedError if a live process holds it. */
 export async function acquireLock(path: string): Promise<() => Promise<void>> {
+  const key = resolve(path);
+  if (held.has(key)) throw new StorageLockedError(path, process.pid);
+  held.add(key);
+  try {
+    return await takeLock(path, key);
+  } catch (err) {
+    held.delete(key);
+    throw err;
+  }
+}
+
+async function takeLock(path: string, key: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fh = await open(path, 'wx');
       await fh.writeFile(String(process.pid));
       await fh.close();
+      let released = false;
       return async () => {
+        if (released) return;
+        released = true;
         const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
         if (owner === process.pid) await unlink(path).catch(() => {});
+        held.delete(key);
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;

@@ -163,9 +163,12 @@ export class Repositories {
 
   // ---- repositories ----
 
-  /** True when `name` has any metadata. */
-  exists(name: string): Promise<boolean> {
-    return exists(this.layout.repository(name));
+  /**
+   * True when `name` has any metadata of its own. A directory that only holds nested
+   * repositories (`a` of `a/b`) is not a repository: its records start with `_`.
+   */
+  async exists(name: string): Promise<boolean> {
+    return (await readdirOrEmpty(this.layout.repository(name))).some((e) => e.startsWith('_'));
   }
 
   /** Every repository name, sorted. */
