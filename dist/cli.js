@@ -73618,6 +73618,52 @@ var UpstreamClient = class {
   }
 };
 
+// src/proxy/probe.ts
+import { gzipSync } from "node:zlib";
+var PROBE_REPOSITORY = "regcache-probe/mirror-check";
+var PROBE_TAG = "latest";
+var ARCH = { x64: "amd64", arm64: "arm64", arm: "arm", ppc64: "ppc64le", s390x: "s390x" };
+function probeImage() {
+  const tar = Buffer.alloc(1024);
+  const layer = gzipSync(tar, { level: 9 });
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: ARCH[process.arch] ?? process.arch,
+      os: "linux",
+      config: { Labels: { "org.opencontainers.image.description": "regcache mirror probe" } },
+      rootfs: { type: "layers", diff_ids: [digestOf(tar).value] }
+    })
+  );
+  const layerDigest = digestOf(layer);
+  const configDigest = digestOf(config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: configDigest.value, size: config.byteLength },
+      layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: layerDigest.value, size: layer.byteLength }]
+    })
+  );
+  return {
+    manifest,
+    manifestDigest: digestOf(manifest),
+    blobs: [
+      { digest: layerDigest, data: layer },
+      { digest: configDigest, data: config }
+    ]
+  };
+}
+async function installProbe(blobs, repositories, canonical) {
+  const image = probeImage();
+  for (const b of image.blobs) {
+    await blobs.putBytes(b.digest, b.data);
+    await repositories.linkBlob(canonical, b.digest);
+  }
+  await blobs.putBytes(image.manifestDigest, image.manifest);
+  await repositories.putManifest(canonical, image.manifestDigest, { mediaType: OCI_MANIFEST, size: image.manifest.byteLength });
+  await repositories.putTag(canonical, PROBE_TAG, image.manifestDigest);
+}
+
 // src/proxy/pull-through.ts
 var ACCEPT = [...MANIFEST_MEDIA_TYPES, "application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5"].join(", ");
 function upstreamToRegistryError(err) {
@@ -73652,6 +73698,14 @@ var PullThroughCache = class {
   fills = /* @__PURE__ */ new Map();
   manifestFlight = new SingleFlight();
   validatedAt = /* @__PURE__ */ new Map();
+  /** Canonical names answered from the store only (the mirror probe). */
+  localOnly = /* @__PURE__ */ new Set();
+  /** Serves the mirror probe image under Docker Hub's `regcache-probe/mirror-check`. */
+  async installProbe() {
+    const canonical = this.o.router.route(PROBE_REPOSITORY).canonical;
+    await installProbe(this.o.blobs, this.o.repositories, canonical);
+    this.localOnly.add(canonical);
+  }
   route(name) {
     const route = this.o.router.fromCanonical(name);
     const client = this.o.clients.get(route.upstream.ns);
@@ -73744,6 +73798,11 @@ var PullThroughCache = class {
     }
     const key = `${name}:${refText}`;
     const cached = tryParseDigest(await this.o.repositories.resolveTag(name, reference.tag) ?? "");
+    if (this.localOnly.has(name)) {
+      const local = cached && await this.local(name, cached, withBody);
+      if (local) this.o.stats.manifestServed(name, refText, local.digest.value, "local", local.size);
+      return local || void 0;
+    }
     if (cached && Date.now() - (this.validatedAt.get(key) ?? 0) < this.o.tagTtlMs) {
       const local = await this.local(name, cached, withBody);
       if (local) {
@@ -74275,6 +74334,7 @@ async function startServer(opts) {
       ...opts.upstreamBackoffMs !== void 0 ? { backoffMs: opts.upstreamBackoffMs } : {}
     });
     closers.push(cache.close);
+    await cache.backend.installProbe();
     const registryApp = buildRegistryApp({ backend: storage.registry, writable: true, ...common });
     apps.push(registryApp);
     const cacheApp = buildRegistryApp({

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Bundles the entry points into dist/ with esbuild: the CLI (dist/cli.js) and, once they
-// exist, the Action's main, post and detached server. dist/ is committed, and CI checks
+// exist, the Action's main and post (main starts the server as `dist/cli.js serve`). dist/ is committed, and CI checks
 // that it is what this script builds from the committed source.
 import { build } from 'esbuild';
 import { existsSync, rmSync } from 'node:fs';
@@ -9,7 +9,6 @@ const entries = {
   cli: 'src/cli.ts',
   main: 'src/action/main.ts',
   post: 'src/action/post.ts',
-  server: 'src/action/server-entry.ts',
 };
 const entryPoints = Object.fromEntries(Object.entries(entries).filter(([, p]) => existsSync(p)));
 

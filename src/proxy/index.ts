@@ -12,6 +12,7 @@ export { UpstreamRouter, parseUpstream, normalizeNs, DEFAULT_UPSTREAMS, DOCKER_H
 export { loadCredentials, parseCredentialLines, readDockerConfig } from './credentials.js';
 export { CircuitBreaker } from './circuit-breaker.js';
 export { SingleFlight } from './single-flight.js';
+export { PROBE_REPOSITORY, PROBE_TAG } from './probe.js';
 
 /** Options of {@link createCache}. */
 export interface CacheOptions {

@@ -28,6 +28,7 @@ import { BlobFill } from './blob-fill.js';
 import { SingleFlight } from './single-flight.js';
 import { UpstreamClient, UpstreamError, header, type UpstreamResponse } from './upstream-client.js';
 import type { Route, UpstreamRouter } from './upstreams.js';
+import { PROBE_REPOSITORY, installProbe } from './probe.js';
 
 const ACCEPT = [...MANIFEST_MEDIA_TYPES, 'application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5'].join(', ');
 
@@ -75,8 +76,17 @@ export class PullThroughCache implements RegistryReader {
   private readonly fills = new Map<string, Promise<BlobFill>>();
   private readonly manifestFlight = new SingleFlight<StoredManifest | undefined>();
   private readonly validatedAt = new Map<string, number>();
+  /** Canonical names answered from the store only (the mirror probe). */
+  private readonly localOnly = new Set<string>();
 
   constructor(private readonly o: PullThroughOptions) {}
+
+  /** Serves the mirror probe image under Docker Hub's `regcache-probe/mirror-check`. */
+  async installProbe(): Promise<void> {
+    const canonical = this.o.router.route(PROBE_REPOSITORY).canonical;
+    await installProbe(this.o.blobs, this.o.repositories, canonical);
+    this.localOnly.add(canonical);
+  }
 
   private route(name: string): { route: Route; client: UpstreamClient } {
     const route = this.o.router.fromCanonical(name);
@@ -173,6 +183,11 @@ export class PullThroughCache implements RegistryReader {
     }
     const key = `${name}:${refText}`;
     const cached = tryParseDigest((await this.o.repositories.resolveTag(name, reference.tag)) ?? '');
+    if (this.localOnly.has(name)) {
+      const local = cached && (await this.local(name, cached, withBody));
+      if (local) this.o.stats.manifestServed(name, refText, local.digest.value, 'local', local.size);
+      return local || undefined;
+    }
     if (cached && Date.now() - (this.validatedAt.get(key) ?? 0) < this.o.tagTtlMs) {
       const local = await this.local(name, cached, withBody);
       if (local) {

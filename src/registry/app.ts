@@ -6,7 +6,7 @@ import type { RegistryBackend, RegistryReader } from '../storage/index.js';
 import { routeContext, type NameResolver } from './route-context.js';
 import { RegistryError } from '../oci/index.js';
 import { rewriteUrl } from './url-rewrite.js';
-import { errorHandler, sendError } from './error-handler.js';
+import { errorHandler, sendError, toRegistryError } from './error-handler.js';
 import type { BasicAuth } from './auth.js';
 import { baseRoutes } from './routes/base.js';
 import { blobDeleteRoutes, blobReadRoutes } from './routes/blobs.js';
@@ -14,6 +14,8 @@ import { uploadRoutes } from './routes/uploads.js';
 import { manifestReadRoutes, manifestWriteRoutes } from './routes/manifests.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { readOnlyRoutes } from './routes/read-only.js';
+
+const API_VERSION = 'registry/2.0';
 
 /** Options of {@link buildRegistryApp}. */
 export type RegistryAppOptions = CommonOptions &
@@ -43,6 +45,12 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     exposeHeadRoutes: false,
     forceCloseConnections: 'idle',
     keepAliveTimeout: 30_000,
+    // A malformed %-encoding or an over-long path parameter is answered before any hook
+    // runs: give it the envelope and the version header like every other answer.
+    frameworkErrors: (err, request, reply) => {
+      reply.header('docker-distribution-api-version', API_VERSION);
+      sendError(toRegistryError(err), request, reply);
+    },
     ...(opts.https ? { https: opts.https } : {}),
   }) as unknown as FastifyInstance;
 
@@ -51,7 +59,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => sendError(new RegistryError('UNSUPPORTED', 'no such endpoint', { status: 404 }), request, reply));
   app.addHook('onRequest', async (_request, reply) => {
-    reply.header('docker-distribution-api-version', 'registry/2.0');
+    reply.header('docker-distribution-api-version', API_VERSION);
   });
   if (opts.auth) app.addHook('onRequest', opts.auth.hook);
   opts.extraRoutes?.(app);

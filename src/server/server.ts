@@ -93,6 +93,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...(opts.upstreamBackoffMs !== undefined ? { backoffMs: opts.upstreamBackoffMs } : {}),
     });
     closers.push(cache.close);
+    await cache.backend.installProbe();
     const registryApp = buildRegistryApp({ backend: storage.registry, writable: true, ...common });
     apps.push(registryApp);
     const cacheApp = buildRegistryApp({

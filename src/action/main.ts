@@ -1,0 +1,118 @@
+// The Action's main step: validate inputs, start regcache detached, point docker (and
+// containerd) at the cache, prove the daemon uses it, and hand everything to post.
+import * as core from '@actions/core';
+import { join } from 'node:path';
+import { readInputs, InputError, type Inputs } from './inputs.js';
+import { saveState, type ActionState } from './state.js';
+import { detectEnvironment } from './environment.js';
+import { portFree, spawnServer } from './server-process.js';
+import { configureDocker, detectReload } from './docker-daemon.js';
+import { writeContainerdHosts } from './containerd-hosts.js';
+import { buildkitConfig } from './buildkit.js';
+import { proveMirror } from './mirror-proof.js';
+
+function isLoopback(address: string): boolean {
+  return address === 'localhost' || address.startsWith('127.') || address === '::1';
+}
+
+function addr(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> {
+  if (inputs.registryPort !== 0 && !(await portFree(inputs.bindAddress, inputs.registryPort))) {
+    throw new InputError('registry-port', `${addr(inputs.bindAddress, inputs.registryPort)} is already in use (a services: registry container, or another runner on this host?); choose another registry-port`);
+  }
+  let cachePort = inputs.cachePort;
+  if (cachePort !== 0 && !(await portFree(inputs.bindAddress, cachePort))) {
+    core.warning(`cache-port ${cachePort} is in use; the cache takes a free port instead (regcache configures the mirror itself).`);
+    cachePort = 0;
+  }
+  const dir = join(process.env.RUNNER_TEMP || '/tmp', 'regcache');
+  const started = await spawnServer({
+    registryAddr: addr(inputs.bindAddress, inputs.registryPort),
+    cacheAddr: addr(inputs.bindAddress, cachePort),
+    storage: inputs.storage,
+    logFile: join(dir, 'server.log'),
+    statsFile: join(dir, 'stats.json'),
+    readyFile: join(dir, 'ready.json'),
+    upstreams: inputs.upstreams,
+    tagTtlMs: inputs.tagTtlMs,
+    logLevel: inputs.logLevel,
+    credentials: inputs.upstreamCredentials,
+  });
+  Object.assign(state, {
+    pid: started.pid,
+    registryUrl: started.registryUrl,
+    cacheUrl: started.cacheUrl,
+    storage: inputs.storage,
+    logFile: join(dir, 'server.log'),
+    statsFile: join(dir, 'stats.json'),
+  });
+  saveState(state);
+  core.info(`regcache: registry ${started.registryUrl}, cache ${started.cacheUrl} (pid ${started.pid})`);
+}
+
+async function pointDockerAtCache(inputs: Inputs, state: ActionState): Promise<void> {
+  const env = await detectEnvironment(process.env, state.cacheUrl!, inputs.dockerDaemonConfig);
+  for (const w of env.warnings) core.warning(w);
+  if (env.dockerBlocker) return;
+  const reload = await detectReload(inputs.dockerPidFile);
+  if (!reload) {
+    core.warning(`Cannot tell how to reload dockerd (no systemd docker unit, no ${inputs.dockerPidFile}); add "registry-mirrors": ["${state.cacheUrl}"] to ${inputs.dockerDaemonConfig} yourself.`);
+    return;
+  }
+  const insecure = isLoopback(inputs.bindAddress) ? [] : [new URL(state.cacheUrl!).host, new URL(state.registryUrl!).host];
+  state.docker = await configureDocker(inputs.dockerDaemonConfig, state.cacheUrl!, insecure, reload);
+  saveState(state);
+  const proof = await proveMirror(state.cacheUrl!);
+  if (proof.ok) core.info(`docker pulls through the cache: ${proof.detail}`);
+  else core.warning(`docker was configured but did not pull through the cache: ${proof.detail}`);
+}
+
+async function run(): Promise<void> {
+  const state: ActionState = { version: 1, startedAtMs: Date.now() };
+  let inputs: Inputs;
+  try {
+    inputs = readInputs((name) => core.getInput(name));
+  } catch (err) {
+    core.setFailed((err as Error).message);
+    return;
+  }
+  for (const line of inputs.upstreamCredentials) {
+    core.setSecret(line);
+    core.setSecret(line.slice(line.indexOf(':', line.indexOf('=')) + 1));
+  }
+  state.summary = inputs.summary;
+  saveState(state);
+  try {
+    await startRegcache(inputs, state);
+  } catch (err) {
+    core.setFailed((err as Error).message);
+    return;
+  }
+  core.setOutput('registry', new URL(state.registryUrl!).host);
+  core.setOutput('cache', new URL(state.cacheUrl!).host);
+  core.setOutput('registry-url', state.registryUrl);
+  core.setOutput('cache-url', state.cacheUrl);
+  core.setOutput('stats-file', state.statsFile);
+  const namespaces = inputs.upstreams.map((u) => u.slice(0, u.indexOf('=')));
+  core.setOutput('buildkitd-config', buildkitConfig(state.cacheUrl!, state.registryUrl!, namespaces));
+  if (inputs.configureDocker) {
+    try {
+      await pointDockerAtCache(inputs, state);
+    } catch (err) {
+      core.warning(`Could not configure docker: ${(err as Error).message}`);
+    }
+  }
+  if (inputs.configureContainerd && process.platform === 'linux') {
+    try {
+      state.containerdFiles = await writeContainerdHosts(inputs.containerdHostsDir, ['docker.io', ...namespaces], state.cacheUrl!);
+      saveState(state);
+    } catch (err) {
+      core.warning(`Could not write containerd hosts.toml files: ${(err as Error).message}`);
+    }
+  }
+}
+
+await run();

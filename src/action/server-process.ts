@@ -1,0 +1,126 @@
+// Starts the regcache server as a detached process that outlives the step (stdio to a log
+// file, never the step's pipes: the runner waits for every holder of those), waits until
+// both ports answer, and stops it gracefully in post.
+import { spawn } from 'node:child_process';
+import { openSync, closeSync, existsSync, readFileSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What the started server reports. */
+export interface StartedServer {
+  pid: number;
+  registryUrl: string;
+  cacheUrl: string;
+}
+
+/** How to start the server. */
+export interface SpawnOptions {
+  registryAddr: string;
+  cacheAddr: string;
+  storage: string;
+  logFile: string;
+  statsFile: string;
+  readyFile: string;
+  upstreams: string[];
+  tagTtlMs: number;
+  logLevel: string;
+  /** Upstream credentials, handed over in the environment (never on the command line). */
+  credentials: string[];
+}
+
+/** True when `host:port` can be listened on now. */
+export function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+/** The bundled CLI next to this file (dist/cli.js). */
+export function cliPath(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), 'cli.js');
+}
+
+/** Spawns the server detached and waits for its ready file and both ports. */
+export async function spawnServer(o: SpawnOptions, timeoutMs = 20_000): Promise<StartedServer> {
+  await mkdir(dirname(o.logFile), { recursive: true });
+  await rm(o.readyFile, { force: true });
+  const log = openSync(o.logFile, 'a');
+  const args = [
+    cliPath(), 'serve',
+    '--registry-addr', o.registryAddr,
+    '--cache-addr', o.cacheAddr,
+    '--storage', o.storage,
+    '--ready-file', o.readyFile,
+    '--stats-file', o.statsFile,
+    '--tag-ttl', `${o.tagTtlMs}ms`,
+    '--log-level', o.logLevel,
+    ...o.upstreams.flatMap((u) => ['--upstream', u]),
+  ];
+  const env = { ...process.env, REGCACHE_UPSTREAM_AUTH: o.credentials.join('\n') };
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env });
+  closeSync(log);
+  let exited: number | null = null;
+  child.once('exit', (code) => (exited = code ?? -1));
+  child.unref();
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (exited !== null) throw new Error(`regcache exited with code ${exited}: ${lastLines(o.logFile)}`);
+    if (existsSync(o.readyFile)) {
+      const ready = JSON.parse(readFileSync(o.readyFile, 'utf8')) as { registry: string; cache: string; pid: number };
+      if (await answers(ready.registry) && await answers(ready.cache)) return { pid: ready.pid, registryUrl: ready.registry, cacheUrl: ready.cache };
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  try {
+    process.kill(child.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  throw new Error(`regcache did not become ready in ${timeoutMs / 1000}s: ${lastLines(o.logFile)}`);
+}
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) });
+    await res.body?.cancel();
+    return res.status === 200 || res.status === 401;
+  } catch {
+    return false;
+  }
+}
+
+function lastLines(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-5).join(' | ');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Sends SIGTERM and waits for the process to exit (SIGKILL after `timeoutMs`). */
+export async function stopServer(pid: number, timeoutMs = 30_000): Promise<'stopped' | 'killed' | 'gone'> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return 'gone';
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return 'stopped';
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return 'stopped';
+  }
+  return 'killed';
+}

@@ -1,0 +1,53 @@
+// What main hands to post through the Actions state, typed. Post may run after main
+// failed half-way, so every field but the version is optional.
+import * as core from '@actions/core';
+
+/** The daemon.json change main made, so that post can undo exactly it. */
+export interface DockerChange {
+  path: string;
+  /** The file's bytes before (base64), or null when it did not exist. */
+  original: string | null;
+  /** The bytes main wrote (base64). */
+  written: string;
+  /** The mirror and insecure-registry entries main added. */
+  mirror: string;
+  insecure: string[];
+  reload: ReloadMethod;
+}
+
+/** How dockerd is told to re-read its configuration. */
+export type ReloadMethod = { kind: 'systemd'; sudo: boolean } | { kind: 'pid'; pidFile: string; sudo: boolean };
+
+/** The state main saves. */
+export interface ActionState {
+  version: 1;
+  pid?: number;
+  registryUrl?: string;
+  cacheUrl?: string;
+  storage?: string;
+  logFile?: string;
+  statsFile?: string;
+  summary?: boolean;
+  docker?: DockerChange;
+  /** hosts.toml files main wrote (removed by post), with the directories it created. */
+  containerdFiles?: string[];
+  startedAtMs?: number;
+}
+
+const KEY = 'regcache';
+
+/** Saves the state for post (call again as it grows: the last call wins). */
+export function saveState(state: ActionState): void {
+  core.saveState(KEY, JSON.stringify(state));
+}
+
+/** The state main saved, or an empty one when main saved nothing. */
+export function loadState(): ActionState {
+  const raw = core.getState(KEY);
+  if (!raw) return { version: 1 };
+  try {
+    return JSON.parse(raw) as ActionState;
+  } catch {
+    return { version: 1 };
+  }
+}
