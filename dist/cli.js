@@ -71378,6 +71378,7 @@ function readOnlyRoutes(app) {
 }
 
 // src/registry/app.ts
+var API_VERSION = "registry/2.0";
 function buildRegistryApp(opts) {
   const app = (0, import_fastify.default)({
     logger: opts.logger ?? false,
@@ -71387,6 +71388,12 @@ function buildRegistryApp(opts) {
     exposeHeadRoutes: false,
     forceCloseConnections: "idle",
     keepAliveTimeout: 3e4,
+    // A malformed %-encoding or an over-long path parameter is answered before any hook
+    // runs: give it the envelope and the version header like every other answer.
+    frameworkErrors: (err, request2, reply) => {
+      reply.header("docker-distribution-api-version", API_VERSION);
+      sendError(toRegistryError(err), request2, reply);
+    },
     ...opts.https ? { https: opts.https } : {}
   });
   app.removeAllContentTypeParsers();
@@ -71394,7 +71401,7 @@ function buildRegistryApp(opts) {
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request2, reply) => sendError(new RegistryError("UNSUPPORTED", "no such endpoint", { status: 404 }), request2, reply));
   app.addHook("onRequest", async (_request, reply) => {
-    reply.header("docker-distribution-api-version", "registry/2.0");
+    reply.header("docker-distribution-api-version", API_VERSION);
   });
   if (opts.auth) app.addHook("onRequest", opts.auth.hook);
   opts.extraRoutes?.(app);

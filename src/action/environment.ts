@@ -1,6 +1,7 @@
 // What kind of runner this is, as far as pointing docker at the cache goes. Each case
 // regcache cannot handle itself becomes a warning with the manual steps, never a failure.
 import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { canSudo, isRoot, run } from './privileged.js';
 
 /** What main found out about the runner. */
@@ -41,7 +42,8 @@ export async function detectEnvironment(env: NodeJS.ProcessEnv, cacheHint: strin
   const dockerHost = env.DOCKER_HOST ?? '';
   if (dockerHost.startsWith('tcp://') || dockerHost.startsWith('ssh://')) {
     block(`DOCKER_HOST is ${dockerHost}: the daemon runs elsewhere (Docker-in-Docker, Actions Runner Controller) and cannot reach this job's localhost.`);
-  } else if (inContainer()) {
+  } else if (inContainer() && out.hasDocker && (await run('docker', ['info', '--format', '{{.Name}}'], 15_000)).stdout.trim() !== hostname()) {
+    // In a container whose docker daemon is the host's (its name is not ours): a `container:` job.
     block('This job runs in a container: the host\'s docker daemon cannot reach the container\'s localhost. Use bind-address with an address the daemon can reach, or configure the daemon yourself.');
   } else if (!out.hasDocker) {
     block('No docker daemon answers here.');
