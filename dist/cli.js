@@ -39177,8 +39177,8 @@ var require_head_route = __commonJS({
         done(null, null);
         return;
       }
-      const size = "" + Buffer.byteLength(payload);
-      reply.header("content-length", size);
+      const size2 = "" + Buffer.byteLength(payload);
+      reply.header("content-length", size2);
       done(null, null);
     }
     function parseHeadOnSendHandlers(onSendHandlers) {
@@ -40442,7 +40442,7 @@ var require_form_data = __commonJS({
   "node_modules/light-my-request/lib/form-data.js"(exports, module) {
     "use strict";
     var { randomUUID: randomUUID2 } = __require("node:crypto");
-    var { Readable: Readable2 } = __require("node:stream");
+    var { Readable: Readable3 } = __require("node:stream");
     var textEncoder;
     function isFormDataLike(payload) {
       return payload && typeof payload === "object" && typeof payload.append === "function" && typeof payload.delete === "function" && typeof payload.get === "function" && typeof payload.getAll === "function" && typeof payload.has === "function" && typeof payload.set === "function" && payload[Symbol.toStringTag] === "FormData";
@@ -40481,7 +40481,7 @@ Content-Type: ${value.type || "application/octet-stream"}\r
         }
         yield textEncoder.encode(`--${boundary}--`);
       }
-      const stream = Readable2.from(asyncIterator());
+      const stream = Readable3.from(asyncIterator());
       return {
         stream,
         contentType: `multipart/form-data; boundary=${boundary}`
@@ -40496,7 +40496,7 @@ Content-Type: ${value.type || "application/octet-stream"}\r
 var require_request2 = __commonJS({
   "node_modules/light-my-request/lib/request.js"(exports, module) {
     "use strict";
-    var { Readable: Readable2, addAbortSignal } = __require("node:stream");
+    var { Readable: Readable3, addAbortSignal } = __require("node:stream");
     var util = __require("node:util");
     var assert = __require("node:assert");
     var { createDeprecation } = require_process_warning();
@@ -40563,7 +40563,7 @@ var require_request2 = __commonJS({
       }
     }
     function Request(options) {
-      Readable2.call(this, {
+      Readable3.call(this, {
         autoDestroy: false
       });
       const parsedURL = parseURL(options.url || options.path, options.query);
@@ -40720,7 +40720,7 @@ var require_request2 = __commonJS({
         }
       });
     }
-    util.inherits(Request, Readable2);
+    util.inherits(Request, Readable3);
     util.inherits(CustomRequest, Request);
     Request.prototype.destroy = function(error) {
       if (this.destroyed || this._lightMyRequest.isDone) return;
@@ -40977,7 +40977,7 @@ var require_response = __commonJS({
   "node_modules/light-my-request/lib/response.js"(exports, module) {
     "use strict";
     var http = __require("node:http");
-    var { Writable, Readable: Readable2, addAbortSignal } = __require("node:stream");
+    var { Writable, Readable: Readable3, addAbortSignal } = __require("node:stream");
     var util = __require("node:util");
     var setCookie = require_set_cookie();
     function Response(req, onEnd, reject) {
@@ -40985,7 +40985,7 @@ var require_response = __commonJS({
       this.isLightMyRequest = true;
       if (req._lightMyRequest?.payloadAsStream) {
         const read = this.emit.bind(this, "drain");
-        this._lightMyRequest = { headers: null, trailers: {}, stream: new Readable2({ read }) };
+        this._lightMyRequest = { headers: null, trailers: {}, stream: new Readable3({ read }) };
         const signal = req._lightMyRequest.signal;
         if (signal) {
           addAbortSignal(signal, this._lightMyRequest.stream);
@@ -41141,7 +41141,7 @@ var require_response = __commonJS({
         if (response._lightMyRequest.stream) {
           return response._lightMyRequest.stream;
         }
-        return Readable2.from(response._lightMyRequest.payloadChunks);
+        return Readable3.from(response._lightMyRequest.payloadChunks);
       };
       return res;
     }
@@ -52527,8 +52527,8 @@ var require_pool_base = __commonJS({
       }
       get [kSize]() {
         let ret = this[kQueued];
-        for (const { [kSize]: size } of this[kClients]) {
-          ret += size;
+        for (const { [kSize]: size2 } of this[kClients]) {
+          ret += size2;
         }
         return ret;
       }
@@ -54468,7 +54468,7 @@ var require_retry_handler = __commonJS({
             });
           }
           validatePartialResponseContentLength(headers, contentRange, statusCode, this.retryCount);
-          const { start, size, end = size ? size - 1 : null } = contentRange;
+          const { start, size: size2, end = size2 ? size2 - 1 : null } = contentRange;
           if (this.start !== start || this.end != null && this.end !== end) {
             throw new RequestRetryError("Content-Range mismatch", statusCode, {
               headers,
@@ -54491,7 +54491,7 @@ var require_retry_handler = __commonJS({
               return;
             }
             validatePartialResponseContentLength(headers, range, statusCode, this.retryCount);
-            const { start, size, end = size ? size - 1 : null } = range;
+            const { start, size: size2, end = size2 ? size2 - 1 : null } = range;
             assert(
               start != null && Number.isFinite(start),
               "content-range mismatch"
@@ -54680,7 +54680,7 @@ var require_readable = __commonJS({
   "node_modules/undici/lib/api/readable.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { Readable: Readable2 } = __require("node:stream");
+    var { Readable: Readable3 } = __require("node:stream");
     var { RequestAbortedError, NotSupportedError, InvalidArgumentError: InvalidArgumentError2, AbortError } = require_errors5();
     var util = require_util3();
     var { ReadableStreamFrom } = require_util3();
@@ -54694,7 +54694,7 @@ var require_readable = __commonJS({
     var kBytesRead = /* @__PURE__ */ Symbol("kBytesRead");
     var noop = () => {
     };
-    var BodyReadable = class extends Readable2 {
+    var BodyReadable = class extends Readable3 {
       /**
        * @param {object} opts
        * @param {(this: Readable, size: number) => void} opts.resume
@@ -55083,7 +55083,7 @@ var require_api_request = __commonJS({
     "use strict";
     var assert = __require("node:assert");
     var { AsyncResource } = __require("node:async_hooks");
-    var { Readable: Readable2 } = require_readable();
+    var { Readable: Readable3 } = require_readable();
     var { InvalidArgumentError: InvalidArgumentError2, RequestAbortedError } = require_errors5();
     var util = require_util3();
     function noop() {
@@ -55164,7 +55164,7 @@ var require_api_request = __commonJS({
         const parsedHeaders = responseHeaders === "raw" ? util.parseHeaders(rawHeaders) : headers;
         const contentType = parsedHeaders["content-type"];
         const contentLength2 = parsedHeaders["content-length"];
-        const res = new Readable2({
+        const res = new Readable3({
           resume,
           abort,
           contentType,
@@ -55473,7 +55473,7 @@ var require_api_pipeline = __commonJS({
   "node_modules/undici/lib/api/api-pipeline.js"(exports, module) {
     "use strict";
     var {
-      Readable: Readable2,
+      Readable: Readable3,
       Duplex,
       PassThrough
     } = __require("node:stream");
@@ -55489,7 +55489,7 @@ var require_api_pipeline = __commonJS({
     function noop() {
     }
     var kResume = /* @__PURE__ */ Symbol("resume");
-    var PipelineRequest = class extends Readable2 {
+    var PipelineRequest = class extends Readable3 {
       constructor() {
         super({ autoDestroy: true });
         this[kResume] = null;
@@ -55506,7 +55506,7 @@ var require_api_pipeline = __commonJS({
         callback(err);
       }
     };
-    var PipelineResponse = class extends Readable2 {
+    var PipelineResponse = class extends Readable3 {
       constructor(resume) {
         super({ autoDestroy: true });
         this[kResume] = resume;
@@ -60761,7 +60761,7 @@ var require_cache2 = __commonJS({
   "node_modules/undici/lib/interceptor/cache.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { Readable: Readable2 } = __require("node:stream");
+    var { Readable: Readable3 } = __require("node:stream");
     var util = require_util3();
     var CacheHandler = require_cache_handler();
     var MemoryCacheStore = require_memory_cache_store();
@@ -60978,7 +60978,7 @@ var require_cache2 = __commonJS({
       return dispatch(opts, new CacheHandler(globalOpts, cacheKey, handler));
     }
     function sendCachedValue(handler, opts, result, age, context, isStale2) {
-      const stream = util.isStream(result.body) ? result.body : Readable2.from(result.body ?? []);
+      const stream = util.isStream(result.body) ? result.body : Readable3.from(result.body ?? []);
       assert(!stream.destroyed, "stream should not be destroyed");
       assert(!stream.readableDidRead, "stream should not be readableDidRead");
       const controller = {
@@ -61345,17 +61345,17 @@ var require_decompress = __commonJS({
     );
     var defaultMaxSize = 0;
     function createMaxSizeLimiter(maxSize) {
-      let size = 0;
+      let size2 = 0;
       return new TransformStream2({
         transform(chunk, _encoding, callback) {
-          const decompressedSize = size + chunk.length;
+          const decompressedSize = size2 + chunk.length;
           if (decompressedSize > maxSize) {
             callback(new ResponseExceededMaxSizeError(
               `Decompressed response size (${decompressedSize}) exceeded maxSize (${maxSize})`
             ));
             return;
           }
-          size = decompressedSize;
+          size2 = decompressedSize;
           callback(null, chunk);
         }
       });
@@ -62420,8 +62420,8 @@ var require_sqlite_cache_store = __commonJS({
         assertCacheKey(key);
         const url = this.#makeValueUrl(key);
         const body = Array.isArray(value.body) ? Buffer.concat(value.body) : value.body;
-        const size = body?.byteLength;
-        if (size && size > this.#maxEntrySize) {
+        const size2 = body?.byteLength;
+        if (size2 && size2 > this.#maxEntrySize) {
           return;
         }
         const existingValue = this.#findValue(key, true);
@@ -62464,14 +62464,14 @@ var require_sqlite_cache_store = __commonJS({
       createWriteStream(key, value) {
         assertCacheKey(key);
         assertCacheValue(value);
-        let size = 0;
+        let size2 = 0;
         const body = [];
         const store = this;
         return new Writable({
           decodeStrings: true,
           write(chunk, encoding, callback) {
-            size += chunk.byteLength;
-            if (size < store.#maxEntrySize) {
+            size2 += chunk.byteLength;
+            if (size2 < store.#maxEntrySize) {
               body.push(chunk);
             } else {
               this.destroy();
@@ -62802,17 +62802,17 @@ var require_headers = __commonJS({
       }
       // https://fetch.spec.whatwg.org/#convert-header-names-to-a-sorted-lowercase-set
       toSortedArray() {
-        const size = this.headersMap.size;
-        const array = new Array(size);
-        if (size <= 32) {
-          if (size === 0) {
+        const size2 = this.headersMap.size;
+        const array = new Array(size2);
+        if (size2 <= 32) {
+          if (size2 === 0) {
             return array;
           }
           const iterator = this.headersMap[Symbol.iterator]();
           const firstValue = iterator.next().value;
           array[0] = [firstValue[0], firstValue[1].value];
           assert(firstValue[1].value !== null);
-          for (let i = 1, j = 0, right = 0, left = 0, pivot = 0, x, value; i < size; ++i) {
+          for (let i = 1, j = 0, right = 0, left = 0, pivot = 0, x, value; i < size2; ++i) {
             value = iterator.next().value;
             x = array[i] = [value[0], value[1].value];
             assert(x[1] !== null);
@@ -64419,7 +64419,7 @@ var require_fetch = __commonJS({
       subresourceSet
     } = require_constants5();
     var EE = __require("node:events");
-    var { Readable: Readable2, pipeline, finished, isErrored, isReadable } = __require("node:stream");
+    var { Readable: Readable3, pipeline, finished, isErrored, isReadable } = __require("node:stream");
     var { addAbortListener, bufferToLowerCasedHeaderName } = require_util3();
     var { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = require_data_url();
     var { getGlobalDispatcher } = require_global2();
@@ -65404,7 +65404,7 @@ var require_fetch = __commonJS({
                   }
                 }
               }
-              this.body = new Readable2({ read: resume });
+              this.body = new Readable3({ read: resume });
               const onError = this.onError.bind(this);
               resolve2({
                 status,
@@ -69143,13 +69143,13 @@ ${value}`;
           }
         }
       }
-      setEventFieldSize(field, size) {
-        const eventSize = this.eventSize - this.eventFieldSizes[field] + size;
+      setEventFieldSize(field, size2) {
+        const eventSize = this.eventSize - this.eventFieldSizes[field] + size2;
         if (this.maxEventSize > 0 && eventSize > this.maxEventSize) {
           throw createMaxEventSizeExceededError();
         }
         this.eventSize = eventSize;
-        this.eventFieldSizes[field] = size;
+        this.eventFieldSizes[field] = size2;
       }
       /**
        * @param {EventSourceStreamEvent} event
@@ -70177,11 +70177,11 @@ function parseAnnotations(v, where) {
 }
 function parseDescriptor(v, where) {
   if (!isObject(v)) throw invalid(`${where}: descriptor must be an object`);
-  const { mediaType, digest, size } = v;
+  const { mediaType, digest, size: size2 } = v;
   if (typeof mediaType !== "string" || mediaType.length === 0) throw invalid(`${where}: mediaType missing`);
   if (typeof digest !== "string" || !tryParseDigest(digest)) throw invalid(`${where}: digest invalid`);
-  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) throw invalid(`${where}: size invalid`);
-  const d = { mediaType, digest, size };
+  if (typeof size2 !== "number" || !Number.isSafeInteger(size2) || size2 < 0) throw invalid(`${where}: size invalid`);
+  const d = { mediaType, digest, size: size2 };
   if (v.artifactType !== void 0) {
     if (typeof v.artifactType !== "string") throw invalid(`${where}: artifactType must be a string`);
     d.artifactType = v.artifactType;
@@ -70258,12 +70258,12 @@ async function appendStream(fh, source, hash2, position, limit = Number.POSITIVE
 }
 async function hashFile(path, algorithm) {
   const hash2 = newHash(algorithm);
-  let size = 0;
+  let size2 = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: READ_CHUNK })) {
     hash2.update(chunk);
-    size += chunk.byteLength;
+    size2 += chunk.byteLength;
   }
-  return { hex: hash2.digest("hex"), size };
+  return { hex: hash2.digest("hex"), size: size2 };
 }
 var BlobWriter = class _BlobWriter {
   constructor(store, fh, path, algorithm) {
@@ -70339,6 +70339,16 @@ var BlobStore = class {
       throw err;
     }
   }
+  /** Size and modification time of a committed blob, or undefined. */
+  async statInfo(d) {
+    try {
+      const s = await stat(this.layout.blob(d));
+      return { size: s.size, mtimeMs: s.mtimeMs };
+    } catch (err) {
+      if (isNotFound(err)) return void 0;
+      throw err;
+    }
+  }
   /** A stream of the blob's bytes `[start, end]` (inclusive), or all of it. */
   openRead(d, range) {
     return createReadStream(this.layout.blob(d), { highWaterMark: READ_CHUNK, ...range });
@@ -70353,8 +70363,8 @@ var BlobStore = class {
       throw err;
     }
     try {
-      const { size } = await fh.stat();
-      if (size > limit) throw new TooLargeError(limit);
+      const { size: size2 } = await fh.stat();
+      if (size2 > limit) throw new TooLargeError(limit);
       return await fh.readFile();
     } finally {
       await fh.close();
@@ -70444,8 +70454,8 @@ var Uploads = class {
     if (!UPLOAD_ID_RE.test(id)) throw new UploadNotFoundError(id);
     const record = await readJson(join3(this.layout.upload(id), "session.json")).catch(() => void 0);
     if (!record || record.repository !== repository) throw new UploadNotFoundError(id);
-    const size = await this.size(id);
-    return { id, size, ...record };
+    const size2 = await this.size(id);
+    return { id, size: size2, ...record };
   }
   /**
    * Appends a chunk. `start`, when the client sent a Content-Range, must be where the
@@ -70470,7 +70480,7 @@ var Uploads = class {
    */
   async complete(session, expected, last, limit) {
     if (last) await this.append(session, last, void 0, limit);
-    const size = await this.exclusive(session, async (state, fh) => {
+    const size2 = await this.exclusive(session, async (state, fh) => {
       const dataPath = join3(this.layout.upload(session.id), "data");
       let hex;
       if (state.hash && expected.algorithm === "sha256") {
@@ -70488,7 +70498,7 @@ var Uploads = class {
       return state.size;
     });
     await this.remove(session.id);
-    return { size };
+    return { size: size2 };
   }
   /** Cancels a session and removes its data. */
   async cancel(session) {
@@ -70740,9 +70750,9 @@ var RegistryStore = class {
   }
   /** Blob `d` of `name`, ready to be read, or undefined when `name` may not serve it. */
   async openBlob(name, d) {
-    const size = await this.statBlob(name, d);
-    if (size === void 0) return void 0;
-    return { size, read: (range) => this.blobs.openRead(d, range) };
+    const size2 = await this.statBlob(name, d);
+    if (size2 === void 0) return void 0;
+    return { size: size2, read: (range) => this.blobs.openRead(d, range) };
   }
   /** Stores a whole blob sent in one request and links it into `name`. */
   async putBlob(name, expected, source, expectedSize) {
@@ -70753,15 +70763,15 @@ var RegistryStore = class {
       await writer.cancel();
       throw err;
     }
-    const { size } = await writer.commit(expected, expectedSize);
+    const { size: size2 } = await writer.commit(expected, expectedSize);
     await this.repositories.linkBlob(name, expected);
-    return size;
+    return size2;
   }
   /** Finishes an upload session as blob `expected` and links it into `name`. */
   async completeUpload(name, session, expected, last) {
-    const { size } = await this.uploads.complete(session, expected, last);
+    const { size: size2 } = await this.uploads.complete(session, expected, last);
     await this.repositories.linkBlob(name, expected);
-    return size;
+    return size2;
   }
   /**
    * Mounts blob `d` into `name`: from repository `from` when it has it, or from any
@@ -70927,8 +70937,8 @@ async function takeLock(path, key) {
 import { join as join5 } from "node:path";
 async function collectGarbage(layout, blobs, repositories, cache, opts = {}) {
   const grace = opts.gracePeriodMs ?? 60 * 60 * 1e3;
-  const marked = await mark(blobs, repositories);
-  for (const d of await mark(blobs, cache)) marked.add(d);
+  const marked = await referencedBlobs(blobs, repositories);
+  for (const d of await referencedBlobs(blobs, cache)) marked.add(d);
   for (const name of await cache.list()) for (const d of await cache.listBlobLinks(name)) marked.add(d.value);
   const result = { marked: marked.size, deleted: 0, deletedBytes: 0, keptRecent: 0 };
   const cutoff = Date.now() - grace;
@@ -70947,7 +70957,7 @@ async function collectGarbage(layout, blobs, repositories, cache, opts = {}) {
   if (!opts.dryRun && deleted.size > 0) await unlinkSwept(layout, repositories, deleted);
   return result;
 }
-async function mark(blobs, repositories) {
+async function referencedBlobs(blobs, repositories) {
   const marked = /* @__PURE__ */ new Set();
   for (const name of await repositories.list()) {
     for (const digest of await repositories.listManifests(name)) {
@@ -71012,6 +71022,7 @@ async function openStorage(root, opts = {}) {
 var import_fastify = __toESM(require_fastify(), 1);
 
 // src/registry/http-util.ts
+import { Readable } from "node:stream";
 function nameParam(request2) {
   return assertName(request2.params.name);
 }
@@ -71026,7 +71037,7 @@ function query(request2) {
   return out;
 }
 function bodyStream(request2) {
-  return request2.body;
+  return request2.body ?? Readable.from([]);
 }
 function hasNoBody(request2) {
   const len = request2.headers["content-length"];
@@ -71044,17 +71055,17 @@ async function readBody(request2, limit) {
     throw new RegistryError("SIZE_INVALID", `body exceeds ${limit} bytes`, { status: 413, detail: { limit } });
   }
   const chunks = [];
-  let size = 0;
+  let size2 = 0;
   for await (const chunk of bodyStream(request2)) {
-    size += chunk.byteLength;
-    if (size > limit) throw new RegistryError("SIZE_INVALID", `body exceeds ${limit} bytes`, { status: 413, detail: { limit } });
+    size2 += chunk.byteLength;
+    if (size2 > limit) throw new RegistryError("SIZE_INVALID", `body exceeds ${limit} bytes`, { status: 413, detail: { limit } });
     chunks.push(chunk);
   }
-  return Buffer.concat(chunks, size);
+  return Buffer.concat(chunks, size2);
 }
-function parseRange(header2, size) {
+function parseRange(header2, size2) {
   if (header2 === void 0) return void 0;
-  const unsatisfiable = () => new RegistryError("RANGE_INVALID", "range not satisfiable", { headers: { "content-range": `bytes */${size}` } });
+  const unsatisfiable = () => new RegistryError("RANGE_INVALID", "range not satisfiable", { headers: { "content-range": `bytes */${size2}` } });
   const m = /^bytes=(\d*)-(\d*)$/.exec(header2.trim());
   if (!m || m[1] === "" && m[2] === "") throw unsatisfiable();
   let start;
@@ -71062,13 +71073,13 @@ function parseRange(header2, size) {
   if (m[1] === "") {
     const suffix = Number(m[2]);
     if (suffix === 0) throw unsatisfiable();
-    start = Math.max(0, size - suffix);
-    end = size - 1;
+    start = Math.max(0, size2 - suffix);
+    end = size2 - 1;
   } else {
     start = Number(m[1]);
-    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+    end = m[2] === "" ? size2 - 1 : Math.min(Number(m[2]), size2 - 1);
   }
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start > end || start >= size) throw unsatisfiable();
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start > end || start >= size2) throw unsatisfiable();
   return { start, end };
 }
 function parseContentRange(header2) {
@@ -71196,9 +71207,9 @@ function blobReadRoutes(app, ctx) {
   const unknown = (digest) => new RegistryError("BLOB_UNKNOWN", void 0, { detail: { digest } });
   app.head("/v2/:name/blobs/:digest", async (request2, reply) => {
     const digest = digestParam(request2.params.digest);
-    const size = await ctx.backend.statBlob(ctx.name(request2), digest);
-    if (size === void 0) throw unknown(digest.value);
-    return reply.header("docker-content-digest", digest.value).header("accept-ranges", "bytes").type("application/octet-stream").header("content-length", size).send();
+    const size2 = await ctx.backend.statBlob(ctx.name(request2), digest);
+    if (size2 === void 0) throw unknown(digest.value);
+    return reply.header("docker-content-digest", digest.value).header("accept-ranges", "bytes").type("application/octet-stream").header("content-length", size2).send();
   });
   app.get("/v2/:name/blobs/:digest", async (request2, reply) => {
     const digest = digestParam(request2.params.digest);
@@ -73218,14 +73229,14 @@ var BasicAuth = class _BasicAuth {
 };
 
 // src/proxy/blob-fill.ts
-import { Readable } from "node:stream";
+import { Readable as Readable2 } from "node:stream";
 import { open as open5 } from "node:fs/promises";
 var HOLDBACK = 64 * 1024;
 var READ_CHUNK2 = 1024 * 1024;
 var BlobFill = class _BlobFill {
-  constructor(digest, size, writer, blobs, source, onBytes) {
+  constructor(digest, size2, writer, blobs, source, onBytes) {
     this.digest = digest;
-    this.size = size;
+    this.size = size2;
     this.writer = writer;
     this.blobs = blobs;
     this.done = this.run(source, onBytes);
@@ -73287,7 +73298,7 @@ var BlobFill = class _BlobFill {
     let fh;
     let pos = range?.start ?? 0;
     const last = range ? range.end + 1 : void 0;
-    return new Readable({
+    return new Readable2({
       highWaterMark: READ_CHUNK2,
       async read() {
         try {
@@ -73686,16 +73697,16 @@ function upstreamToRegistryError(err) {
 }
 async function readLimited(body, limit) {
   const chunks = [];
-  let size = 0;
+  let size2 = 0;
   for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > limit) {
+    size2 += chunk.byteLength;
+    if (size2 > limit) {
       body.destroy();
       throw new RegistryError("MANIFEST_INVALID", `upstream manifest exceeds ${limit} bytes`);
     }
     chunks.push(chunk);
   }
-  return Buffer.concat(chunks, size);
+  return Buffer.concat(chunks, size2);
 }
 var PullThroughCache = class {
   constructor(o) {
@@ -73738,10 +73749,10 @@ var PullThroughCache = class {
   }
   /** A blob from the store, or from the (shared) upstream download. */
   async openBlob(name, d) {
-    const size = await this.o.blobs.stat(d);
-    if (size !== void 0) {
+    const size2 = await this.o.blobs.stat(d);
+    if (size2 !== void 0) {
       this.o.stats.blobServed(name, "local");
-      return { size, read: (range) => this.counted(name, this.o.blobs.openRead(d, range), range ? range.end - range.start + 1 : size) };
+      return { size: size2, read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), range ? range.end - range.start + 1 : size2) };
     }
     let pending = this.fills.get(d.value);
     const joined = pending !== void 0;
@@ -73763,7 +73774,7 @@ var PullThroughCache = class {
     this.o.stats.blobServed(name, "upstream", joined);
     return {
       size: fill.size,
-      read: (range) => this.counted(name, fill.reader(range), range ? range.end - range.start + 1 : fill.size)
+      read: (range) => this.counted(name, d, fill.reader(range), range ? range.end - range.start + 1 : fill.size)
     };
   }
   async startFill(name, d) {
@@ -73781,12 +73792,20 @@ var PullThroughCache = class {
       { size: Number.isSafeInteger(len) ? len : void 0, body: res.body },
       (n) => this.o.stats.bytesFetched(route.upstream.ns, name, n)
     );
-    void fill.done.then(() => fill.state === "committed" ? this.o.repositories.linkBlob(name, d) : void 0).catch(() => {
+    void fill.done.then(async () => {
+      if (fill.state !== "committed") return;
+      await this.o.repositories.linkBlob(name, d);
+      this.o.evictor?.touch(d.value);
+      await this.o.evictor?.evict();
+    }).catch(() => {
     });
     return fill;
   }
-  counted(name, stream, bytes) {
+  /** Counts the bytes served when `stream` ends, and holds off eviction of `d` while it reads. */
+  counted(name, d, stream, bytes) {
     stream.once("end", () => this.o.stats.bytesServed(name, bytes ?? 0));
+    const release = this.o.evictor?.acquire(d.value);
+    if (release) stream.once("close", release);
     return stream;
   }
   // ---- manifests ----
@@ -74074,6 +74093,99 @@ function loadCredentials(flags, env = process.env) {
   return merged;
 }
 
+// src/proxy/eviction.ts
+var CacheEvictor = class {
+  constructor(blobs, cache, pushed, maxBytes) {
+    this.blobs = blobs;
+    this.cache = cache;
+    this.pushed = pushed;
+    this.maxBytes = maxBytes;
+  }
+  blobs;
+  cache;
+  pushed;
+  maxBytes;
+  lastUse = /* @__PURE__ */ new Map();
+  readers = /* @__PURE__ */ new Map();
+  running;
+  again = false;
+  /** Marks a blob as used now. */
+  touch(digest) {
+    this.lastUse.set(digest, Date.now());
+  }
+  /** Counts a reader of `digest` until the returned function is called. */
+  acquire(digest) {
+    this.touch(digest);
+    this.readers.set(digest, (this.readers.get(digest) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.readers.get(digest) ?? 1) - 1;
+      if (n <= 0) this.readers.delete(digest);
+      else this.readers.set(digest, n);
+    };
+  }
+  /** Runs a pass now, or once more after the one running (passes never overlap). */
+  evict() {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.pass().finally(() => {
+      this.running = void 0;
+      if (this.again) {
+        this.again = false;
+        void this.evict();
+      }
+    });
+    return this.running;
+  }
+  async pass() {
+    const linked = /* @__PURE__ */ new Map();
+    for (const name of await this.cache.list()) {
+      for (const d of await this.cache.listBlobLinks(name)) {
+        const e = linked.get(d.value) ?? { digest: d, names: [] };
+        e.names.push(name);
+        linked.set(d.value, e);
+      }
+    }
+    const pushed = await referencedBlobs(this.blobs, this.pushed);
+    for (const name of await this.pushed.list()) for (const d of await this.pushed.listBlobLinks(name)) pushed.add(d.value);
+    const entries = [];
+    let total = 0;
+    for (const e of linked.values()) {
+      if (pushed.has(e.digest.value)) continue;
+      const info = await this.blobs.statInfo(e.digest);
+      if (!info) continue;
+      total += info.size;
+      entries.push({ ...e, size: info.size, used: this.lastUse.get(e.digest.value) ?? info.mtimeMs });
+    }
+    const result = { cachedBytes: total, evicted: 0, evictedBytes: 0 };
+    if (total <= this.maxBytes) return result;
+    const target = this.maxBytes * 0.9;
+    entries.sort((a, b) => a.used - b.used);
+    for (const e of entries) {
+      if (total <= target) break;
+      if (this.readers.has(e.digest.value)) continue;
+      for (const name of e.names) await this.cache.unlinkBlob(name, e.digest);
+      await this.blobs.delete(e.digest);
+      this.lastUse.delete(e.digest.value);
+      total -= e.size;
+      result.evicted++;
+      result.evictedBytes += e.size;
+    }
+    result.cachedBytes = total;
+    return result;
+  }
+};
+function parseSize(value) {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$/i.exec(value.trim());
+  if (!m) throw new Error(`"${value}" is not a size such as 10G or 512M`);
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase()];
+  return Math.floor(Number(m[1]) * unit);
+}
+
 // src/proxy/index.ts
 function createCache(o) {
   const credentials = loadCredentials(o.upstreamAuth ?? []);
@@ -74098,7 +74210,8 @@ function createCache(o) {
     router,
     clients,
     stats: o.stats,
-    tagTtlMs: o.tagTtlMs ?? 5 * 60 * 1e3
+    tagTtlMs: o.tagTtlMs ?? 5 * 60 * 1e3,
+    ...o.maxCacheBytes ? { evictor: new CacheEvictor(o.storage.blobs, o.storage.cacheRepositories, o.storage.repositories, o.maxCacheBytes) } : {}
   });
   return {
     backend,
@@ -74337,6 +74450,7 @@ async function startServer(opts) {
       ...opts.upstreamAuth ? { upstreamAuth: opts.upstreamAuth } : {},
       ...opts.credentials ? { credentials: opts.credentials } : {},
       ...opts.tagTtlMs !== void 0 ? { tagTtlMs: opts.tagTtlMs } : {},
+      ...opts.maxCacheBytes ? { maxCacheBytes: opts.maxCacheBytes } : {},
       ...opts.upstreamRetries !== void 0 ? { retries: opts.upstreamRetries } : {},
       ...opts.upstreamBackoffMs !== void 0 ? { backoffMs: opts.upstreamBackoffMs } : {}
     });
@@ -74443,6 +74557,13 @@ function duration(v) {
   const unit = { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[m[2] ?? "s"];
   return Number(m[1]) * unit;
 }
+function size(v) {
+  try {
+    return parseSize(v);
+  } catch (err) {
+    throw new InvalidArgumentError(err.message);
+  }
+}
 function collect(v, all) {
   return [...all, v];
 }
@@ -74460,7 +74581,7 @@ function fail(err) {
 }
 function program2() {
   const cli = new Command("regcache").description("An OCI registry (:5000) and pull-through cache (:5001) for CI jobs").showHelpAfterError();
-  cli.command("serve").description("run the registry and the pull-through cache").option("--registry-addr <host:port>", "registry listen address", "127.0.0.1:5000").option("--cache-addr <host:port>", "pull-through cache listen address", "127.0.0.1:5001").option("--storage <dir>", "storage directory (default: $REGCACHE_STORAGE or the user cache directory)").option("--htpasswd <file>", "require basic auth with this htpasswd file (bcrypt entries)").option("--tls-cert <file>", "serve TLS with this certificate (PEM)").option("--tls-key <file>", "private key of --tls-cert (PEM)").option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent", logLevel, "info").option("--ready-file <file>", "write {registry, cache, pid} as JSON here once listening").option("--upstream <ns=url>", "an upstream of the cache, repeatable (default docker.io=https://registry-1.docker.io)", collect, []).option("--upstream-auth <ns=user:token>", "credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)", collect, []).option("--tag-ttl <duration>", "serve a cached tag this long before revalidating it upstream", duration, 3e5).option("--stats-file <file>", "write the statistics here as JSON on exit").action(async (o) => {
+  cli.command("serve").description("run the registry and the pull-through cache").option("--registry-addr <host:port>", "registry listen address", "127.0.0.1:5000").option("--cache-addr <host:port>", "pull-through cache listen address", "127.0.0.1:5001").option("--storage <dir>", "storage directory (default: $REGCACHE_STORAGE or the user cache directory)").option("--htpasswd <file>", "require basic auth with this htpasswd file (bcrypt entries)").option("--tls-cert <file>", "serve TLS with this certificate (PEM)").option("--tls-key <file>", "private key of --tls-cert (PEM)").option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent", logLevel, "info").option("--ready-file <file>", "write {registry, cache, pid} as JSON here once listening").option("--upstream <ns=url>", "an upstream of the cache, repeatable (default docker.io=https://registry-1.docker.io)", collect, []).option("--upstream-auth <ns=user:token>", "credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)", collect, []).option("--tag-ttl <duration>", "serve a cached tag this long before revalidating it upstream", duration, 3e5).option("--stats-file <file>", "write the statistics here as JSON on exit").option("--max-cache-size <size>", "evict least recently used cached blobs beyond this size (e.g. 20G)", size).action(async (o) => {
     if (!!o.tlsCert !== !!o.tlsKey) fail(new Error("--tls-cert and --tls-key go together"));
     await runServer({
       registryAddr: o.registryAddr,
@@ -74474,7 +74595,8 @@ function program2() {
       upstreams: o.upstream,
       upstreamAuth: o.upstreamAuth,
       tagTtlMs: o.tagTtl,
-      statsFile: o.statsFile
+      statsFile: o.statsFile,
+      maxCacheBytes: o.maxCacheSize
     }).catch(fail);
   });
   cli.command("gc").description("delete blobs that no manifest references (the server must not be running on this storage)").option("--storage <dir>", "storage directory (default: $REGCACHE_STORAGE or the user cache directory)").option("--grace <duration>", "keep blobs younger than this", duration, 36e5).option("--dry-run", "report what would be deleted").action(async (o) => {

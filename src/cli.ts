@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { runServer, ListenError } from './server/index.js';
 import { openStorage, StorageLockedError } from './storage/index.js';
 import { defaultStorageDir } from './default-storage.js';
+import { parseSize } from './proxy/index.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -18,6 +19,14 @@ function duration(v: string): number {
   if (!m) throw new InvalidArgumentError('a duration such as 90s, 15m, 1h');
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's']!;
   return Number(m[1]) * unit;
+}
+
+function size(v: string): number {
+  try {
+    return parseSize(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 function collect(v: string, all: string[]): string[] {
@@ -54,6 +63,7 @@ export function program(): Command {
     .option('--upstream-auth <ns=user:token>', 'credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)', collect, [])
     .option('--tag-ttl <duration>', 'serve a cached tag this long before revalidating it upstream', duration, 300_000)
     .option('--stats-file <file>', 'write the statistics here as JSON on exit')
+    .option('--max-cache-size <size>', 'evict least recently used cached blobs beyond this size (e.g. 20G)', size)
     .action(async (o) => {
       if (!!o.tlsCert !== !!o.tlsKey) fail(new Error('--tls-cert and --tls-key go together'));
       await runServer({
@@ -69,6 +79,7 @@ export function program(): Command {
         upstreamAuth: o.upstreamAuth,
         tagTtlMs: o.tagTtl,
         statsFile: o.statsFile,
+        maxCacheBytes: o.maxCacheSize,
       }).catch(fail);
     });
 

@@ -5,6 +5,7 @@ import { PullThroughCache } from './pull-through.js';
 import { UpstreamClient, createDispatcher } from './upstream-client.js';
 import { DEFAULT_UPSTREAMS, UpstreamRouter, parseUpstream, type Credentials } from './upstreams.js';
 import { loadCredentials } from './credentials.js';
+import { CacheEvictor } from './eviction.js';
 
 export { PullThroughCache, upstreamToRegistryError } from './pull-through.js';
 export { UpstreamClient, UpstreamError } from './upstream-client.js';
@@ -13,6 +14,7 @@ export { loadCredentials, parseCredentialLines, readDockerConfig } from './crede
 export { CircuitBreaker } from './circuit-breaker.js';
 export { SingleFlight } from './single-flight.js';
 export { PROBE_REPOSITORY, PROBE_TAG } from './probe.js';
+export { CacheEvictor, parseSize, type EvictionResult } from './eviction.js';
 
 /** Options of {@link createCache}. */
 export interface CacheOptions {
@@ -25,6 +27,8 @@ export interface CacheOptions {
   /** Credentials already resolved (tests); merged over the others. */
   credentials?: Map<string, Credentials>;
   tagTtlMs?: number;
+  /** Evict least-recently-used cached blobs beyond this many bytes. */
+  maxCacheBytes?: number;
   /** Retries and breaker tuning for tests and the fault suite. */
   retries?: number;
   backoffMs?: number;
@@ -63,6 +67,7 @@ export function createCache(o: CacheOptions): Cache {
     clients,
     stats: o.stats,
     tagTtlMs: o.tagTtlMs ?? 5 * 60 * 1000,
+    ...(o.maxCacheBytes ? { evictor: new CacheEvictor(o.storage.blobs, o.storage.cacheRepositories, o.storage.repositories, o.maxCacheBytes) } : {}),
   });
   return {
     backend,

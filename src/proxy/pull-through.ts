@@ -29,6 +29,7 @@ import { SingleFlight } from './single-flight.js';
 import { UpstreamClient, UpstreamError, header, type UpstreamResponse } from './upstream-client.js';
 import type { Route, UpstreamRouter } from './upstreams.js';
 import { PROBE_REPOSITORY, installProbe } from './probe.js';
+import type { CacheEvictor } from './eviction.js';
 
 const ACCEPT = [...MANIFEST_MEDIA_TYPES, 'application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5'].join(', ');
 
@@ -42,6 +43,8 @@ export interface PullThroughOptions {
   stats: Stats;
   /** How long a tag's manifest is served without revalidation. */
   tagTtlMs: number;
+  /** Bounds the cache's size when set. */
+  evictor?: CacheEvictor;
 }
 
 /** Maps an upstream failure to the error a client gets. */
@@ -119,7 +122,7 @@ export class PullThroughCache implements RegistryReader {
     const size = await this.o.blobs.stat(d);
     if (size !== undefined) {
       this.o.stats.blobServed(name, 'local');
-      return { size, read: (range) => this.counted(name, this.o.blobs.openRead(d, range), range ? range.end - range.start + 1 : size) };
+      return { size, read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), range ? range.end - range.start + 1 : size) };
     }
     let pending = this.fills.get(d.value);
     const joined = pending !== undefined;
@@ -141,7 +144,7 @@ export class PullThroughCache implements RegistryReader {
     this.o.stats.blobServed(name, 'upstream', joined);
     return {
       size: fill.size,
-      read: (range) => this.counted(name, fill.reader(range), range ? range.end - range.start + 1 : fill.size),
+      read: (range) => this.counted(name, d, fill.reader(range), range ? range.end - range.start + 1 : fill.size),
     };
   }
 
@@ -157,12 +160,22 @@ export class PullThroughCache implements RegistryReader {
     const fill = await BlobFill.start(this.o.blobs, d, { size: Number.isSafeInteger(len) ? len : undefined, body: res.body }, (n) =>
       this.o.stats.bytesFetched(route.upstream.ns, name, n),
     );
-    void fill.done.then(() => (fill.state === 'committed' ? this.o.repositories.linkBlob(name, d) : undefined)).catch(() => {});
+    void fill.done
+      .then(async () => {
+        if (fill.state !== 'committed') return;
+        await this.o.repositories.linkBlob(name, d);
+        this.o.evictor?.touch(d.value);
+        await this.o.evictor?.evict();
+      })
+      .catch(() => {});
     return fill;
   }
 
-  private counted(name: string, stream: Readable, bytes: number | undefined): Readable {
+  /** Counts the bytes served when `stream` ends, and holds off eviction of `d` while it reads. */
+  private counted(name: string, d: Digest, stream: Readable, bytes: number | undefined): Readable {
     stream.once('end', () => this.o.stats.bytesServed(name, bytes ?? 0));
+    const release = this.o.evictor?.acquire(d.value);
+    if (release) stream.once('close', release);
     return stream;
   }
 

@@ -31,6 +31,8 @@ export interface ServerOptions {
   credentials?: Map<string, Credentials>;
   /** How long a cached tag is served before it is revalidated. Default 5 minutes. */
   tagTtlMs?: number;
+  /** Bound of the cache's size in bytes (least recently used blobs are evicted beyond it). */
+  maxCacheBytes?: number;
   /** Where the statistics are written as JSON on close. */
   statsFile?: string;
   /** Upstream retries after the first attempt (default 2) and base backoff (default 200 ms). */
@@ -89,6 +91,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...(opts.upstreamAuth ? { upstreamAuth: opts.upstreamAuth } : {}),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       ...(opts.tagTtlMs !== undefined ? { tagTtlMs: opts.tagTtlMs } : {}),
+      ...(opts.maxCacheBytes ? { maxCacheBytes: opts.maxCacheBytes } : {}),
       ...(opts.upstreamRetries !== undefined ? { retries: opts.upstreamRetries } : {}),
       ...(opts.upstreamBackoffMs !== undefined ? { backoffMs: opts.upstreamBackoffMs } : {}),
     });

@@ -134,6 +134,17 @@ export class BlobStore {
     }
   }
 
+  /** Size and modification time of a committed blob, or undefined. */
+  async statInfo(d: Digest): Promise<{ size: number; mtimeMs: number } | undefined> {
+    try {
+      const s = await stat(this.layout.blob(d));
+      return { size: s.size, mtimeMs: s.mtimeMs };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
   /** A stream of the blob's bytes `[start, end]` (inclusive), or all of it. */
   openRead(d: Digest, range?: { start: number; end: number }): ReadStream {
     return createReadStream(this.layout.blob(d), { highWaterMark: READ_CHUNK, ...range });

@@ -36,8 +36,8 @@ export async function collectGarbage(
   opts: GcOptions = {},
 ): Promise<GcResult> {
   const grace = opts.gracePeriodMs ?? 60 * 60 * 1000;
-  const marked = await mark(blobs, repositories);
-  for (const d of await mark(blobs, cache)) marked.add(d);
+  const marked = await referencedBlobs(blobs, repositories);
+  for (const d of await referencedBlobs(blobs, cache)) marked.add(d);
   for (const name of await cache.list()) for (const d of await cache.listBlobLinks(name)) marked.add(d.value);
   const result: GcResult = { marked: marked.size, deleted: 0, deletedBytes: 0, keptRecent: 0 };
   const cutoff = Date.now() - grace;
@@ -57,7 +57,8 @@ export async function collectGarbage(
   return result;
 }
 
-async function mark(blobs: BlobStore, repositories: Repositories): Promise<Set<string>> {
+/** Digests of every blob a manifest of `repositories` references, manifests included. */
+export async function referencedBlobs(blobs: BlobStore, repositories: Repositories): Promise<Set<string>> {
   const marked = new Set<string>();
   for (const name of await repositories.list()) {
     for (const digest of await repositories.listManifests(name)) {
