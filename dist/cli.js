@@ -71058,7 +71058,9 @@ async function readBody(request2, limit) {
   let size2 = 0;
   for await (const chunk of bodyStream(request2)) {
     size2 += chunk.byteLength;
-    if (size2 > limit) throw new RegistryError("SIZE_INVALID", `body exceeds ${limit} bytes`, { status: 413, detail: { limit } });
+    if (size2 > limit) {
+      throw new RegistryError("SIZE_INVALID", `body exceeds ${limit} bytes`, { status: 413, detail: { limit }, headers: { connection: "close" } });
+    }
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, size2);

@@ -1,7 +1,7 @@
 // Parsing of the request pieces the routes share: validated path parameters, byte ranges,
 // pagination, and the body stream.
 import type { FastifyRequest } from 'fastify';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { RegistryError, assertName, parseDigest, type Digest } from '../oci/index.js';
 
 /** The validated repository name of a request. */
@@ -23,9 +23,12 @@ export function query(request: FastifyRequest): Record<string, string | undefine
   return out;
 }
 
-/** The request body as a stream (every body goes through the pass-through parser). */
+/**
+ * The request body as a stream (every body goes through the pass-through parser). A request
+ * without Content-Type and without a body never reaches the parser: it reads as empty.
+ */
 export function bodyStream(request: FastifyRequest): Readable {
-  return request.body as Readable;
+  return (request.body as Readable | undefined) ?? Readable.from([]);
 }
 
 /** True when the request announces no body. */
@@ -52,7 +55,10 @@ export async function readBody(request: FastifyRequest, limit: number): Promise<
   let size = 0;
   for await (const chunk of bodyStream(request)) {
     size += (chunk as Buffer).byteLength;
-    if (size > limit) throw new RegistryError('SIZE_INVALID', `body exceeds ${limit} bytes`, { status: 413, detail: { limit } });
+    if (size > limit) {
+      // The rest of the body stays unread: the connection cannot carry another request.
+      throw new RegistryError('SIZE_INVALID', `body exceeds ${limit} bytes`, { status: 413, detail: { limit }, headers: { connection: 'close' } });
+    }
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks, size);
