@@ -71417,6 +71417,7 @@ function buildRegistryApp(opts) {
     reply.header("docker-distribution-api-version", API_VERSION);
   });
   if (opts.auth) app.addHook("onRequest", opts.auth.hook);
+  endConnectionsWhenClosing(app);
   opts.extraRoutes?.(app);
   const ctx = routeContext(opts.backend, opts.resolveName);
   baseRoutes(app);
@@ -71432,6 +71433,19 @@ function buildRegistryApp(opts) {
     readOnlyRoutes(app);
   }
   return app;
+}
+function endConnectionsWhenClosing(app) {
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onSend", async (_request, reply, payload) => {
+    if (closing && !reply.raw.headersSent) reply.header("connection", "close");
+    return payload;
+  });
+  app.addHook("onResponse", async (request2) => {
+    if (closing) request2.raw.socket?.end();
+  });
 }
 
 // src/registry/auth.ts

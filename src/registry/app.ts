@@ -62,6 +62,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     reply.header('docker-distribution-api-version', API_VERSION);
   });
   if (opts.auth) app.addHook('onRequest', opts.auth.hook);
+  endConnectionsWhenClosing(app);
   opts.extraRoutes?.(app);
 
   const ctx = routeContext<RegistryReader>(opts.backend, opts.resolveName);
@@ -78,4 +79,23 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     readOnlyRoutes(app);
   }
   return app;
+}
+
+/**
+ * While the app closes, answers to requests still in flight end their connection: close()
+ * only drops connections idle at that moment, and a keep-alive client (docker) would hold
+ * the drain until its idle timeout.
+ */
+function endConnectionsWhenClosing(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing && !reply.raw.headersSent) reply.header('connection', 'close');
+    return payload;
+  });
+  app.addHook('onResponse', async (request) => {
+    if (closing) request.raw.socket?.end();
+  });
 }
