@@ -63,6 +63,8 @@ export function program(): Command {
     .option('--upstream-auth <ns=user:token>', 'credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)', collect, [])
     .option('--tag-ttl <duration>', 'serve a cached tag this long before revalidating it upstream', duration, 300_000)
     .option('--stats-file <file>', 'write the statistics here as JSON on exit')
+    .option('--persist-index <file>', 'an index restored from the GitHub Actions cache (the Action passes it)')
+    .option('--persist-prefetch', 'restore every pack of --persist-index in the background')
     .option('--max-cache-size <size>', 'evict least recently used cached blobs beyond this size (e.g. 20G)', size)
     .action(async (o) => {
       if (!!o.tlsCert !== !!o.tlsKey) fail(new Error('--tls-cert and --tls-key go together'));
@@ -80,6 +82,8 @@ export function program(): Command {
         tagTtlMs: o.tagTtl,
         statsFile: o.statsFile,
         maxCacheBytes: o.maxCacheSize,
+        persistIndex: o.persistIndex,
+        persistPrefetch: !!o.persistPrefetch,
       }).catch(fail);
     });
 

@@ -2,8 +2,8 @@
 // its `config_path` directory, pointing at the cache. containerd-based clients (nerdctl,
 // ctr --hosts-dir, kind nodes, the CRI) send `?ns=<registry>`, which the cache routes on.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { removeFilePrivileged, writeFilePrivileged } from './privileged.js';
+import { dirname, join } from 'node:path';
+import { removeEmptyDirPrivileged, removeFilePrivileged, writeFilePrivileged } from './privileged.js';
 
 /** The hosts.toml that sends pulls of `registry` to the cache at `cacheUrl` (pure). */
 export function hostsToml(registry: string, cacheUrl: string): string {
@@ -18,19 +18,30 @@ export function hostsToml(registry: string, cacheUrl: string): string {
   ].join('\n');
 }
 
-/** Writes a hosts.toml for each registry that has none yet; returns the files written. */
+/**
+ * Writes a hosts.toml for each registry that has none yet. Returns what post must remove, in
+ * removal order: the files written, then the directories created for them (deepest first,
+ * with a trailing `/`).
+ */
 export async function writeContainerdHosts(dir: string, registries: string[], cacheUrl: string): Promise<string[]> {
   const written: string[] = [];
+  const created: string[] = [];
   for (const registry of registries) {
     const file = join(dir, registry, 'hosts.toml');
     if (existsSync(file)) continue; // the host already configures this registry: leave it alone
+    const missing: string[] = [];
+    for (let d = dirname(file); !existsSync(d) && d !== dirname(d); d = dirname(d)) missing.push(`${d}/`);
     await writeFilePrivileged(file, hostsToml(registry, cacheUrl));
     written.push(file);
+    created.push(...missing);
   }
-  return written;
+  return [...written, ...created.sort((a, b) => b.length - a.length)]; // a child dir's path is longer than its parent's
 }
 
-/** Removes the files {@link writeContainerdHosts} wrote. */
-export async function removeContainerdHosts(files: string[]): Promise<void> {
-  for (const f of files) await removeFilePrivileged(f);
+/** Removes what {@link writeContainerdHosts} wrote: its files, then its directories if empty. */
+export async function removeContainerdHosts(entries: string[]): Promise<void> {
+  for (const e of entries) {
+    if (e.endsWith('/')) await removeEmptyDirPrivileged(e.slice(0, -1));
+    else await removeFilePrivileged(e);
+  }
 }

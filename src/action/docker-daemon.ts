@@ -2,6 +2,10 @@
 // bind address, `insecure-registries`) into daemon.json keeping every other key, reloads
 // dockerd with SIGHUP (systemd's `reload` on hosted runners), and undoes exactly that in
 // post, leaving the file byte-identical when nobody else touched it meanwhile.
+// dockerd's reload only changes `registry-mirrors` and `insecure-registries` when the file
+// sets them: a file without the key leaves the running daemon's list as it was. So post first
+// writes the lists explicitly (without our entries), reloads, waits until the daemon reports
+// our mirror gone, and only then puts the original bytes back.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -87,25 +91,72 @@ export async function configureDocker(path: string, mirror: string, insecure: st
     return { path, original: original ? original.toString('base64') : null, written: written.toString('base64'), mirror, insecure, reload };
   });
   await reloadDocker(reload);
+  // SIGHUP is handled asynchronously: wait until the daemon uses the mirror (the proof follows)
+  await waitForMirrors((mirrors) => mirrors.includes(normalizeMirror(mirror)));
   return change;
+}
+
+function normalizeMirror(url: string): string {
+  return url.replace(/\/+$/, '');
+}
+
+/** The registry mirrors the docker daemon reports using now, or undefined when it does not answer. */
+export async function activeMirrors(): Promise<string[] | undefined> {
+  const r = await run('docker', ['info', '--format', '{{json .RegistryConfig.Mirrors}}'], 15_000);
+  if (r.code !== 0) return undefined;
+  try {
+    return stringList(JSON.parse(r.stdout)).map(normalizeMirror);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Polls the daemon's active mirrors until `done` holds for them; false on timeout. */
+export async function waitForMirrors(done: (mirrors: string[]) => boolean, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const mirrors = await activeMirrors();
+    if (mirrors && done(mirrors)) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** `config` with the mirror and insecure-registry lists set explicitly (so that a reload applies them). */
+function withExplicitLists(config: DaemonConfig, insecure: string[]): DaemonConfig {
+  const out: DaemonConfig = { ...config, 'registry-mirrors': config['registry-mirrors'] ?? [] };
+  if (insecure.length) out['insecure-registries'] = config['insecure-registries'] ?? [];
+  return out;
 }
 
 /**
  * Undoes {@link configureDocker}: restores the original bytes when the file is still what
- * we wrote, else removes only our entries (another job changed it since). Then reloads.
+ * we wrote, else removes only our entries (another job changed it since), and reloads so that
+ * the running daemon forgets the mirror too. `forgotten` is false when the daemon did not
+ * report the mirror gone in time (the file is restored all the same).
  */
-export async function restoreDocker(change: DockerChange): Promise<'restored' | 'edited'> {
-  const outcome = await withFileLock(lockPath(change.path), async () => {
+export async function restoreDocker(change: DockerChange): Promise<{ outcome: 'restored' | 'edited'; forgotten: boolean }> {
+  return withFileLock(lockPath(change.path), async () => {
     const current = await readFileMaybe(change.path);
-    if (current && current.equals(Buffer.from(change.written, 'base64'))) {
-      if (change.original === null) await removeFilePrivileged(change.path);
-      else await writeFilePrivileged(change.path, Buffer.from(change.original, 'base64'));
-      return 'restored' as const;
+    const unchanged = current !== null && current.equals(Buffer.from(change.written, 'base64'));
+    const outcome = unchanged ? ('restored' as const) : ('edited' as const);
+    const target: Buffer | null = unchanged
+      ? change.original === null ? null : Buffer.from(change.original, 'base64')
+      : Buffer.from(`${JSON.stringify(removeMirror(parseConfig(current, change.path), change.mirror, change.insecure), null, 2)}\n`);
+    const targetConfig = parseConfig(target, change.path);
+    const explicit = withExplicitLists(targetConfig, change.insecure);
+    const explicitFirst = JSON.stringify(explicit) !== JSON.stringify(targetConfig);
+    if (explicitFirst) {
+      // the target leaves a list unset, which a reload would not apply: set it explicitly first
+      await writeFilePrivileged(change.path, `${JSON.stringify(explicit, null, 2)}\n`);
+      await reloadDocker(change.reload);
     }
-    const cleaned = removeMirror(parseConfig(current, change.path), change.mirror, change.insecure);
-    await writeFilePrivileged(change.path, `${JSON.stringify(cleaned, null, 2)}\n`);
-    return 'edited' as const;
+    const forget = () => waitForMirrors((mirrors) => !mirrors.includes(normalizeMirror(change.mirror)));
+    const forgottenFirst = explicitFirst ? await forget() : true;
+    if (target === null) await removeFilePrivileged(change.path);
+    else await writeFilePrivileged(change.path, target);
+    if (explicitFirst) return { outcome, forgotten: forgottenFirst };
+    await reloadDocker(change.reload);
+    return { outcome, forgotten: await forget() };
   });
-  await reloadDocker(change.reload);
-  return outcome;
 }

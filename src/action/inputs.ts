@@ -21,6 +21,14 @@ export interface Inputs {
   containerdHostsDir: string;
   /** dockerd's pid file, for a SIGHUP reload where systemd does not manage docker. */
   dockerPidFile: string;
+  /** Restore from the Actions cache (the index now, packs on demand). */
+  restore: boolean;
+  /** Save to the Actions cache: auto (pushes to the default branch), true, false. */
+  save: 'auto' | 'true' | 'false';
+  keyPrefix: string;
+  maxSaveBytes: number;
+  /** Restore every indexed pack in the background at start. */
+  prefetch: boolean;
 }
 
 /** An input that cannot be used; it fails the step naming the input. */
@@ -96,5 +104,29 @@ export function readInputs(get: InputGetter, env: NodeJS.ProcessEnv = process.en
     dockerDaemonConfig: get('docker-daemon-config').trim() || '/etc/docker/daemon.json',
     containerdHostsDir: get('containerd-hosts-dir').trim() || '/etc/containerd/certs.d',
     dockerPidFile: get('docker-pid-file').trim() || '/var/run/docker.pid',
+    restore: bool(get, 'restore', true),
+    save: saveMode(get),
+    keyPrefix: keyPrefix(get),
+    maxSaveBytes: get('max-save-size').trim() ? parseByteSize(get('max-save-size'), 'max-save-size') : 2 * 1024 ** 3,
+    prefetch: bool(get, 'prefetch', false),
   };
+}
+
+function saveMode(get: InputGetter): 'auto' | 'true' | 'false' {
+  const v = get('save').trim().toLowerCase() || 'auto';
+  if (v !== 'auto' && v !== 'true' && v !== 'false') throw new InputError('save', `"${v}" is not auto, true or false`);
+  return v;
+}
+
+function keyPrefix(get: InputGetter): string {
+  const v = get('key-prefix').trim() || 'regcache';
+  if (!/^[A-Za-z0-9._-]{1,100}$/.test(v)) throw new InputError('key-prefix', 'use letters, digits, dot, dash and underscore (at most 100)');
+  return v;
+}
+
+/** Parses a size such as `2G`, `500M` or a number of bytes. */
+export function parseByteSize(value: string, name: string): number {
+  const m = /^(\d+)\s*([kmgt]?)i?b?$/i.exec(value.trim());
+  if (!m) throw new InputError(name, `"${value}" is not a size such as 2G or 500M`);
+  return Number(m[1]) * { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
 }

@@ -10,6 +10,8 @@ import { configureDocker, detectReload } from './docker-daemon.js';
 import { writeContainerdHosts } from './containerd-hosts.js';
 import { buildkitConfig } from './buildkit.js';
 import { proveMirror } from './mirror-proof.js';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { ActionsCache, defaultBranchOf, emptyIndex, restoreIndex, shouldSave } from '../persist/index.js';
 
 function isLoopback(address: string): boolean {
   return address === 'localhost' || address.startsWith('127.') || address === '::1';
@@ -17,6 +19,35 @@ function isLoopback(address: string): boolean {
 
 function addr(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Restores the persistence index (not the packs: they follow on demand). */
+async function restorePersistence(inputs: Inputs, state: ActionState, dir: string): Promise<void> {
+  if (!ActionsCache.available()) {
+    core.info('No GitHub Actions cache service in this job: regcache starts empty and saves nothing.');
+    return;
+  }
+  const started = Date.now();
+  const save = shouldSave(inputs.save, process.env, await defaultBranchOf(process.env));
+  const indexFile = join(dir, 'persist-index.json');
+  let restoredKey: string | undefined;
+  if (inputs.restore) {
+    const { index, key } = await restoreIndex(new ActionsCache({ timeoutMs: 30_000 }), inputs.keyPrefix, join(dir, 'persist-restore'));
+    await writeFile(indexFile, JSON.stringify(index));
+    restoredKey = key;
+    core.info(key ? `regcache: restored index ${key} (${Object.keys(index.packs).length} packs)` : 'regcache: no index in the Actions cache yet');
+  } else {
+    await writeFile(indexFile, JSON.stringify(emptyIndex()));
+  }
+  state.persist = {
+    indexFile,
+    ...(restoredKey ? { restoredKey } : {}),
+    restoreSeconds: (Date.now() - started) / 1000,
+    save,
+    keyPrefix: inputs.keyPrefix,
+    maxSaveBytes: inputs.maxSaveBytes,
+  };
+  saveState(state);
 }
 
 async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> {
@@ -29,7 +60,14 @@ async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> 
     cachePort = 0;
   }
   const dir = join(process.env.RUNNER_TEMP || '/tmp', 'regcache');
+  await mkdir(dir, { recursive: true });
+  try {
+    await restorePersistence(inputs, state, dir);
+  } catch (err) {
+    core.warning(`regcache: could not restore from the Actions cache: ${(err as Error).message}`);
+  }
   const started = await spawnServer({
+    ...(state.persist ? { persistIndex: state.persist.indexFile, prefetch: inputs.prefetch } : {}),
     registryAddr: addr(inputs.bindAddress, inputs.registryPort),
     cacheAddr: addr(inputs.bindAddress, cachePort),
     storage: inputs.storage,

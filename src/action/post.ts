@@ -10,6 +10,33 @@ import { removeContainerdHosts } from './containerd-hosts.js';
 import { renderSummary, summaryNumbers } from './summary.js';
 import { PROBE_REPOSITORY } from '../proxy/index.js';
 import type { StatsSnapshot } from '../stats/index.js';
+import { ActionsCache, parseIndex, saveNewContent, type RestoreReport, type SaveReport } from '../persist/index.js';
+import { openStorage } from '../storage/index.js';
+import { renderPersistence } from './summary.js';
+import type { PersistState } from './state.js';
+
+/** Saves what the job added (the server has stopped: the storage is free). */
+async function savePersistence(p: PersistState, storageDir: string): Promise<SaveReport> {
+  const storage = await openStorage(storageDir);
+  try {
+    const restored = parseIndex(await readFile(p.indexFile, 'utf8').catch(() => ''));
+    const report = await saveNewContent({
+      storage,
+      restored,
+      cache: new ActionsCache(),
+      prefix: p.keyPrefix,
+      env: process.env,
+      matrix: process.env.REGCACHE_MATRIX ?? '',
+      maxSaveBytes: p.maxSaveBytes,
+      maxPacks: 8,
+      budgetMs: 120_000,
+    });
+    core.info(`regcache: saved ${report.packsSaved} packs (${report.bytesSaved} bytes), ${report.packsExisting} already there, ${report.packsRefused} refused`);
+    return report;
+  } finally {
+    await storage.close();
+  }
+}
 
 async function step(what: string, fn: () => Promise<void>): Promise<void> {
   try {
@@ -30,10 +57,19 @@ async function run(): Promise<void> {
   if (state.docker) {
     await step('restore the docker daemon configuration', async () => {
       const how = await restoreDocker(state.docker!);
-      core.info(how === 'restored' ? `${state.docker!.path} restored` : `${state.docker!.path} changed meanwhile: removed only regcache's entries`);
+      core.info(how.outcome === 'restored' ? `${state.docker!.path} restored` : `${state.docker!.path} changed meanwhile: removed only regcache's entries`);
+      if (!how.forgotten) core.warning(`The docker daemon still lists ${state.docker!.mirror} among its registry mirrors after the reload; restart it to drop the mirror.`);
     });
   }
   if (state.containerdFiles?.length) await step('remove containerd hosts.toml files', () => removeContainerdHosts(state.containerdFiles!));
+  let saved: SaveReport | undefined;
+  if (state.persist?.save && state.storage) {
+    await step('save to the Actions cache', async () => {
+      saved = await savePersistence(state.persist!, state.storage!);
+    });
+  } else if (state.persist) {
+    core.info('regcache: not saving to the Actions cache (save: auto saves on pushes to the default branch only)');
+  }
   if (!state.statsFile) return;
   await step('report', async () => {
     const snapshot = JSON.parse(await readFile(state.statsFile!, 'utf8')) as StatsSnapshot;
@@ -41,7 +77,8 @@ async function run(): Promise<void> {
     const numbers = summaryNumbers(snapshot, hidden);
     for (const [k, v] of Object.entries(numbers)) core.setOutput(k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), v ?? '');
     core.setOutput('stats-file', state.statsFile);
-    if (state.summary !== false) await core.summary.addRaw(renderSummary(snapshot, hidden)).write();
+    const persistence = state.persist ? renderPersistence(state.persist, snapshot.extras?.persist as RestoreReport | undefined, saved) : '';
+    if (state.summary !== false) await core.summary.addRaw(renderSummary(snapshot, hidden) + persistence).write();
   });
 }
 

@@ -1,7 +1,7 @@
 // Writing system files and signalling system processes: directly when we may, else
 // through passwordless sudo (GitHub's hosted runners), never with a prompt.
 import { execFile } from 'node:child_process';
-import { access, constants, mkdtemp, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { access, constants, mkdtemp, readFile, rm, rmdir, writeFile, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -80,6 +80,19 @@ export async function removeFilePrivileged(path: string): Promise<void> {
     await rm(path, { force: true });
   } catch {
     await mustSucceed(runPrivileged('rm', ['-f', path]), `remove ${path}`);
+  }
+}
+
+/** Removes a directory if it is empty (with sudo when needed); absent or not empty is fine. */
+export async function removeEmptyDirPrivileged(path: string): Promise<void> {
+  try {
+    await rmdir(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST') return;
+    if (code !== 'EACCES' && code !== 'EPERM') throw err;
+    const r = await runPrivileged('rmdir', [path]);
+    if (r.code !== 0 && !/not empty|No such file/i.test(r.stderr)) throw new Error(`cannot remove ${path}: ${r.stderr.trim() || `exit ${r.code}`}`);
   }
 }
 

@@ -28,6 +28,9 @@ export interface SpawnOptions {
   logLevel: string;
   /** Upstream credentials, handed over in the environment (never on the command line). */
   credentials: string[];
+  /** A restored persistence index for the server to import. */
+  persistIndex?: string;
+  prefetch?: boolean;
 }
 
 /** True when `host:port` can be listened on now. */
@@ -59,6 +62,8 @@ export async function spawnServer(o: SpawnOptions, timeoutMs = 20_000): Promise<
     '--tag-ttl', `${o.tagTtlMs}ms`,
     '--log-level', o.logLevel,
     ...o.upstreams.flatMap((u) => ['--upstream', u]),
+    ...(o.persistIndex ? ['--persist-index', o.persistIndex] : []),
+    ...(o.prefetch ? ['--persist-prefetch'] : []),
   ];
   const env = { ...process.env, REGCACHE_UPSTREAM_AUTH: o.credentials.join('\n') };
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env });

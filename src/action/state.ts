@@ -29,9 +29,21 @@ export interface ActionState {
   statsFile?: string;
   summary?: boolean;
   docker?: DockerChange;
-  /** hosts.toml files main wrote (removed by post), with the directories it created. */
+  /** hosts.toml files main wrote, then the directories it created for them (`dir/`), for post to remove. */
   containerdFiles?: string[];
   startedAtMs?: number;
+  persist?: PersistState;
+}
+
+/** What main did with the Actions cache and what post should do. */
+export interface PersistState {
+  /** The restored index (also what the server imported). */
+  indexFile: string;
+  restoredKey?: string;
+  restoreSeconds: number;
+  save: boolean;
+  keyPrefix: string;
+  maxSaveBytes: number;
 }
 
 const KEY = 'regcache';

@@ -2,6 +2,8 @@
 // upstream and what was avoided, the rate limit last seen, and a chart of where the bytes
 // came from. Every piece of untrusted text (image names, tags) is escaped.
 import type { StatsSnapshot, RepositoryStats } from '../stats/index.js';
+import type { PersistState } from './state.js';
+import { REPOSITORY_CACHE_LIMIT, type RestoreReport, type SaveReport } from '../persist/index.js';
 
 /** Escapes text for a markdown table cell (no HTML, no pipes, no line breaks). */
 export function escapeCell(text: string): string {
@@ -101,5 +103,26 @@ export function renderSummary(s: StatsSnapshot, hidden: string[] = []): string {
   if (n.bytesServed > 0) {
     out.push('```mermaid', 'pie title Where the served bytes came from', `  "Local disk" : ${local}`, `  "Upstream" : ${n.bytesFetched}`, '```', '');
   }
+  return out.join('\n');
+}
+
+/** The Actions cache part of the summary: what was restored and saved. */
+export function renderPersistence(p: PersistState, restored: RestoreReport | undefined, saved: SaveReport | undefined): string {
+  const out: string[] = ['### GitHub Actions cache', '', '| | |', '|---|---|'];
+  out.push(`| Index restored | ${p.restoredKey ? `\`${escapeCell(p.restoredKey)}\`` : 'none yet'} (${p.restoreSeconds.toFixed(1)} s) |`);
+  if (restored) {
+    out.push(`| Packs restored on demand | ${restored.packsRestored} (${restored.blobsRestored} blobs, ${formatBytes(restored.bytesRestored)}, ${restored.seconds.toFixed(1)} s)${restored.packsMissing ? `; ${restored.packsMissing} evicted` : ''}${restored.blobsRejected ? `; ${restored.blobsRejected} blobs failed verification and were fetched upstream` : ''} |`);
+  }
+  if (saved) {
+    out.push(`| Saved | ${saved.packsSaved} new packs (${formatBytes(saved.bytesSaved)}), ${saved.packsExisting} already saved by another job, ${saved.packsRefused} refused (${saved.seconds.toFixed(1)} s) |`);
+    if (saved.packsSkippedForSize) out.push(`| Not saved (over max-save-size) | ${saved.packsSkippedForSize} packs |`);
+    out.push(`| Index entry | ${saved.indexKey ? `\`${escapeCell(saved.indexKey)}\`` : 'unchanged'} |`);
+    if (saved.workingSetBytes > REPOSITORY_CACHE_LIMIT) {
+      out.push(`| ⚠ Working set | ${formatBytes(saved.workingSetBytes)} is larger than the repository's Actions cache (${formatBytes(REPOSITORY_CACHE_LIMIT)}): entries will evict each other |`);
+    }
+  } else {
+    out.push(`| Saved | nothing (${p.save ? 'save failed' : 'this run only restores'}) |`);
+  }
+  out.push('');
   return out.join('\n');
 }

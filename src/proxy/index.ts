@@ -27,6 +27,8 @@ export interface CacheOptions {
   /** Credentials already resolved (tests); merged over the others. */
   credentials?: Map<string, Credentials>;
   tagTtlMs?: number;
+  /** A tier asked before the upstream for blobs (the Actions cache). */
+  persist?: { fetch(d: import('../oci/index.js').Digest): Promise<boolean> };
   /** Evict least-recently-used cached blobs beyond this many bytes. */
   maxCacheBytes?: number;
   /** Retries and breaker tuning for tests and the fault suite. */
@@ -67,6 +69,7 @@ export function createCache(o: CacheOptions): Cache {
     clients,
     stats: o.stats,
     tagTtlMs: o.tagTtlMs ?? 5 * 60 * 1000,
+    ...(o.persist ? { persist: o.persist } : {}),
     ...(o.maxCacheBytes ? { evictor: new CacheEvictor(o.storage.blobs, o.storage.cacheRepositories, o.storage.repositories, o.maxCacheBytes) } : {}),
   });
   return {

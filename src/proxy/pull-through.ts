@@ -45,6 +45,8 @@ export interface PullThroughOptions {
   tagTtlMs: number;
   /** Bounds the cache's size when set. */
   evictor?: CacheEvictor;
+  /** A tier asked before the upstream (the Actions cache): true when it put `d` in the store. */
+  persist?: { fetch(d: Digest): Promise<boolean> };
 }
 
 /** Maps an upstream failure to the error a client gets. */
@@ -123,6 +125,14 @@ export class PullThroughCache implements RegistryReader {
     if (size !== undefined) {
       this.o.stats.blobServed(name, 'local');
       return { size, read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), range ? range.end - range.start + 1 : size) };
+    }
+    if (!this.fills.has(d.value) && (await this.o.persist?.fetch(d))) {
+      const restored = await this.o.blobs.stat(d);
+      if (restored !== undefined) {
+        this.o.stats.blobServed(name, 'persist');
+        void this.o.repositories.linkBlob(name, d).catch(() => {});
+        return { size: restored, read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), range ? range.end - range.start + 1 : restored) };
+      }
     }
     let pending = this.fills.get(d.value);
     const joined = pending !== undefined;

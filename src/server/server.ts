@@ -7,6 +7,7 @@ import { openStorage, type Storage } from '../storage/index.js';
 import { buildRegistryApp, BasicAuth } from '../registry/index.js';
 import { createCache, type Credentials } from '../proxy/index.js';
 import { Stats, toPrometheus } from '../stats/index.js';
+import { ActionsCache, PackRestorer, importIndex, parseIndex } from '../persist/index.js';
 import { parseAddress, urlOf } from './address.js';
 
 /** Options of {@link startServer}. */
@@ -33,6 +34,10 @@ export interface ServerOptions {
   tagTtlMs?: number;
   /** Bound of the cache's size in bytes (least recently used blobs are evicted beyond it). */
   maxCacheBytes?: number;
+  /** A persistence index restored from the Actions cache: imported at start, its packs restored on demand. */
+  persistIndex?: string;
+  /** Restore every pack of the index in the background at start. */
+  persistPrefetch?: boolean;
   /** Where the statistics are written as JSON on close. */
   statsFile?: string;
   /** Upstream retries after the first attempt (default 2) and base backoff (default 200 ms). */
@@ -84,7 +89,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const logger = { level: opts.logLevel ?? 'info' };
     const common = { ...(auth ? { auth } : {}), ...(https ? { https } : {}), logger };
     const stats = new Stats();
+    const persist = opts.persistIndex ? await openPersistence(storage, opts.persistIndex, stats, !!opts.persistPrefetch) : undefined;
     const cache = createCache({
+      ...(persist ? { persist } : {}),
       storage,
       stats,
       ...(opts.upstreams ? { upstreams: opts.upstreams } : {}),
@@ -145,4 +152,16 @@ function statsRoutes(app: FastifyInstance, stats: Stats): void {
 async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   await writeFile(`${path}.tmp`, JSON.stringify(value, null, 2));
   await rename(`${path}.tmp`, path);
+}
+
+/** Imports a restored index and returns the tier that restores its packs on demand. */
+async function openPersistence(storage: Storage, indexFile: string, stats: Stats, prefetch: boolean): Promise<PackRestorer | undefined> {
+  const index = parseIndex(await readFile(indexFile, 'utf8').catch(() => ''));
+  const imported = await importIndex(storage, index);
+  stats.attach('persistIndex', () => imported);
+  if (!ActionsCache.available()) return undefined;
+  const restorer = new PackRestorer(storage, index, new ActionsCache(), storage.layout.tmpDir);
+  stats.attach('persist', () => restorer.report);
+  if (prefetch) void restorer.prefetchAll();
+  return restorer;
 }

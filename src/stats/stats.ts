@@ -49,6 +49,8 @@ export interface StatsSnapshot {
   takenAtMs: number;
   repositories: Record<string, RepositoryStats>;
   upstreams: Record<string, UpstreamStats>;
+  /** Reports of other parts (the Actions cache restore tier as `persist`). */
+  extras: Record<string, unknown>;
   totals: {
     requests: number;
     bytesServed: number;
@@ -101,7 +103,13 @@ export class Stats {
   readonly startedAtMs = Date.now();
   private readonly repositories = new Map<string, RepositoryStats>();
   private readonly upstreams = new Map<string, UpstreamStats>();
+  private readonly extras = new Map<string, () => unknown>();
   private requests = 0;
+
+  /** Includes what `report` returns under `name` in every snapshot. */
+  attach(name: string, report: () => unknown): void {
+    this.extras.set(name, report);
+  }
 
   private repo(name: string): RepositoryStats {
     let r = this.repositories.get(name);
@@ -209,6 +217,7 @@ export class Stats {
       totals.blobPersistHits += r.blobPersistHits;
     }
     const upstreams = Object.fromEntries([...this.upstreams].map(([k, v]) => [k, structuredClone(v)]));
-    return { startedAtMs: this.startedAtMs, takenAtMs: Date.now(), repositories, upstreams, totals };
+    const extras = Object.fromEntries([...this.extras].map(([k, f]) => [k, structuredClone(f())]));
+    return { startedAtMs: this.startedAtMs, takenAtMs: Date.now(), repositories, upstreams, extras, totals };
   }
 }

@@ -1,0 +1,37 @@
+// Restores the newest index entry of this repository (only the index: packs follow on
+// demand) and says whether this run should save.
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { INDEX_FILE, INDEX_PATH, indexPrefix } from './keys.js';
+import { emptyIndex, parseIndex, type PersistIndex } from './persist-index.js';
+import type { ActionsCache } from './actions-cache.js';
+
+/** Restores the newest index under `prefix` into `workspace`; empty when there is none. */
+export async function restoreIndex(cache: ActionsCache, prefix: string, workspace: string): Promise<{ index: PersistIndex; key?: string }> {
+  await rm(workspace, { recursive: true, force: true });
+  await mkdir(workspace, { recursive: true });
+  // No entry has this exact key: the prefix restore key picks the newest index.
+  const key = await cache.restore(workspace, INDEX_PATH, `${indexPrefix(prefix)}none`, [indexPrefix(prefix)]).catch(() => undefined);
+  if (!key) return { index: emptyIndex() };
+  const text = await readFile(join(workspace, INDEX_PATH, INDEX_FILE), 'utf8').catch(() => '');
+  return { index: parseIndex(text), key };
+}
+
+/** The `save` input's decision: `auto` saves on pushes to the default branch only. */
+export function shouldSave(mode: 'auto' | 'true' | 'false', env: NodeJS.ProcessEnv, defaultBranch: string | undefined): boolean {
+  if (mode === 'true') return true;
+  if (mode === 'false') return false;
+  if (env.GITHUB_EVENT_NAME !== 'push' && env.GITHUB_EVENT_NAME !== 'schedule' && env.GITHUB_EVENT_NAME !== 'workflow_dispatch') return false;
+  return defaultBranch !== undefined && env.GITHUB_REF === `refs/heads/${defaultBranch}`;
+}
+
+/** The default branch named in the event payload the runner wrote. */
+export async function defaultBranchOf(env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  if (!env.GITHUB_EVENT_PATH) return undefined;
+  try {
+    const event = JSON.parse(await readFile(env.GITHUB_EVENT_PATH, 'utf8')) as { repository?: { default_branch?: string } };
+    return event.repository?.default_branch;
+  } catch {
+    return undefined;
+  }
+}
