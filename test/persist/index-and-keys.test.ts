@@ -1,0 +1,59 @@
+// Pure parts of persistence: pack keys, index merging, grouping of new blobs, save policy.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { emptyIndex, groupNewBlobs, indexKey, indexPrefix, mergeIndex, packKey, shouldSave } from '../../src/persist/index.js';
+
+const d = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
+
+test('a pack key depends on the set of digests, not their order', () => {
+  assert.equal(packKey('rc', [d(1), d(2)]), packKey('rc', [d(2), d(1)]));
+  assert.notEqual(packKey('rc', [d(1), d(2)]), packKey('rc', [d(1), d(3)]));
+  assert.match(packKey('rc', [d(1)]), /^rc-pack-[0-9a-f]{40}$/);
+});
+
+test('index keys are unique per run, attempt, job and matrix, under one restore prefix', () => {
+  const env = { GITHUB_RUN_ID: '42', GITHUB_RUN_ATTEMPT: '2', GITHUB_JOB: 'build' };
+  const a = indexKey('rc', env, '{"os":"a"}');
+  const b = indexKey('rc', env, '{"os":"b"}');
+  assert.notEqual(a, b);
+  assert.ok(a.startsWith(indexPrefix('rc')) && b.startsWith(indexPrefix('rc')));
+  assert.match(a, /^rc-index-42-2-build-[0-9a-f]{12}$/);
+});
+
+test('merging indexes unions packs, manifests and blobs, and the newer tag wins', () => {
+  const a = emptyIndex();
+  a.tags['docker.io/library/alpine'] = { '3': d(10), edge: d(11) };
+  a.packs['rc-pack-a'] = { digests: [d(1)], size: 1 };
+  a.blobs['docker.io/library/alpine'] = [d(1)];
+  const b = emptyIndex();
+  b.tags['docker.io/library/alpine'] = { '3': d(12) };
+  b.packs['rc-pack-b'] = { digests: [d(2)], size: 2 };
+  b.blobs['docker.io/library/alpine'] = [d(2), d(1)];
+  const m = mergeIndex(a, b);
+  assert.deepEqual(m.tags['docker.io/library/alpine'], { '3': d(12), edge: d(11) });
+  assert.deepEqual(Object.keys(m.packs).sort(), ['rc-pack-a', 'rc-pack-b']);
+  assert.deepEqual(m.blobs['docker.io/library/alpine'], [d(1), d(2)]);
+});
+
+test('new blobs are grouped per image, known ones left out, a blob in one group only', () => {
+  const sizes = new Map([d(1), d(2), d(3), d(4)].map((x, i) => [x, (i + 1) * 10]));
+  const groups = groupNewBlobs({ 'docker.io/a': [d(1), d(2)], 'docker.io/b': [d(2), d(3), d(4)] }, new Set([d(4)]), sizes, 8);
+  assert.deepEqual(groups.map((g) => g.digests).sort(), [[d(1), d(2)], [d(3)]]);
+});
+
+test('beyond the entry bound, the smallest groups are merged', () => {
+  const sizes = new Map([1, 2, 3, 4].map((n) => [d(n), n * 100]));
+  const groups = groupNewBlobs({ a: [d(1)], b: [d(2)], c: [d(3)], e: [d(4)] }, new Set(), sizes, 2);
+  assert.equal(groups.length, 2);
+  assert.deepEqual(groups.flatMap((g) => g.digests).sort(), [d(1), d(2), d(3), d(4)]);
+  assert.equal(groups.reduce((a, g) => a + g.size, 0), 1000);
+});
+
+test('save: auto saves on pushes to the default branch only', () => {
+  const push = { GITHUB_EVENT_NAME: 'push', GITHUB_REF: 'refs/heads/main' };
+  assert.equal(shouldSave('auto', push, 'main'), true);
+  assert.equal(shouldSave('auto', { ...push, GITHUB_REF: 'refs/heads/feature' }, 'main'), false);
+  assert.equal(shouldSave('auto', { GITHUB_EVENT_NAME: 'pull_request', GITHUB_REF: 'refs/pull/1/merge' }, 'main'), false);
+  assert.equal(shouldSave('true', { GITHUB_EVENT_NAME: 'pull_request' }, 'main'), true);
+  assert.equal(shouldSave('false', push, 'main'), false);
+});
