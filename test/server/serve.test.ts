@@ -5,7 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import { openStorage } from '../../src/storage/index.js';
 import { tempDir } from '../storage/fixtures.js';
 import { runCliToEnd, serve, withTimeout } from './cli-process.js';
@@ -31,108 +31,111 @@ function assertOneLineError(stderr: string, pattern: RegExp): void {
   assert.doesNotMatch(stderr, /\n\s+at |Error:/);
 }
 
-test('serve on port 0 writes the ready file with both URLs and its pid, and both ports answer', async (t) => {
-  const dir = await tempDir(t);
-  const storage = join(dir, 'storage');
-  const s = await serve(t, { storage, readyFile: join(dir, 'ready.json') });
-  assert.match(s.ready.registry, /^http:\/\/127\.0\.0\.1:\d+$/);
-  assert.match(s.ready.cache, /^http:\/\/127\.0\.0\.1:\d+$/);
-  assert.notEqual(s.ready.registry, s.ready.cache);
-  assert.equal(s.ready.pid, s.child.pid);
-  assert.equal(s.ready.storage, storage);
-  for (const base of [s.ready.registry, s.ready.cache]) {
-    const res = await get(`${base}/v2/`);
-    assert.equal(res.status, 200);
-    assert.equal(res.body, '{}');
-    assert.equal(res.headers.get('docker-distribution-api-version'), 'registry/2.0');
-  }
-  assert.match(s.stdout(), /registry http:\/\/127\.0\.0\.1:\d+, cache http:\/\/127\.0\.0\.1:\d+/);
-  // The lock names the server; SIGTERM releases it and exits 0.
-  assert.equal(await readFile(join(storage, 'lock'), 'utf8'), String(s.child.pid));
-  s.child.kill('SIGTERM');
-  assert.deepEqual(await withTimeout(s.exited, 10_000, 'exit after SIGTERM'), { code: 0, signal: null });
-  await assert.rejects(stat(join(storage, 'lock')), { code: 'ENOENT' });
-});
-
-test('SIGTERM during an in-flight upload lets it finish, then exits 0', async (t) => {
-  const dir = await tempDir(t);
-  const storage = join(dir, 'storage');
-  const s = await serve(t, { storage, readyFile: join(dir, 'ready.json') });
-  const post = await fetch(`${s.ready.registry}/v2/drain/test/blobs/uploads/`, { method: 'POST' });
-  assert.equal(post.status, 202);
-  const location = post.headers.get('location')!;
-  const id = post.headers.get('docker-upload-uuid')!;
-  const first = Buffer.alloc(256 * 1024, 0x61);
-  const second = Buffer.alloc(256 * 1024, 0x62);
-
-  // A keep-alive client, as docker is: the drain must not wait for its idle timeout.
-  const agent = new http.Agent({ keepAlive: true });
-  t.after(() => agent.destroy());
-  const url = new URL(location, s.ready.registry);
-  let request!: http.ClientRequest;
-  const answered = new Promise<{ status: number; range: string | undefined; connection: string | undefined }>((resolve, reject) => {
-    request = http.request(url, { method: 'PATCH', agent, headers: { 'content-type': 'application/octet-stream', 'content-range': `0-${first.length + second.length - 1}`, 'content-length': first.length + second.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, range: res.headers.range as string | undefined, connection: res.headers.connection }));
-    });
-    request.on('error', reject);
+// Each test has its own storage, ports and processes: they run side by side.
+describe('regcache serve', { concurrency: true }, () => {
+  test('serve on port 0 writes the ready file with both URLs and its pid, and both ports answer', async (t) => {
+    const dir = await tempDir(t);
+    const storage = join(dir, 'storage');
+    const s = await serve(t, { storage, readyFile: join(dir, 'ready.json') });
+    assert.match(s.ready.registry, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(s.ready.cache, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(s.ready.registry, s.ready.cache);
+    assert.equal(s.ready.pid, s.child.pid);
+    assert.equal(s.ready.storage, storage);
+    for (const base of [s.ready.registry, s.ready.cache]) {
+      const res = await get(`${base}/v2/`);
+      assert.equal(res.status, 200);
+      assert.equal(res.body, '{}');
+      assert.equal(res.headers.get('docker-distribution-api-version'), 'registry/2.0');
+    }
+    assert.match(s.stdout(), /registry http:\/\/127\.0\.0\.1:\d+, cache http:\/\/127\.0\.0\.1:\d+/);
+    // The lock names the server; SIGTERM releases it and exits 0.
+    assert.equal(await readFile(join(storage, 'lock'), 'utf8'), String(s.child.pid));
+    s.child.kill('SIGTERM');
+    assert.deepEqual(await withTimeout(s.exited, 10_000, 'exit after SIGTERM'), { code: 0, signal: null });
+    await assert.rejects(stat(join(storage, 'lock')), { code: 'ENOENT' });
   });
-  request.write(first);
-  // Wait until the server has stored part of the chunk: the request is in flight.
-  const dataFile = join(storage, 'uploads', id, 'data');
-  for (let i = 0; (await stat(dataFile)).size < first.length; i++) {
-    assert.ok(i < 400, 'the first half never reached the server');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  s.child.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 200));
-  assert.equal(s.child.exitCode, null, 'the server must wait for the in-flight request');
-  request.end(second);
-  const res = await withTimeout(answered, 10_000, 'the in-flight PATCH');
-  assert.equal(res.status, 202);
-  assert.equal(res.range, `0-${first.length + second.length - 1}`);
-  const exit = await withTimeout(s.exited, 10_000, 'exit after the drain');
-  assert.deepEqual(exit, { code: 0, signal: null });
-  assert.match(s.stdout(), /SIGTERM, draining/);
 
-  // Everything the client sent is on disk, and the session completes after a restart.
-  const reopened = await openStorage(storage);
-  t.after(() => reopened.close());
-  const session = await reopened.uploads.get('drain/test', id);
-  assert.equal(session.size, first.length + second.length);
-});
+  test('SIGTERM during an in-flight upload lets it finish, then exits 0', async (t) => {
+    const dir = await tempDir(t);
+    const storage = join(dir, 'storage');
+    const s = await serve(t, { storage, readyFile: join(dir, 'ready.json') });
+    const post = await fetch(`${s.ready.registry}/v2/drain/test/blobs/uploads/`, { method: 'POST' });
+    assert.equal(post.status, 202);
+    const location = post.headers.get('location')!;
+    const id = post.headers.get('docker-upload-uuid')!;
+    const first = Buffer.alloc(256 * 1024, 0x61);
+    const second = Buffer.alloc(256 * 1024, 0x62);
 
-test('a registry port in use is a one-line error naming --registry-addr, exit 1', async (t) => {
-  const dir = await tempDir(t);
-  const port = await busyPort(t);
-  const r = await runCliToEnd(t, ['serve', '--registry-addr', `127.0.0.1:${port}`, '--cache-addr', '127.0.0.1:0', '--storage', join(dir, 's'), '--log-level', 'silent']);
-  assert.equal(r.code, 1);
-  assertOneLineError(r.stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use.*--registry-addr`));
-  // The storage it had opened is released again.
-  await assert.rejects(stat(join(dir, 's', 'lock')), { code: 'ENOENT' });
-});
+    // A keep-alive client, as docker is: the drain must not wait for its idle timeout.
+    const agent = new http.Agent({ keepAlive: true });
+    t.after(() => agent.destroy());
+    const url = new URL(location, s.ready.registry);
+    let request!: http.ClientRequest;
+    const answered = new Promise<{ status: number; range: string | undefined; connection: string | undefined }>((resolve, reject) => {
+      request = http.request(url, { method: 'PATCH', agent, headers: { 'content-type': 'application/octet-stream', 'content-range': `0-${first.length + second.length - 1}`, 'content-length': first.length + second.length } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, range: res.headers.range as string | undefined, connection: res.headers.connection }));
+      });
+      request.on('error', reject);
+    });
+    request.write(first);
+    // Wait until the server has stored part of the chunk: the request is in flight.
+    const dataFile = join(storage, 'uploads', id, 'data');
+    for (let i = 0; (await stat(dataFile)).size < first.length; i++) {
+      assert.ok(i < 400, 'the first half never reached the server');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    s.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(s.child.exitCode, null, 'the server must wait for the in-flight request');
+    request.end(second);
+    const res = await withTimeout(answered, 10_000, 'the in-flight PATCH');
+    assert.equal(res.status, 202);
+    assert.equal(res.range, `0-${first.length + second.length - 1}`);
+    const exit = await withTimeout(s.exited, 10_000, 'exit after the drain');
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.match(s.stdout(), /SIGTERM, draining/);
 
-test('a cache port in use is a one-line error naming --cache-addr, exit 1', async (t) => {
-  const dir = await tempDir(t);
-  const port = await busyPort(t);
-  const r = await runCliToEnd(t, ['serve', '--registry-addr', '127.0.0.1:0', '--cache-addr', `127.0.0.1:${port}`, '--storage', join(dir, 's')]);
-  assert.equal(r.code, 1);
-  assertOneLineError(r.stderr, /--cache-addr/);
-});
+    // Everything the client sent is on disk, and the session completes after a restart.
+    const reopened = await openStorage(storage);
+    t.after(() => reopened.close());
+    const session = await reopened.uploads.get('drain/test', id);
+    assert.equal(session.size, first.length + second.length);
+  });
 
-test('a malformed listen address is a one-line error naming the flag', async (t) => {
-  const dir = await tempDir(t);
-  const r = await runCliToEnd(t, ['serve', '--registry-addr', 'localhost', '--cache-addr', '127.0.0.1:0', '--storage', join(dir, 's'), '--log-level', 'silent']);
-  assert.equal(r.code, 1);
-  assertOneLineError(r.stderr, /--registry-addr: expected HOST:PORT/);
-});
+  test('a registry port in use is a one-line error naming --registry-addr, exit 1', async (t) => {
+    const dir = await tempDir(t);
+    const port = await busyPort(t);
+    const r = await runCliToEnd(t, ['serve', '--registry-addr', `127.0.0.1:${port}`, '--cache-addr', '127.0.0.1:0', '--storage', join(dir, 's'), '--log-level', 'silent']);
+    assert.equal(r.code, 1);
+    assertOneLineError(r.stderr, new RegExp(`127\\.0\\.0\\.1:${port} is already in use.*--registry-addr`));
+    // The storage it had opened is released again.
+    await assert.rejects(stat(join(dir, 's', 'lock')), { code: 'ENOENT' });
+  });
 
-test('a second server on the same storage is a one-line error naming the owner, exit 1', async (t) => {
-  const dir = await tempDir(t);
-  const storage = join(dir, 'storage');
-  const first = await serve(t, { storage, readyFile: join(dir, 'ready.json') });
-  const r = await runCliToEnd(t, ['serve', '--registry-addr', '127.0.0.1:0', '--cache-addr', '127.0.0.1:0', '--storage', storage, '--log-level', 'silent']);
-  assert.equal(r.code, 1);
-  assertOneLineError(r.stderr, new RegExp(`in use by process ${first.child.pid}`));
-  assert.equal((await get(`${first.ready.registry}/v2/`)).status, 200);
+  test('a cache port in use is a one-line error naming --cache-addr, exit 1', async (t) => {
+    const dir = await tempDir(t);
+    const port = await busyPort(t);
+    const r = await runCliToEnd(t, ['serve', '--registry-addr', '127.0.0.1:0', '--cache-addr', `127.0.0.1:${port}`, '--storage', join(dir, 's')]);
+    assert.equal(r.code, 1);
+    assertOneLineError(r.stderr, /--cache-addr/);
+  });
+
+  test('a malformed listen address is a one-line error naming the flag', async (t) => {
+    const dir = await tempDir(t);
+    const r = await runCliToEnd(t, ['serve', '--registry-addr', 'localhost', '--cache-addr', '127.0.0.1:0', '--storage', join(dir, 's'), '--log-level', 'silent']);
+    assert.equal(r.code, 1);
+    assertOneLineError(r.stderr, /--registry-addr: expected HOST:PORT/);
+  });
+
+  test('a second server on the same storage is a one-line error naming the owner, exit 1', async (t) => {
+    const dir = await tempDir(t);
+    const storage = join(dir, 'storage');
+    const first = await serve(t, { storage, readyFile: join(dir, 'ready.json') });
+    const r = await runCliToEnd(t, ['serve', '--registry-addr', '127.0.0.1:0', '--cache-addr', '127.0.0.1:0', '--storage', storage, '--log-level', 'silent']);
+    assert.equal(r.code, 1);
+    assertOneLineError(r.stderr, new RegExp(`in use by process ${first.child.pid}`));
+    assert.equal((await get(`${first.ready.registry}/v2/`)).status, 200);
+  });
 });
