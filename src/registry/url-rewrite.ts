@@ -5,7 +5,7 @@
 const PATTERNS: readonly RegExp[] = [
   /^\/v2\/(.+)\/(blobs\/uploads\/?[^/]*)$/,
   /^\/v2\/(.+)\/((?:manifests|blobs|referrers)\/[^/]+)$/,
-  /^\/v2\/(.+)\/(tags\/list)$/,
+  /^\/v2\/(.+)\/(tags\/list\/?)$/,
 ];
 
 /** Rewrites `/v2/a/b/manifests/x?q` to `/v2/a%2Fb/manifests/x?q`; other URLs pass unchanged. */

@@ -24,6 +24,14 @@ function created(reply: FastifyReply, name: string, digest: string): FastifyRepl
   return reply.code(201).header('location', `/v2/${name}/blobs/${digest}`).header('docker-content-digest', digest).header('content-length', 0).send();
 }
 
+/** The 416 for a chunk that does not continue the upload, saying where it stands so the client can resume. */
+function outOfOrder(name: string, id: string, err: UploadRangeError): RegistryError {
+  return new RegistryError('RANGE_INVALID', 'chunk out of order', {
+    detail: { expectedStart: err.expectedStart, start: err.start },
+    headers: { location: uploadLocation(name, id), range: `0-${Math.max(0, err.expectedStart - 1)}`, 'docker-upload-uuid': id },
+  });
+}
+
 /** Registers the upload routes. */
 export function uploadRoutes(app: FastifyInstance, ctx: WriteContext): void {
   const { backend } = ctx;
@@ -63,16 +71,8 @@ export function uploadRoutes(app: FastifyInstance, ctx: WriteContext): void {
     try {
       session.size = await uploads.append(session, bodyStream(request), range?.start);
     } catch (err) {
-      if (!(err instanceof UploadRangeError)) throw err;
-      // Tell the client where the upload stands so that it can resume.
-      throw new RegistryError('RANGE_INVALID', 'chunk out of order', {
-        detail: { expectedStart: err.expectedStart, start: err.start },
-        headers: {
-          location: uploadLocation(name, session.id),
-          range: `0-${Math.max(0, err.expectedStart - 1)}`,
-          'docker-upload-uuid': session.id,
-        },
-      });
+      if (err instanceof UploadRangeError) throw outOfOrder(name, session.id, err);
+      throw err;
     }
     return statusHeaders(reply.code(202), name, session).send();
   });
@@ -81,7 +81,7 @@ export function uploadRoutes(app: FastifyInstance, ctx: WriteContext): void {
     const { name, session } = await sessionOf(request);
     const digest = digestParam(query(request).digest);
     const range = parseContentRange(request.headers['content-range'] as string | undefined);
-    if (range && range.start !== session.size) throw new UploadRangeError(session.size, range.start);
+    if (range && range.start !== session.size) throw outOfOrder(name, session.id, new UploadRangeError(session.size, range.start));
     await backend.completeUpload(name, session, digest, hasNoBody(request) ? undefined : bodyStream(request));
     return created(reply, name, digest.value);
   });
