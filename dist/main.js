@@ -33075,7 +33075,7 @@ var require_snapshot_utils = __commonJS({
 var require_snapshot_recorder = __commonJS({
   "node_modules/undici/lib/mock/snapshot-recorder.js"(exports2, module) {
     "use strict";
-    var { writeFile: writeFile4, readFile: readFile4, mkdir: mkdir5 } = __require("node:fs/promises");
+    var { writeFile: writeFile4, readFile: readFile4, mkdir: mkdir6 } = __require("node:fs/promises");
     var { dirname: dirname9, resolve: resolve3 } = __require("node:path");
     var { setTimeout: setTimeout3, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors2();
@@ -33307,7 +33307,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         const resolvedPath = resolve3(path12);
-        await mkdir5(dirname9(resolvedPath), { recursive: true });
+        await mkdir6(dirname9(resolvedPath), { recursive: true });
         const data = Array.from(this.#snapshots.entries()).map(([hash, snapshot2]) => ({
           hash,
           snapshot: snapshot2
@@ -55733,7 +55733,7 @@ import { hostname } from "node:os";
 
 // src/action/privileged.ts
 import { execFile } from "node:child_process";
-import { access as access2, constants as constants3, mkdtemp, readFile, rm as rm2, rmdir as rmdir2, writeFile as writeFile2, rename as rename2 } from "node:fs/promises";
+import { access as access2, constants as constants3, mkdir as mkdir2, mkdtemp, readFile, rm as rm2, rmdir as rmdir2, writeFile as writeFile2, rename as rename2 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname as dirname3, join as join3 } from "node:path";
 function run(cmd, args, timeoutMs = 3e4) {
@@ -55757,20 +55757,18 @@ async function runPrivileged(cmd, args) {
   return isRoot() ? run(cmd, args) : run("sudo", ["-n", cmd, ...args]);
 }
 async function writable(path12) {
-  try {
-    await access2(path12, constants3.W_OK);
-    return true;
-  } catch {
+  for (let dir = dirname3(path12); ; dir = dirname3(dir)) {
     try {
-      await access2(dirname3(path12), constants3.W_OK);
+      await access2(dir, constants3.W_OK);
       return true;
-    } catch {
-      return false;
+    } catch (err) {
+      if (err.code !== "ENOENT" || dir === dirname3(dir)) return false;
     }
   }
 }
 async function writeFilePrivileged(path12, data) {
   if (await writable(path12)) {
+    await mkdir2(dirname3(path12), { recursive: true });
     const tmp = `${path12}.regcache-${process.pid}`;
     await writeFile2(tmp, data);
     await rename2(tmp, path12);
@@ -55844,7 +55842,7 @@ async function detectEnvironment(env, cacheHint, daemonConfig) {
 // src/action/server-process.ts
 import { spawn as spawn2 } from "node:child_process";
 import { openSync, closeSync, existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
-import { mkdir as mkdir2, rm as rm3 } from "node:fs/promises";
+import { mkdir as mkdir3, rm as rm3 } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname as dirname4, join as join4 } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55859,7 +55857,7 @@ function cliPath() {
   return join4(dirname4(fileURLToPath(import.meta.url)), "cli.js");
 }
 async function spawnServer(o, timeoutMs = 2e4) {
-  await mkdir2(dirname4(o.logFile), { recursive: true });
+  await mkdir3(dirname4(o.logFile), { recursive: true });
   await rm3(o.readyFile, { force: true });
   const log2 = openSync(o.logFile, "a");
   const args = [
@@ -56201,7 +56199,7 @@ async function proveMirror(cacheUrl) {
 }
 
 // src/action/main.ts
-import { mkdir as mkdir4, writeFile as writeFile3 } from "node:fs/promises";
+import { mkdir as mkdir5, writeFile as writeFile3 } from "node:fs/promises";
 
 // node_modules/@actions/cache/lib/cache.js
 import * as path11 from "path";
@@ -96139,11 +96137,11 @@ var INLINE_LIMIT = 64 * 1024;
 var REPOSITORY_CACHE_LIMIT = 10 * 1024 ** 3;
 
 // src/persist/restore-index.ts
-import { mkdir as mkdir3, readFile as readFile3, rm as rm4 } from "node:fs/promises";
+import { mkdir as mkdir4, readFile as readFile3, rm as rm4 } from "node:fs/promises";
 import { join as join11 } from "node:path";
 async function restoreIndex(cache, prefix2, workspace) {
   await rm4(workspace, { recursive: true, force: true });
-  await mkdir3(workspace, { recursive: true });
+  await mkdir4(workspace, { recursive: true });
   const key = await cache.restore(workspace, INDEX_PATH, `${indexPrefix(prefix2)}none`, [indexPrefix(prefix2)]).catch(() => void 0);
   if (!key) return { index: emptyIndex() };
   const text = await readFile3(join11(workspace, INDEX_PATH, INDEX_FILE), "utf8").catch(() => "");
@@ -96209,7 +96207,7 @@ async function startRegcache(inputs, state3) {
     cachePort = 0;
   }
   const dir = join12(process.env.RUNNER_TEMP || "/tmp", "regcache");
-  await mkdir4(dir, { recursive: true });
+  await mkdir5(dir, { recursive: true });
   try {
     await restorePersistence(inputs, state3, dir);
   } catch (err) {

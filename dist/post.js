@@ -40977,7 +40977,7 @@ var require_snapshot_utils = __commonJS({
 var require_snapshot_recorder = __commonJS({
   "node_modules/undici/lib/mock/snapshot-recorder.js"(exports2, module) {
     "use strict";
-    var { writeFile: writeFile4, readFile: readFile6, mkdir: mkdir6 } = __require("node:fs/promises");
+    var { writeFile: writeFile4, readFile: readFile6, mkdir: mkdir7 } = __require("node:fs/promises");
     var { dirname: dirname8, resolve: resolve4 } = __require("node:path");
     var { setTimeout: setTimeout3, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors2();
@@ -41209,7 +41209,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         const resolvedPath = resolve4(path12);
-        await mkdir6(dirname8(resolvedPath), { recursive: true });
+        await mkdir7(dirname8(resolvedPath), { recursive: true });
         const data = Array.from(this.#snapshots.entries()).map(([hash, snapshot2]) => ({
           hash,
           snapshot: snapshot2
@@ -55692,7 +55692,7 @@ async function withFileLock(path12, fn, timeoutMs = 3e4, staleMs = 12e4) {
 
 // src/action/privileged.ts
 import { execFile } from "node:child_process";
-import { access as access2, constants as constants3, mkdtemp, readFile, rm as rm2, rmdir as rmdir2, writeFile as writeFile2, rename as rename2 } from "node:fs/promises";
+import { access as access2, constants as constants3, mkdir as mkdir2, mkdtemp, readFile, rm as rm2, rmdir as rmdir2, writeFile as writeFile2, rename as rename2 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname as dirname3, join as join3 } from "node:path";
 function run(cmd, args, timeoutMs = 3e4) {
@@ -55710,20 +55710,18 @@ async function runPrivileged(cmd, args) {
   return isRoot() ? run(cmd, args) : run("sudo", ["-n", cmd, ...args]);
 }
 async function writable(path12) {
-  try {
-    await access2(path12, constants3.W_OK);
-    return true;
-  } catch {
+  for (let dir = dirname3(path12); ; dir = dirname3(dir)) {
     try {
-      await access2(dirname3(path12), constants3.W_OK);
+      await access2(dir, constants3.W_OK);
       return true;
-    } catch {
-      return false;
+    } catch (err) {
+      if (err.code !== "ENOENT" || dir === dirname3(dir)) return false;
     }
   }
 }
 async function writeFilePrivileged(path12, data) {
   if (await writable(path12)) {
+    await mkdir2(dirname3(path12), { recursive: true });
     const tmp = `${path12}.regcache-${process.pid}`;
     await writeFile2(tmp, data);
     await rename2(tmp, path12);
@@ -95699,7 +95697,7 @@ function saveCacheV2(paths_1, key_1, options_1) {
 }
 
 // src/storage/index.ts
-import { mkdir as mkdir4 } from "node:fs/promises";
+import { mkdir as mkdir5 } from "node:fs/promises";
 
 // src/storage/layout.ts
 import { join as join9 } from "node:path";
@@ -95766,7 +95764,7 @@ import { open as open4, stat as stat3, readdir as readdir2, rm as rm4 } from "no
 import { createReadStream as createReadStream2 } from "node:fs";
 
 // src/storage/fs-util.ts
-import { open as open3, rename as rename3, mkdir as mkdir2, readFile as readFile3, unlink as unlink4, rm as rm3 } from "node:fs/promises";
+import { open as open3, rename as rename3, mkdir as mkdir3, readFile as readFile3, unlink as unlink4, rm as rm3 } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { dirname as dirname7, join as join10 } from "node:path";
 function tempPath(tmpDir) {
@@ -95786,7 +95784,7 @@ async function publish(from, to) {
     await rename3(from, to);
   } catch (err) {
     if (err.code !== "ENOENT") throw err;
-    await mkdir2(dir, { recursive: true });
+    await mkdir3(dir, { recursive: true });
     await rename3(from, to);
   }
   await syncDir(dir);
@@ -96256,7 +96254,7 @@ async function readdirOrEmpty(dir) {
 }
 
 // src/storage/uploads.ts
-import { open as open5, mkdir as mkdir3, rm as rm5, stat as stat4 } from "node:fs/promises";
+import { open as open5, mkdir as mkdir4, rm as rm5, stat as stat4 } from "node:fs/promises";
 import { randomUUID as randomUUID5 } from "node:crypto";
 import { join as join11 } from "node:path";
 var UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -96272,7 +96270,7 @@ var Uploads = class {
   async create(repository) {
     const id = randomUUID5();
     const dir = this.layout.upload(id);
-    await mkdir3(dir, { recursive: true });
+    await mkdir4(dir, { recursive: true });
     const record = { repository, startedAt: Date.now() };
     await (await open5(join11(dir, "data"), "wx")).close();
     await writeFileAtomic(this.layout.tmpDir, join11(dir, "session.json"), JSON.stringify(record));
@@ -96824,13 +96822,13 @@ async function unlinkSwept(layout, repositories, deleted) {
 // src/storage/index.ts
 async function openStorage(root, opts = {}) {
   const layout = new Layout(root);
-  await Promise.all([layout.blobsDir, layout.uploadsDir, layout.repositoriesDir, layout.tmpDir].map((d) => mkdir4(d, { recursive: true })));
+  await Promise.all([layout.blobsDir, layout.uploadsDir, layout.repositoriesDir, layout.tmpDir].map((d) => mkdir5(d, { recursive: true })));
   const release = await acquireLock(layout.lockFile);
   const blobs = new BlobStore(layout);
   const uploads = new Uploads(layout, blobs);
   const repositories = new Repositories(layout);
   const cacheLayout = new Layout(root, "cache");
-  await mkdir4(cacheLayout.repositoriesDir, { recursive: true });
+  await mkdir5(cacheLayout.repositoriesDir, { recursive: true });
   const cacheRepositories = new Repositories(cacheLayout);
   const registry = new RegistryStore(blobs, uploads, repositories);
   const tempFilesRemoved = await blobs.clearTemp();
@@ -97082,7 +97080,7 @@ async function exportIndex(storage) {
 }
 
 // src/persist/save.ts
-import { link, mkdir as mkdir5, rm as rm7, writeFile as writeFile3 } from "node:fs/promises";
+import { link, mkdir as mkdir6, rm as rm7, writeFile as writeFile3 } from "node:fs/promises";
 import { randomBytes as randomBytes2 } from "node:crypto";
 import { join as join14 } from "node:path";
 var REPOSITORY_CACHE_LIMIT = 10 * 1024 ** 3;
@@ -97106,7 +97104,7 @@ function groupNewBlobs(blobsByRepo, known, sizes, maxPacks) {
 }
 async function stagePack(storage, workspace, digests) {
   const dir = join14(workspace, PACK_PATH);
-  await mkdir5(dir, { recursive: true });
+  await mkdir6(dir, { recursive: true });
   for (const v of digests) {
     const d = tryParseDigest(v);
     await link(storage.layout.blob(d), join14(dir, packFileName(d)));
@@ -97166,7 +97164,7 @@ async function saveNewContent(o) {
     if (JSON.stringify(merged) !== JSON.stringify(o.restored)) {
       const key = indexKey(o.prefix, o.env, o.matrix);
       const workspace = join14(staging, "index");
-      await mkdir5(join14(workspace, INDEX_PATH), { recursive: true });
+      await mkdir6(join14(workspace, INDEX_PATH), { recursive: true });
       await writeFile3(join14(workspace, INDEX_PATH, INDEX_FILE), JSON.stringify(merged));
       if (await o.cache.save(workspace, INDEX_PATH, key) === "saved") report.indexKey = key;
     }

@@ -1,7 +1,7 @@
 // Writing system files and signalling system processes: directly when we may, else
 // through passwordless sudo (GitHub's hosted runners), never with a prompt.
 import { execFile } from 'node:child_process';
-import { access, constants, mkdtemp, readFile, rm, rmdir, writeFile, rename } from 'node:fs/promises';
+import { access, constants, mkdir, mkdtemp, readFile, rm, rmdir, writeFile, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -41,23 +41,26 @@ export async function runPrivileged(cmd: string, args: string[]): Promise<Comman
   return isRoot() ? run(cmd, args) : run('sudo', ['-n', cmd, ...args]);
 }
 
+/**
+ * True when this process may write `path` itself (a temp file beside it, then a rename): its
+ * directory is writable, or, when directories are missing, the nearest existing ancestor is.
+ */
 async function writable(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.W_OK);
-    return true;
-  } catch {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
     try {
-      await access(dirname(path), constants.W_OK);
+      await access(dir, constants.W_OK);
       return true;
-    } catch {
-      return false;
+    } catch (err) {
+      // a missing directory: the nearest existing ancestor decides
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir)) return false;
     }
   }
 }
 
-/** Writes a file atomically, with sudo when this user may not. */
+/** Writes a file atomically (creating missing directories), with sudo when this user may not. */
 export async function writeFilePrivileged(path: string, data: Buffer | string): Promise<void> {
   if (await writable(path)) {
+    await mkdir(dirname(path), { recursive: true });
     const tmp = `${path}.regcache-${process.pid}`;
     await writeFile(tmp, data);
     await rename(tmp, path);
