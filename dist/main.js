@@ -56091,7 +56091,6 @@ var ERROR_CODES = Object.freeze({
   UNSUPPORTED: { status: 405, message: "the operation is unsupported" },
   TOOMANYREQUESTS: { status: 429, message: "too many requests" },
   RANGE_INVALID: { status: 416, message: "invalid content range" },
-  PAYLOAD_TOO_LARGE: { status: 413, message: "payload too large" },
   PAGINATION_NUMBER_INVALID: { status: 400, message: "invalid number of results requested" },
   UNAVAILABLE: { status: 503, message: "service unavailable" },
   UNKNOWN: { status: 500, message: "unknown error" }

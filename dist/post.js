@@ -55848,18 +55848,27 @@ async function restoreDocker(change) {
     const targetConfig = parseConfig(target, change.path);
     const explicit = withExplicitLists(targetConfig, change.insecure);
     const explicitFirst = JSON.stringify(explicit) !== JSON.stringify(targetConfig);
+    const forget = () => waitForMirrors((mirrors) => !mirrors.includes(normalizeMirror(change.mirror)));
+    let forgotten = false;
+    let reloadError;
+    const reloadAndWait = async () => {
+      try {
+        await reloadDocker(change.reload);
+        forgotten = await forget();
+      } catch (err) {
+        reloadError = err;
+      }
+    };
     if (explicitFirst) {
       await writeFilePrivileged(change.path, `${JSON.stringify(explicit, null, 2)}
 `);
-      await reloadDocker(change.reload);
+      await reloadAndWait();
     }
-    const forget = () => waitForMirrors((mirrors) => !mirrors.includes(normalizeMirror(change.mirror)));
-    const forgottenFirst = explicitFirst ? await forget() : true;
     if (target === null) await removeFilePrivileged(change.path);
     else await writeFilePrivileged(change.path, target);
-    if (explicitFirst) return { outcome, forgotten: forgottenFirst };
-    await reloadDocker(change.reload);
-    return { outcome, forgotten: await forget() };
+    if (!explicitFirst) await reloadAndWait();
+    if (reloadError) throw reloadError;
+    return { outcome, forgotten };
   });
 }
 
@@ -95920,7 +95929,6 @@ var ERROR_CODES = Object.freeze({
   UNSUPPORTED: { status: 405, message: "the operation is unsupported" },
   TOOMANYREQUESTS: { status: 429, message: "too many requests" },
   RANGE_INVALID: { status: 416, message: "invalid content range" },
-  PAYLOAD_TOO_LARGE: { status: 413, message: "payload too large" },
   PAGINATION_NUMBER_INVALID: { status: 400, message: "invalid number of results requested" },
   UNAVAILABLE: { status: 503, message: "service unavailable" },
   UNKNOWN: { status: 500, message: "unknown error" }

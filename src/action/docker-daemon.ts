@@ -146,17 +146,27 @@ export async function restoreDocker(change: DockerChange): Promise<{ outcome: 'r
     const targetConfig = parseConfig(target, change.path);
     const explicit = withExplicitLists(targetConfig, change.insecure);
     const explicitFirst = JSON.stringify(explicit) !== JSON.stringify(targetConfig);
+    const forget = () => waitForMirrors((mirrors) => !mirrors.includes(normalizeMirror(change.mirror)));
+    let forgotten = false;
+    let reloadError: unknown;
+    const reloadAndWait = async () => {
+      try {
+        await reloadDocker(change.reload);
+        forgotten = await forget();
+      } catch (err) {
+        reloadError = err;
+      }
+    };
     if (explicitFirst) {
       // the target leaves a list unset, which a reload would not apply: set it explicitly first
       await writeFilePrivileged(change.path, `${JSON.stringify(explicit, null, 2)}\n`);
-      await reloadDocker(change.reload);
+      await reloadAndWait();
     }
-    const forget = () => waitForMirrors((mirrors) => !mirrors.includes(normalizeMirror(change.mirror)));
-    const forgottenFirst = explicitFirst ? await forget() : true;
+    // the file is put back even when dockerd could not be reloaded
     if (target === null) await removeFilePrivileged(change.path);
     else await writeFilePrivileged(change.path, target);
-    if (explicitFirst) return { outcome, forgotten: forgottenFirst };
-    await reloadDocker(change.reload);
-    return { outcome, forgotten: await forget() };
+    if (!explicitFirst) await reloadAndWait();
+    if (reloadError) throw reloadError;
+    return { outcome, forgotten };
   });
 }
