@@ -266,6 +266,8 @@ export interface HostsTomlOptions {
   capabilities?: readonly ('pull' | 'resolve' | 'push')[];
   /** Do not verify the mirror's TLS certificate. */
   skipVerify?: boolean;
+  /** Extra request headers containerd sends to the mirror (`[host."<url>".header]`). */
+  header?: Record<string, string>;
 }
 
 /**
@@ -276,6 +278,7 @@ export interface HostsTomlOptions {
 export async function writeHostsToml(dir: string, registryHost: string, mirrorUrl: string, opts: HostsTomlOptions = {}): Promise<string> {
   const host: Record<string, unknown> = { capabilities: [...(opts.capabilities ?? ['pull', 'resolve'])] };
   if (opts.skipVerify) host.skip_verify = true;
+  if (opts.header) host.header = { ...opts.header };
   const doc: Record<string, unknown> = { host: { [mirrorUrl]: host } };
   if (opts.server !== undefined) doc.server = opts.server;
   const hostDir = join(dir, registryHost);

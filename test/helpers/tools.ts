@@ -20,6 +20,7 @@ export type ToolName =
   | 'busybox'
   | 'strace'
   | 'zstd'
+  | 'openssl'
   | 'umount';
 
 /**
