@@ -6,10 +6,13 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { normalizeNs, type Credentials } from './upstreams.js';
 
-/** Parses `NS=USER:TOKEN` lines (the form of the flag and the environment variable). */
+/**
+ * Parses `NS=USER:TOKEN` lines (the form of the flag and the environment variable). Only line
+ * breaks separate credentials: a token or password may contain commas.
+ */
 export function parseCredentialLines(text: string): Map<string, Credentials> {
   const out = new Map<string, Credentials>();
-  for (const raw of text.split(/[\n,]/)) {
+  for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
     if (!line) continue;
     const eq = line.indexOf('=');

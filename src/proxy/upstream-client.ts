@@ -107,7 +107,7 @@ export class UpstreamClient {
         res = await this.send(method, url, { ...headers, ...(await this.authHeader(scope)) }, countedPull && method === 'GET');
       } catch (err) {
         if (err instanceof UpstreamError) {
-          this.breaker.failure();
+          this.settle(err);
           throw err;
         }
         lastError = err;
@@ -115,7 +115,12 @@ export class UpstreamClient {
       if (res?.status === 401 && !authRetried) {
         res.body.resume();
         authRetried = true;
-        await this.onChallenge(parseChallenge(header(res.headers, 'www-authenticate')), scope);
+        try {
+          await this.onChallenge(parseChallenge(header(res.headers, 'www-authenticate')), scope);
+        } catch (err) {
+          this.settle(err);
+          throw err;
+        }
         continue;
       }
       if (res && res.status < 500) return this.accept(res);
@@ -129,6 +134,16 @@ export class UpstreamClient {
       await this.backoff(attempt++);
     }
     throw new UpstreamError('unavailable', `${this.config.ns} is unavailable: ${(lastError as Error)?.message ?? 'no answer'}`, { cause: lastError });
+  }
+
+  /**
+   * Settles the breaker for an attempt that ended in an error before a usable response, so a
+   * half-open trial never stays in flight. A refusal of our credentials is an answer from a
+   * working upstream, not an outage: it must not open the breaker.
+   */
+  private settle(err: unknown): void {
+    if (err instanceof UpstreamError && err.kind !== 'unavailable') this.breaker.success();
+    else this.breaker.failure();
   }
 
   /** Classifies a response below 500: auth refusals and 429 throw, the rest is returned. */
