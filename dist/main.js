@@ -55784,6 +55784,13 @@ async function writeFilePrivileged(path12, data) {
     await rm2(dir, { recursive: true, force: true });
   }
 }
+async function removeFilePrivileged(path12) {
+  try {
+    await rm2(path12, { force: true });
+  } catch {
+    await mustSucceed(runPrivileged("rm", ["-f", path12]), `remove ${path12}`);
+  }
+}
 async function readFileMaybe(path12) {
   try {
     return await readFile(path12);
@@ -55972,13 +55979,32 @@ function mergeMirror(config, mirror, insecure) {
   if (insecure.length) out["insecure-registries"] = [.../* @__PURE__ */ new Set([...stringList(config["insecure-registries"]), ...insecure])];
   return out;
 }
-async function detectReload(pidFile) {
-  const sudo = !isRoot();
-  if (existsSync4("/run/systemd/system") && (await run("systemctl", ["is-active", "--quiet", "docker"])).code === 0) {
-    return { kind: "systemd", sudo };
-  }
-  if (existsSync4(pidFile)) return { kind: "pid", pidFile, sudo };
+function chooseReload(facts, pidFile, sudo) {
+  const otherDaemon = facts.pidFileDockerd !== void 0 && facts.systemdMainPid !== void 0 && facts.pidFileDockerd !== facts.systemdMainPid;
+  if (facts.systemdDocker && !otherDaemon) return { kind: "systemd", sudo };
+  if (facts.pidFileExists) return { kind: "pid", pidFile, sudo };
   return void 0;
+}
+async function dockerdPid(pidFile) {
+  try {
+    const pid = Number.parseInt((await readFile2(pidFile, "utf8")).trim(), 10);
+    if (!Number.isInteger(pid) || pid <= 1) return void 0;
+    return (await readFile2(`/proc/${pid}/comm`, "utf8")).trim() === "dockerd" ? pid : void 0;
+  } catch {
+    return void 0;
+  }
+}
+async function detectReload(pidFile) {
+  const systemdDocker = existsSync4("/run/systemd/system") && (await run("systemctl", ["is-active", "--quiet", "docker"])).code === 0;
+  const mainPid = systemdDocker ? Number.parseInt((await run("systemctl", ["show", "--property", "MainPID", "--value", "docker"])).stdout.trim(), 10) : NaN;
+  const facts = {
+    systemdDocker,
+    ...mainPid > 0 ? { systemdMainPid: mainPid } : {},
+    pidFileExists: existsSync4(pidFile)
+  };
+  const pid = await dockerdPid(pidFile);
+  if (pid !== void 0) facts.pidFileDockerd = pid;
+  return chooseReload(facts, pidFile, !isRoot());
 }
 async function reloadDocker(method) {
   if (method.kind === "systemd") {
@@ -55986,8 +56012,8 @@ async function reloadDocker(method) {
     if (r2.code !== 0) throw new Error(`systemctl reload docker failed: ${r2.stderr.trim()}`);
     return;
   }
-  const pid = Number.parseInt((await readFile2(method.pidFile, "utf8")).trim(), 10);
-  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`${method.pidFile} holds no pid`);
+  const pid = await dockerdPid(method.pidFile);
+  if (pid === void 0) throw new Error(`${method.pidFile} does not name a running dockerd`);
   if (isRoot()) {
     process.kill(pid, "SIGHUP");
     return;
@@ -56004,7 +56030,16 @@ async function configureDocker(path12, mirror, insecure, reload) {
     await writeFilePrivileged(path12, written);
     return { path: path12, original: original ? original.toString("base64") : null, written: written.toString("base64"), mirror, insecure, reload };
   });
-  await reloadDocker(reload);
+  try {
+    await reloadDocker(reload);
+  } catch (err) {
+    await withFileLock(lockPath(path12), async () => {
+      if (!(await readFileMaybe(path12))?.equals(Buffer.from(change.written, "base64"))) return;
+      if (change.original === null) await removeFilePrivileged(path12);
+      else await writeFilePrivileged(path12, Buffer.from(change.original, "base64"));
+    });
+    throw err;
+  }
   await waitForMirrors((mirrors) => mirrors.includes(normalizeMirror(mirror)));
   return change;
 }

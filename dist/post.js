@@ -55797,14 +55797,23 @@ function removeMirror(config, mirror, insecure) {
   }
   return out;
 }
+async function dockerdPid(pidFile) {
+  try {
+    const pid = Number.parseInt((await readFile2(pidFile, "utf8")).trim(), 10);
+    if (!Number.isInteger(pid) || pid <= 1) return void 0;
+    return (await readFile2(`/proc/${pid}/comm`, "utf8")).trim() === "dockerd" ? pid : void 0;
+  } catch {
+    return void 0;
+  }
+}
 async function reloadDocker(method) {
   if (method.kind === "systemd") {
     const r2 = await runPrivileged("systemctl", ["reload", "docker"]);
     if (r2.code !== 0) throw new Error(`systemctl reload docker failed: ${r2.stderr.trim()}`);
     return;
   }
-  const pid = Number.parseInt((await readFile2(method.pidFile, "utf8")).trim(), 10);
-  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`${method.pidFile} holds no pid`);
+  const pid = await dockerdPid(method.pidFile);
+  if (pid === void 0) throw new Error(`${method.pidFile} does not name a running dockerd`);
   if (isRoot()) {
     process.kill(pid, "SIGHUP");
     return;

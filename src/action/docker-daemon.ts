@@ -54,14 +54,52 @@ export function removeMirror(config: DaemonConfig, mirror: string, insecure: str
   return out;
 }
 
-/** How to reload dockerd here: systemd's reload when it manages docker, else SIGHUP by pid file. */
-export async function detectReload(pidFile: string): Promise<ReloadMethod | undefined> {
-  const sudo = !isRoot();
-  if (existsSync('/run/systemd/system') && (await run('systemctl', ['is-active', '--quiet', 'docker'])).code === 0) {
-    return { kind: 'systemd', sudo };
-  }
-  if (existsSync(pidFile)) return { kind: 'pid', pidFile, sudo };
+/** What the host says about its docker daemons, for {@link chooseReload}. */
+export interface ReloadFacts {
+  /** systemd runs an active `docker` unit. */
+  systemdDocker: boolean;
+  /** That unit's main pid, when known. */
+  systemdMainPid?: number;
+  pidFileExists: boolean;
+  /** The pid in the pid file when it names a running dockerd. */
+  pidFileDockerd?: number;
+}
+
+/**
+ * How to reload the daemon whose pid file is given (pure): systemd's reload when systemd runs
+ * docker, unless the pid file names another running dockerd (a second daemon on the host, e.g.
+ * one per runner); else SIGHUP by pid file; undefined when neither applies.
+ */
+export function chooseReload(facts: ReloadFacts, pidFile: string, sudo: boolean): ReloadMethod | undefined {
+  const otherDaemon = facts.pidFileDockerd !== undefined && facts.systemdMainPid !== undefined && facts.pidFileDockerd !== facts.systemdMainPid;
+  if (facts.systemdDocker && !otherDaemon) return { kind: 'systemd', sudo };
+  if (facts.pidFileExists) return { kind: 'pid', pidFile, sudo };
   return undefined;
+}
+
+/** The pid in `pidFile` when it names a running dockerd (Linux: /proc/<pid>/comm), else undefined. */
+export async function dockerdPid(pidFile: string): Promise<number | undefined> {
+  try {
+    const pid = Number.parseInt((await readFile(pidFile, 'utf8')).trim(), 10);
+    if (!Number.isInteger(pid) || pid <= 1) return undefined;
+    return (await readFile(`/proc/${pid}/comm`, 'utf8')).trim() === 'dockerd' ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How to reload dockerd here (see {@link chooseReload}). */
+export async function detectReload(pidFile: string): Promise<ReloadMethod | undefined> {
+  const systemdDocker = existsSync('/run/systemd/system') && (await run('systemctl', ['is-active', '--quiet', 'docker'])).code === 0;
+  const mainPid = systemdDocker ? Number.parseInt((await run('systemctl', ['show', '--property', 'MainPID', '--value', 'docker'])).stdout.trim(), 10) : NaN;
+  const facts: ReloadFacts = {
+    systemdDocker,
+    ...(mainPid > 0 ? { systemdMainPid: mainPid } : {}),
+    pidFileExists: existsSync(pidFile),
+  };
+  const pid = await dockerdPid(pidFile);
+  if (pid !== undefined) facts.pidFileDockerd = pid;
+  return chooseReload(facts, pidFile, !isRoot());
 }
 
 /** Tells dockerd to re-read daemon.json (registry mirrors reload without restarting containers). */
@@ -71,8 +109,9 @@ export async function reloadDocker(method: ReloadMethod): Promise<void> {
     if (r.code !== 0) throw new Error(`systemctl reload docker failed: ${r.stderr.trim()}`);
     return;
   }
-  const pid = Number.parseInt((await readFile(method.pidFile, 'utf8')).trim(), 10);
-  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`${method.pidFile} holds no pid`);
+  // never signal whatever process a stale pid file names now
+  const pid = await dockerdPid(method.pidFile);
+  if (pid === undefined) throw new Error(`${method.pidFile} does not name a running dockerd`);
   if (isRoot()) {
     process.kill(pid, 'SIGHUP');
     return;
@@ -90,7 +129,17 @@ export async function configureDocker(path: string, mirror: string, insecure: st
     await writeFilePrivileged(path, written);
     return { path, original: original ? original.toString('base64') : null, written: written.toString('base64'), mirror, insecure, reload };
   });
-  await reloadDocker(reload);
+  try {
+    await reloadDocker(reload);
+  } catch (err) {
+    // post never learns of a change main could not apply: put the file back now
+    await withFileLock(lockPath(path), async () => {
+      if (!(await readFileMaybe(path))?.equals(Buffer.from(change.written, 'base64'))) return;
+      if (change.original === null) await removeFilePrivileged(path);
+      else await writeFilePrivileged(path, Buffer.from(change.original, 'base64'));
+    });
+    throw err;
+  }
   // SIGHUP is handled asynchronously: wait until the daemon uses the mirror (the proof follows)
   await waitForMirrors((mirrors) => mirrors.includes(normalizeMirror(mirror)));
   return change;
