@@ -11,6 +11,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { startServer, type RunningServer, type ServerOptions } from '../../src/server/index.js';
 import type { AccessLogEntry, Distribution } from '../helpers/distribution.js';
@@ -50,6 +51,10 @@ export async function startCache(t: AfterHook, opts: Partial<ServerOptions>): Pr
       try {
         await server.close();
       } finally {
+        await rm(dir, { recursive: true, force: true });
+        // close() does not wait for a finished fill's metadata write (linkBlob, fire-and-forget in
+        // pull-through.ts), which can recreate directories just after; remove again once it is done.
+        await sleep(200);
         await rm(dir, { recursive: true, force: true });
       }
     })());
