@@ -130,6 +130,11 @@ export interface StepOptions {
   state?: Record<string, string>;
   /** Kill the step after this long (default 120 s). */
   timeoutMs?: number;
+  /**
+   * A command the step runs under, as `[...wrapper, node, script]` (e.g. `unshare` to give the
+   * step its own hostname, as a container job has).
+   */
+  wrapper?: string[];
 }
 
 /** Variables of the test process a step must not inherit (they belong to another runner or test). */
@@ -271,7 +276,8 @@ export class ActionsJob {
     await Promise.all(Object.values(files).map((f) => writeFile(f, '')));
     const env = this.environment(o, files);
     const started = Date.now();
-    const { code, signal, stdout, stderr } = await spawnStep(o.node ?? process.execPath, [join(DIST_DIR, `${script}.js`)], env, this.workspace, o.timeoutMs ?? 120_000);
+    const argv = [...(o.wrapper ?? []), o.node ?? process.execPath, join(DIST_DIR, `${script}.js`)];
+    const { code, signal, stdout, stderr } = await spawnStep(argv[0]!, argv.slice(1), env, this.workspace, o.timeoutMs ?? 120_000);
     const durationMs = Date.now() - started;
     const raw = {
       output: await readFile(files.output, 'utf8'),
@@ -377,7 +383,7 @@ function spawnStep(node: string, args: string[], env: NodeJS.ProcessEnv, cwd: st
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       const r = { code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-      if (timedOut) reject(new Error(`step ${args[0]} timed out after ${timeoutMs} ms\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`));
+      if (timedOut) reject(new Error(`step ${[node, ...args].join(" ")} timed out after ${timeoutMs} ms\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`));
       else resolve(r);
     });
   });
