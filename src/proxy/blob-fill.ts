@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { BlobStore, BlobWriter } from '../storage/index.js';
-import type { Digest } from '../oci/index.js';
+import { RegistryError, type Digest } from '../oci/index.js';
 
 /** Bytes withheld from readers until the blob is verified. */
 const HOLDBACK = 64 * 1024;
@@ -81,6 +81,11 @@ export class BlobFill {
     return new Promise((resolve) => this.waiters.add(resolve));
   }
 
+  /** True when the whole blob fits in the held-back tail: readers get none of it before it is verified. */
+  get heldBackWhole(): boolean {
+    return this.size !== undefined && this.size <= HOLDBACK;
+  }
+
   /** How far readers may read now: all once verified, else all but the held-back tail. */
   private readable(): number {
     if (this.state === 'committed') return this.written;
@@ -105,7 +110,7 @@ export class BlobFill {
               this.push(null);
               return;
             }
-            if (fill.state === 'failed') throw fill.error ?? new Error('upstream download failed');
+            if (fill.state === 'failed') throw fill.failure();
             const allowed = Math.min(fill.readable(), end);
             if (pos < allowed) {
               const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, allowed - pos));
@@ -130,13 +135,22 @@ export class BlobFill {
     });
   }
 
-  /** Opens the file being written, or the committed blob if the fill already published it. */
+  /**
+   * Opens the file being written, or the blob once the fill published it. Publication renames
+   * the verified file before it returns (it fsyncs the directory after), so the temp file can
+   * be gone while the state still says 'filling'; the blob's path only ever holds verified bytes.
+   */
   private async open(): Promise<FileHandle> {
     try {
       return await open(this.writer.path, 'r');
     } catch (err) {
-      if (this.state !== 'committed') throw err;
-      return open(this.blobs.layout.blob(this.digest), 'r');
+      if (this.state === 'failed') throw this.failure();
+      return open(this.blobs.layout.blob(this.digest), 'r').catch(() => Promise.reject(err));
     }
+  }
+
+  /** What a reader of a failed fill ends with: the upstream is to blame, so 503, never a wrong blob. */
+  failure(): RegistryError {
+    return new RegistryError('UNAVAILABLE', 'the upstream download of this blob failed', { cause: this.error });
   }
 }

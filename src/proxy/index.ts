@@ -76,6 +76,9 @@ export function createCache(o: CacheOptions): Cache {
     backend,
     router,
     resolveName: (name, query) => router.route(name, query.ns).canonical,
-    close: () => dispatcher.close(),
+    close: async () => {
+      await backend.settle();
+      await dispatcher.close();
+    },
   };
 }

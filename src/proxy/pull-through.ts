@@ -79,6 +79,8 @@ async function readLimited(body: Readable, limit: number): Promise<Buffer> {
 /** The read-only registry of the cache port. */
 export class PullThroughCache implements RegistryReader {
   private readonly fills = new Map<string, Promise<BlobFill>>();
+  /** Fills and their follow-up work still running (see {@link settle}). */
+  private readonly background = new Set<Promise<void>>();
   private readonly manifestFlight = new SingleFlight<StoredManifest | undefined>();
   private readonly validatedAt = new Map<string, number>();
   /** Canonical names answered from the store only (the mirror probe). */
@@ -147,6 +149,13 @@ export class PullThroughCache implements RegistryReader {
     let fill: BlobFill;
     try {
       fill = await pending;
+      // A blob within the held-back tail streams nothing before it is verified, so answer once it
+      // is: a failed fill is then a clean 503, and an upstream's `200` with `Content-Length: 0`
+      // for a non-empty blob never reaches a client as a complete, empty blob.
+      if (fill.heldBackWhole) {
+        await fill.done;
+        if (fill.state === 'failed') throw fill.failure();
+      }
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
       throw upstreamToRegistryError(err);
@@ -170,15 +179,31 @@ export class PullThroughCache implements RegistryReader {
     const fill = await BlobFill.start(this.o.blobs, d, { size: Number.isSafeInteger(len) ? len : undefined, body: res.body }, (n) =>
       this.o.stats.bytesFetched(route.upstream.ns, name, n),
     );
-    void fill.done
-      .then(async () => {
-        if (fill.state !== 'committed') return;
-        await this.o.repositories.linkBlob(name, d);
-        this.o.evictor?.touch(d.value);
-        await this.o.evictor?.evict();
-      })
-      .catch(() => {});
+    this.track(
+      fill.done
+        .then(async () => {
+          if (fill.state !== 'committed') return;
+          await this.o.repositories.linkBlob(name, d);
+          this.o.evictor?.touch(d.value);
+          await this.o.evictor?.evict();
+        })
+        .catch(() => {}),
+    );
     return fill;
+  }
+
+  /** Keeps `work` (which never rejects) until it ends, for {@link settle}. */
+  private track(work: Promise<void>): void {
+    this.background.add(work);
+    void work.finally(() => this.background.delete(work));
+  }
+
+  /**
+   * Resolves once every blob fill started so far has ended and what follows it (the repository
+   * link, eviction) is written: the server awaits it on close, before it releases the storage.
+   */
+  async settle(): Promise<void> {
+    while (this.background.size > 0) await Promise.all([...this.background]);
   }
 
   /** Counts the bytes served when `stream` ends, and holds off eviction of `d` while it reads. */

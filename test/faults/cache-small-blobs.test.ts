@@ -1,0 +1,104 @@
+// Blobs no bigger than the cache's held-back tail (64 KiB: configs, small layers) whose
+// upstream download fails: nothing of them can be streamed before the digest checks, so the
+// cache answers only once it has: a clean 503 UNAVAILABLE (not a 400 DIGEST_INVALID, which
+// blames the client, nor a cut connection) and, above all, never a complete wrong blob. The
+// sharpest case: an upstream answering 200 with `Content-Length: 0` for a non-empty blob used to
+// reach the client as a complete, empty 200 (regression test).
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import { type RunningServer, startServer } from '../../src/server/index.js';
+import { type Distribution, startDistribution } from '../helpers/distribution.js';
+import { type Fault, type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256, startFaultProxy } from '../helpers/fault-proxy.js';
+import { tempDir } from '../helpers/proc.js';
+import { skipUnless } from '../helpers/tools.js';
+
+const SIZE = 3000;
+const BLOB_GET = /^\/v2\/library\/small\/blobs\/sha256:/;
+
+interface Fixture {
+  proxy: FaultProxy;
+  server: RunningServer;
+  storage: string;
+  blobUrl: string;
+}
+
+function errorCode(r: RawResponse): string | undefined {
+  try {
+    return (JSON.parse(r.body.toString('utf8')) as { errors?: Array<{ code?: string }> }).errors?.[0]?.code;
+  } catch {
+    return undefined;
+  }
+}
+
+describe('pull-through cache: failed downloads of small blobs', { skip: skipUnless(['docker-registry']) }, () => {
+  let upstream: Distribution;
+  const blob = randomBytes(SIZE);
+  let digest: string;
+
+  before(async () => {
+    upstream = await startDistribution();
+    digest = await pushBlob(upstream.url, 'library/small', blob);
+  });
+  after(() => upstream?.stop());
+
+  async function setup(t: TestContext): Promise<Fixture> {
+    const dir = await tempDir('rc-faults-');
+    const proxy = await startFaultProxy(upstream.url);
+    const storage = join(dir.path, 'storage');
+    const server = await startServer({
+      registryAddr: '127.0.0.1:0',
+      cacheAddr: '127.0.0.1:0',
+      storage,
+      upstreams: [`docker.io=${proxy.url}`],
+      tagTtlMs: 0,
+      upstreamRetries: 0,
+      logLevel: 'silent',
+    });
+    t.after(async () => {
+      await server.close();
+      await proxy.close();
+      await dir.cleanup();
+    });
+    return { proxy, server, storage, blobUrl: `${server.cacheUrl}/v2/small/blobs/${digest}` };
+  }
+
+  /** The fault gives the client a 503 UNAVAILABLE (twice: nothing was cached), and the blob once it is gone. */
+  async function assertCleanFailure(t: TestContext, fault: Fault): Promise<void> {
+    const f = await setup(t);
+    f.proxy.setRules([{ name: 'fault', method: 'GET', match: BLOB_GET, fault }]);
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const r = await fetchRaw(f.blobUrl);
+      assert.equal(f.proxy.hits('fault'), attempt, 'went upstream again');
+      assert.notEqual(sha256(r.body), digest);
+      assert.equal(r.status, 503, `status ${r.status}, body ${r.body.toString('utf8').slice(0, 200)}`);
+      assert.equal(r.complete, true, 'a whole error response, not a cut connection');
+      assert.equal(errorCode(r), 'UNAVAILABLE');
+      assert.equal(existsSync(join(f.storage, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7))), false);
+      assert.deepEqual(await readdir(join(f.storage, 'tmp')), []);
+    }
+    f.proxy.setRules([]);
+    const ok = await fetchRaw(f.blobUrl);
+    assert.equal(ok.status, 200);
+    assert.equal(sha256(ok.body), digest);
+  }
+
+  test('upstream answers 200 with an empty body (Content-Length: 0) for a non-empty blob: 503, never an empty 200', async (t) => {
+    await assertCleanFailure(t, { kind: 'status', status: 200, body: '' });
+  });
+
+  test('a small blob with wrong content: 503 UNAVAILABLE before any byte, not 400 DIGEST_INVALID', async (t) => {
+    await assertCleanFailure(t, { kind: 'corrupt', offset: 100 });
+  });
+
+  test('a small blob cut short by a connection reset: 503 UNAVAILABLE', async (t) => {
+    await assertCleanFailure(t, { kind: 'reset', afterBytes: 1000 });
+  });
+
+  test('a small blob truncated below its Content-Length: 503 UNAVAILABLE', async (t) => {
+    await assertCleanFailure(t, { kind: 'truncate', afterBytes: SIZE - 1 });
+  });
+});
