@@ -106,8 +106,43 @@ function lastLines(file: string): string {
   }
 }
 
+/** /proc/<pid>/<file>, or undefined where there is no such file (not Linux, or no such process). */
+function procFile(pid: number, file: string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * True while `pid` runs. An exited process not yet reaped (a zombie) has stopped: the server's
+ * parent, main, is gone, and the PID 1 it was handed to may never reap it (a container job's
+ * `tail -f /dev/null`).
+ */
+export function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const stat = procFile(pid, 'stat');
+  if (stat === undefined) return process.platform !== 'linux';
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3); // "pid (comm) S ..."
+  return state !== 'Z' && state !== 'X';
+}
+
+/** False when `pid` is now some other process than a regcache server (its pid was reused). */
+export function isServer(pid: number): boolean {
+  const cmdline = procFile(pid, 'cmdline');
+  if (cmdline === undefined) return true; // cannot tell (not Linux): trust the state
+  const args = cmdline.split('\0');
+  return args.includes('serve') && args.some((a) => a.endsWith('cli.js'));
+}
+
 /** Sends SIGTERM and waits for the process to exit (SIGKILL after `timeoutMs`). */
 export async function stopServer(pid: number, timeoutMs = 30_000): Promise<'stopped' | 'killed' | 'gone'> {
+  if (!running(pid) || !isServer(pid)) return 'gone';
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
@@ -115,11 +150,7 @@ export async function stopServer(pid: number, timeoutMs = 30_000): Promise<'stop
   }
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return 'stopped';
-    }
+    if (!running(pid)) return 'stopped';
     await new Promise((r) => setTimeout(r, 50));
   }
   try {

@@ -65,6 +65,20 @@ test('post with a state whose server already exited and whose files are missing 
   for (const w of post.warnings) assert.match(w, /^regcache post: /, w);
 });
 
+test('post with a state whose pid now belongs to another process (pid reused) leaves that process alone', { timeout: 30_000 }, async (t) => {
+  const j = await newJob(t);
+  if (!j) return;
+  const bystander = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => bystander.kill('SIGKILL'));
+  const exited = new Promise((resolve) => bystander.once('exit', resolve));
+  const state = { version: 1, pid: bystander.pid, summary: true };
+  const post = await j.job.post({ state: { regcache: JSON.stringify(state) } });
+  assertWarningsOnly(post);
+  const outcome = await Promise.race([exited.then(() => 'killed'), new Promise((r) => setTimeout(() => r('alive'), 200))]);
+  assert.equal(outcome, 'alive', 'post sent no signal to a process that is not a regcache server');
+  assert.ok(pidAlive(bystander.pid!));
+});
+
 test('post with a state whose daemon.json change cannot be undone (no pid file to reload) exits 0 with warnings only', { timeout: 30_000 }, async (t) => {
   const j = await newJob(t);
   if (!j) return;
