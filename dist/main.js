@@ -56202,6 +56202,12 @@ var CircuitBreaker = class {
     this.failures++;
     if (this.failures >= this.threshold) this.openedAt = this.now();
   }
+  /** Opens the breaker now (a failure so slow that one is enough). */
+  trip() {
+    this.trialInFlight = false;
+    this.failures = Math.max(this.failures, this.threshold);
+    this.openedAt = this.now();
+  }
   /** Milliseconds until the next trial is allowed (0 when closed). */
   retryInMs() {
     return this.state === "open" ? this.coolDownMs - (this.now() - this.openedAt) : 0;
@@ -96061,6 +96067,7 @@ function saveCacheV2(paths_1, key_1, options_1) {
 }
 
 // src/persist/actions-cache.ts
+var SLOW_MISS_MS = 5e3;
 var ActionsCache = class {
   constructor(opts = {}) {
     this.opts = opts;
@@ -96093,13 +96100,17 @@ var ActionsCache = class {
     const t = this.opts.timeoutMs ?? 6e4;
     return { lookupOnly, timeoutInMs: t, segmentTimeoutInMs: t };
   }
-  /** Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`. */
-  async restore(workspace, path12, key, restoreKeys = []) {
+  /**
+   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`.
+   * `expectHit` (a pack the index names) makes a miss count as a failure too.
+   */
+  async restore(workspace, path12, key, restoreKeys = [], expectHit = false) {
     if (!this.breaker.allow()) return void 0;
     return this.exclusive(workspace, async () => {
+      const started = Date.now();
       try {
         const hit = await restoreCache([path12], key, restoreKeys, this.download(false));
-        this.breaker.success();
+        this.judge(hit !== void 0, started, expectHit);
         return hit;
       } catch (err) {
         this.breaker.failure();
@@ -96111,15 +96122,23 @@ var ActionsCache = class {
   async exists(key, path12) {
     if (!this.breaker.allow()) return false;
     return this.exclusive(process.cwd(), async () => {
+      const started = Date.now();
       try {
         const hit = await restoreCache([path12], key, [], this.download(true));
-        this.breaker.success();
+        this.judge(hit !== void 0, started, false);
         return hit === key;
       } catch {
         this.breaker.failure();
         return false;
       }
     });
+  }
+  /** Feeds the breaker: a slow miss trips it, an expected miss counts as a failure. */
+  judge(hit, started, expectHit) {
+    if (hit) this.breaker.success();
+    else if (Date.now() - started > SLOW_MISS_MS) this.breaker.trip();
+    else if (expectHit) this.breaker.failure();
+    else this.breaker.success();
   }
   /** Saves `path` of `workspace` as entry `key`. */
   async save(workspace, path12, key) {

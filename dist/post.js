@@ -96929,6 +96929,12 @@ var CircuitBreaker = class {
     this.failures++;
     if (this.failures >= this.threshold) this.openedAt = this.now();
   }
+  /** Opens the breaker now (a failure so slow that one is enough). */
+  trip() {
+    this.trialInFlight = false;
+    this.failures = Math.max(this.failures, this.threshold);
+    this.openedAt = this.now();
+  }
   /** Milliseconds until the next trial is allowed (0 when closed). */
   retryInMs() {
     return this.state === "open" ? this.coolDownMs - (this.now() - this.openedAt) : 0;
@@ -96942,6 +96948,7 @@ var PROBE_REPOSITORY = "regcache-probe/mirror-check";
 var ACCEPT = [...MANIFEST_MEDIA_TYPES, "application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5"].join(", ");
 
 // src/persist/actions-cache.ts
+var SLOW_MISS_MS = 5e3;
 var ActionsCache = class {
   constructor(opts = {}) {
     this.opts = opts;
@@ -96974,13 +96981,17 @@ var ActionsCache = class {
     const t = this.opts.timeoutMs ?? 6e4;
     return { lookupOnly, timeoutInMs: t, segmentTimeoutInMs: t };
   }
-  /** Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`. */
-  async restore(workspace, path12, key, restoreKeys = []) {
+  /**
+   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`.
+   * `expectHit` (a pack the index names) makes a miss count as a failure too.
+   */
+  async restore(workspace, path12, key, restoreKeys = [], expectHit = false) {
     if (!this.breaker.allow()) return void 0;
     return this.exclusive(workspace, async () => {
+      const started = Date.now();
       try {
         const hit = await restoreCache([path12], key, restoreKeys, this.download(false));
-        this.breaker.success();
+        this.judge(hit !== void 0, started, expectHit);
         return hit;
       } catch (err) {
         this.breaker.failure();
@@ -96992,15 +97003,23 @@ var ActionsCache = class {
   async exists(key, path12) {
     if (!this.breaker.allow()) return false;
     return this.exclusive(process.cwd(), async () => {
+      const started = Date.now();
       try {
         const hit = await restoreCache([path12], key, [], this.download(true));
-        this.breaker.success();
+        this.judge(hit !== void 0, started, false);
         return hit === key;
       } catch {
         this.breaker.failure();
         return false;
       }
     });
+  }
+  /** Feeds the breaker: a slow miss trips it, an expected miss counts as a failure. */
+  judge(hit, started, expectHit) {
+    if (hit) this.breaker.success();
+    else if (Date.now() - started > SLOW_MISS_MS) this.breaker.trip();
+    else if (expectHit) this.breaker.failure();
+    else this.breaker.success();
   }
   /** Saves `path` of `workspace` as entry `key`. */
   async save(workspace, path12, key) {
@@ -97166,6 +97185,7 @@ async function saveNewContent(o) {
   const staging = join14(o.storage.layout.tmpDir, `save-${randomBytes2(6).toString("hex")}`);
   try {
     let budgetBytes = o.maxSaveBytes;
+    let refusedInARow = 0;
     for (const group of groupNewBlobs(current.blobs, known, sizes, o.maxPacks)) {
       const key = packKey(o.prefix, group.digests);
       if (await o.cache.exists(key, PACK_PATH)) {
@@ -97179,11 +97199,12 @@ async function saveNewContent(o) {
       }
       const workspace = join14(staging, key);
       await stagePack(o.storage, workspace, group.digests);
-      let outcome = await o.cache.save(workspace, PACK_PATH, key);
-      for (let attempt = 0; outcome === "refused" && Date.now() - started < o.budgetMs; attempt++) {
-        await new Promise((r) => setTimeout(r, Math.min(3e4, 1e3 * 2 ** attempt)));
+      let outcome = refusedInARow >= 2 ? "refused" : await o.cache.save(workspace, PACK_PATH, key);
+      for (let attempt = 0; outcome === "refused" && refusedInARow < 2 && attempt < 3 && Date.now() - started < o.budgetMs; attempt++) {
+        await new Promise((r) => setTimeout(r, 1e3 * 2 ** attempt));
         outcome = await o.cache.save(workspace, PACK_PATH, key);
       }
+      refusedInARow = outcome === "refused" || outcome === "failed" ? refusedInARow + 1 : 0;
       await rm7(workspace, { recursive: true, force: true });
       if (outcome === "saved" || outcome === "exists") {
         added.packs[key] = { digests: group.digests, size: group.size };
@@ -97228,6 +97249,9 @@ function formatBytes(n) {
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
+function tagsFirst(references) {
+  return [...references.filter((r) => !r.includes(":")), ...references.filter((r) => r.includes(":"))];
+}
 function sourceOf(r) {
   const parts = [];
   if (r.blobHits > 0 || r.manifestHits > 0) parts.push("disk");
@@ -97266,7 +97290,7 @@ function renderSummary(s, hidden = []) {
     for (const [name, r] of repos.sort(([a], [b]) => a.localeCompare(b))) {
       const digest = r.digests[0] ? `\`${escapeCell(r.digests[0].slice(0, 19))}\u2026\`` : "-";
       out.push(
-        `| ${escapeCell(name)} | ${escapeCell(r.references.slice(0, 3).join(", ") || "-")} | ${digest} | ${sourceOf(r)} | ${r.blobHits + r.blobPersistHits} / ${r.blobMisses} | ${formatBytes(r.bytesServed)} | ${formatBytes(r.bytesFetched)} | ${((r.lastSeenMs - r.firstSeenMs) / 1e3).toFixed(1)} s |`
+        `| ${escapeCell(name)} | ${escapeCell(tagsFirst(r.references).slice(0, 3).join(", ") || "-")} | ${digest} | ${sourceOf(r)} | ${r.blobHits + r.blobPersistHits} / ${r.blobMisses} | ${formatBytes(r.bytesServed)} | ${formatBytes(r.bytesFetched)} | ${((r.lastSeenMs - r.firstSeenMs) / 1e3).toFixed(1)} s |`
       );
     }
     out.push("");

@@ -29,6 +29,11 @@ export function formatBytes(n: number): string {
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
+/** References with tags before digests (docker re-fetches by digest after the tag). */
+function tagsFirst(references: string[]): string[] {
+  return [...references.filter((r) => !r.includes(':')), ...references.filter((r) => r.includes(':'))];
+}
+
 /** Where an image's bytes came from, in words. */
 export function sourceOf(r: RepositoryStats): string {
   const parts: string[] = [];
@@ -86,7 +91,7 @@ export function renderSummary(s: StatsSnapshot, hidden: string[] = []): string {
     for (const [name, r] of repos.sort(([a], [b]) => a.localeCompare(b))) {
       const digest = r.digests[0] ? `\`${escapeCell(r.digests[0].slice(0, 19))}…\`` : '-';
       out.push(
-        `| ${escapeCell(name)} | ${escapeCell(r.references.slice(0, 3).join(', ') || '-')} | ${digest} | ${sourceOf(r)} | ${r.blobHits + r.blobPersistHits} / ${r.blobMisses} | ${formatBytes(r.bytesServed)} | ${formatBytes(r.bytesFetched)} | ${((r.lastSeenMs - r.firstSeenMs) / 1000).toFixed(1)} s |`,
+        `| ${escapeCell(name)} | ${escapeCell(tagsFirst(r.references).slice(0, 3).join(', ') || '-')} | ${digest} | ${sourceOf(r)} | ${r.blobHits + r.blobPersistHits} / ${r.blobMisses} | ${formatBytes(r.bytesServed)} | ${formatBytes(r.bytesFetched)} | ${((r.lastSeenMs - r.firstSeenMs) / 1000).toFixed(1)} s |`,
       );
     }
     out.push('');

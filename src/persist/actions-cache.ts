@@ -8,6 +8,12 @@ import { CircuitBreaker } from '../proxy/index.js';
 /** How a save ended. */
 export type SaveOutcome = 'saved' | 'exists' | 'refused' | 'failed';
 
+/**
+ * @actions/cache swallows a failed restore (undefined and a warning), after retrying 5xx
+ * answers for about half a minute: a miss that took this long is taken as a service failure.
+ */
+const SLOW_MISS_MS = 5_000;
+
 /** Bounds of the calls, for tests and the fault suite. */
 export interface ActionsCacheOptions {
   timeoutMs?: number;
@@ -49,13 +55,17 @@ export class ActionsCache {
     return { lookupOnly, timeoutInMs: t, segmentTimeoutInMs: t };
   }
 
-  /** Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`. */
-  async restore(workspace: string, path: string, key: string, restoreKeys: string[] = []): Promise<string | undefined> {
+  /**
+   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`.
+   * `expectHit` (a pack the index names) makes a miss count as a failure too.
+   */
+  async restore(workspace: string, path: string, key: string, restoreKeys: string[] = [], expectHit = false): Promise<string | undefined> {
     if (!this.breaker.allow()) return undefined;
     return this.exclusive(workspace, async () => {
+      const started = Date.now();
       try {
         const hit = await cache.restoreCache([path], key, restoreKeys, this.download(false));
-        this.breaker.success();
+        this.judge(hit !== undefined, started, expectHit);
         return hit;
       } catch (err) {
         this.breaker.failure();
@@ -68,15 +78,24 @@ export class ActionsCache {
   async exists(key: string, path: string): Promise<boolean> {
     if (!this.breaker.allow()) return false;
     return this.exclusive(process.cwd(), async () => {
+      const started = Date.now();
       try {
         const hit = await cache.restoreCache([path], key, [], this.download(true));
-        this.breaker.success();
+        this.judge(hit !== undefined, started, false);
         return hit === key;
       } catch {
         this.breaker.failure();
         return false;
       }
     });
+  }
+
+  /** Feeds the breaker: a slow miss trips it, an expected miss counts as a failure. */
+  private judge(hit: boolean, started: number, expectHit: boolean): void {
+    if (hit) this.breaker.success();
+    else if (Date.now() - started > SLOW_MISS_MS) this.breaker.trip();
+    else if (expectHit) this.breaker.failure();
+    else this.breaker.success();
   }
 
   /** Saves `path` of `workspace` as entry `key`. */

@@ -79,7 +79,7 @@ export class PackRestorer {
     await mkdir(workspace, { recursive: true });
     const restored = new Set<string>();
     try {
-      const hit = await this.cache.restore(workspace, PACK_PATH, key);
+      const hit = await this.cache.restore(workspace, PACK_PATH, key, [], true);
       if (hit !== key) {
         this.report.packsMissing++;
         return restored;

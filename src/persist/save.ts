@@ -100,6 +100,7 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
   const staging = join(o.storage.layout.tmpDir, `save-${randomBytes(6).toString('hex')}`);
   try {
     let budgetBytes = o.maxSaveBytes;
+    let refusedInARow = 0;
     for (const group of groupNewBlobs(current.blobs, known, sizes, o.maxPacks)) {
       const key = packKey(o.prefix, group.digests);
       if (await o.cache.exists(key, PACK_PATH)) {
@@ -113,11 +114,14 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
       }
       const workspace = join(staging, key);
       await stagePack(o.storage, workspace, group.digests);
-      let outcome = await o.cache.save(workspace, PACK_PATH, key);
-      for (let attempt = 0; outcome === 'refused' && Date.now() - started < o.budgetMs; attempt++) {
-        await new Promise((r) => setTimeout(r, Math.min(30_000, 1000 * 2 ** attempt)));
+      let outcome = refusedInARow >= 2 ? 'refused' : await o.cache.save(workspace, PACK_PATH, key);
+      // Refused: rate-limited (429), or the service is gone (the client cannot tell us which).
+      // A few backed-off tries within the budget, and after two packs refused in a row, no more.
+      for (let attempt = 0; outcome === 'refused' && refusedInARow < 2 && attempt < 3 && Date.now() - started < o.budgetMs; attempt++) {
+        await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt));
         outcome = await o.cache.save(workspace, PACK_PATH, key);
       }
+      refusedInARow = outcome === 'refused' || outcome === 'failed' ? refusedInARow + 1 : 0;
       await rm(workspace, { recursive: true, force: true });
       if (outcome === 'saved' || outcome === 'exists') {
         added.packs[key] = { digests: group.digests, size: group.size };

@@ -35,10 +35,15 @@ export class BlobFill {
     readonly size: number | undefined,
     private readonly writer: BlobWriter,
     private readonly blobs: BlobStore,
-    source: FillSource,
+    private readonly source: FillSource,
     onBytes?: (n: number) => void,
   ) {
     this.done = this.run(source, onBytes);
+  }
+
+  /** Stops the download (server shutdown): the fill fails, nothing is stored. */
+  abort(): void {
+    if (this.state === 'filling') this.source.body.destroy?.(new Error('aborted: the server is stopping'));
   }
 
   /** Starts filling `digest` from `source` into `blobs`. */

@@ -41,6 +41,13 @@ export class CircuitBreaker {
     if (this.failures >= this.threshold) this.openedAt = this.now();
   }
 
+  /** Opens the breaker now (a failure so slow that one is enough). */
+  trip(): void {
+    this.trialInFlight = false;
+    this.failures = Math.max(this.failures, this.threshold);
+    this.openedAt = this.now();
+  }
+
   /** Milliseconds until the next trial is allowed (0 when closed). */
   retryInMs(): number {
     return this.state === 'open' ? this.coolDownMs - (this.now() - this.openedAt) : 0;

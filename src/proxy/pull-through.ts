@@ -201,9 +201,17 @@ export class PullThroughCache implements RegistryReader {
   /**
    * Resolves once every blob fill started so far has ended and what follows it (the repository
    * link, eviction) is written: the server awaits it on close, before it releases the storage.
+   * Fills still running after `graceMs` (a slow upstream, no client left) are aborted.
    */
-  async settle(): Promise<void> {
-    while (this.background.size > 0) await Promise.all([...this.background]);
+  async settle(graceMs = 5_000): Promise<void> {
+    const timer = setTimeout(() => {
+      for (const pending of this.fills.values()) void pending.then((fill) => fill.abort(), () => {});
+    }, graceMs);
+    try {
+      while (this.background.size > 0) await Promise.all([...this.background]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Counts the bytes served when `stream` ends, and holds off eviction of `d` while it reads. */
@@ -222,29 +230,29 @@ export class PullThroughCache implements RegistryReader {
     if (reference.kind === 'digest') {
       const local = await this.local(name, reference.digest, withBody);
       if (local) {
-        this.o.stats.manifestServed(name, refText, local.digest.value, 'local', local.size);
+        this.o.stats.manifestServed(name, refText, local.digest.value, 'local', withBody ? local.size : 0);
         return local;
       }
       const fetched = await this.flight(`${name}@${refText}`, () => this.fetch(name, refText, reference.digest));
-      if (fetched) this.o.stats.manifestServed(name, refText, fetched.digest.value, 'upstream', fetched.size);
+      if (fetched) this.o.stats.manifestServed(name, refText, fetched.digest.value, 'upstream', withBody ? fetched.size : 0);
       return fetched;
     }
     const key = `${name}:${refText}`;
     const cached = tryParseDigest((await this.o.repositories.resolveTag(name, reference.tag)) ?? '');
     if (this.localOnly.has(name)) {
       const local = cached && (await this.local(name, cached, withBody));
-      if (local) this.o.stats.manifestServed(name, refText, local.digest.value, 'local', local.size);
+      if (local) this.o.stats.manifestServed(name, refText, local.digest.value, 'local', withBody ? local.size : 0);
       return local || undefined;
     }
     if (cached && Date.now() - (this.validatedAt.get(key) ?? 0) < this.o.tagTtlMs) {
       const local = await this.local(name, cached, withBody);
       if (local) {
         this.o.stats.manifestGetAvoided(this.route(name).route.upstream.ns);
-        this.o.stats.manifestServed(name, refText, local.digest.value, 'local', local.size);
+        this.o.stats.manifestServed(name, refText, local.digest.value, 'local', withBody ? local.size : 0);
         return local;
       }
     }
-    return this.flight(key, () => this.revalidate(name, reference.tag, cached));
+    return this.flight(key, () => this.revalidate(name, reference.tag, cached, withBody));
   }
 
   private async flight(key: string, fn: () => Promise<StoredManifest | undefined>): Promise<StoredManifest | undefined> {
@@ -252,7 +260,7 @@ export class PullThroughCache implements RegistryReader {
   }
 
   /** Asks upstream whether a cached tag still points where it did; serves stale on failure. */
-  private async revalidate(name: string, tag: string, cached: Digest | undefined): Promise<StoredManifest | undefined> {
+  private async revalidate(name: string, tag: string, cached: Digest | undefined, withBody: boolean): Promise<StoredManifest | undefined> {
     const key = `${name}:${tag}`;
     const { route, client } = this.route(name);
     if (cached) {
@@ -268,17 +276,17 @@ export class PullThroughCache implements RegistryReader {
           if (local) {
             this.validatedAt.set(key, Date.now());
             this.o.stats.manifestGetAvoided(route.upstream.ns);
-            this.o.stats.manifestServed(name, tag, cached.value, 'local', local.size, true);
+            this.o.stats.manifestServed(name, tag, cached.value, 'local', withBody ? local.size : 0, true);
             return local;
           }
         }
         const fetched = await this.fetch(name, tag);
-        if (fetched) this.o.stats.manifestServed(name, tag, fetched.digest.value, 'upstream', fetched.size);
+        if (fetched) this.o.stats.manifestServed(name, tag, fetched.digest.value, 'upstream', withBody ? fetched.size : 0);
         return fetched;
       } catch (err) {
         const stale = await this.local(name, cached, true);
         if (!stale) throw upstreamToRegistryError(err);
-        this.o.stats.manifestServed(name, tag, cached.value, 'stale', stale.size);
+        this.o.stats.manifestServed(name, tag, cached.value, 'stale', withBody ? stale.size : 0);
         return stale;
       }
     }
@@ -288,7 +296,7 @@ export class PullThroughCache implements RegistryReader {
     } catch (err) {
       throw upstreamToRegistryError(err);
     }
-    if (fetched) this.o.stats.manifestServed(name, tag, fetched.digest.value, 'upstream', fetched.size);
+    if (fetched) this.o.stats.manifestServed(name, tag, fetched.digest.value, 'upstream', withBody ? fetched.size : 0);
     return fetched;
   }
 
@@ -305,6 +313,7 @@ export class PullThroughCache implements RegistryReader {
       throw new RegistryError('UNAVAILABLE', `${route.upstream.ns} answered ${res.status} for a manifest`);
     }
     const body = await readLimited(res.body, MAX_MANIFEST_SIZE);
+    this.o.stats.bytesFetched(route.upstream.ns, name, body.byteLength);
     const announced = tryParseDigest(header(res.headers, 'docker-content-digest') ?? '');
     const want = expected ?? announced;
     const digest = digestOf(body, want?.algorithm ?? 'sha256');

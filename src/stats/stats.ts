@@ -22,7 +22,7 @@ export interface RepositoryStats {
   blobPersistHits: number;
   bytesServed: number;
   bytesFetched: number;
-  /** Digests of the manifests served, last first. */
+  /** Digests tags resolved to, last first. */
   digests: string[];
   firstSeenMs: number;
   lastSeenMs: number;
@@ -140,7 +140,8 @@ export class Stats {
   manifestServed(name: string, reference: string, digest: string, source: Source, bytes: number, revalidated = false): void {
     const r = this.repo(name);
     pushUnique(r.references, reference);
-    pushUnique(r.digests, digest);
+    // The image's digest is what its tag resolves to; by-digest fetches (children, re-fetches) do not change it.
+    if (!reference.includes(':')) pushUnique(r.digests, digest);
     if (source === 'upstream') r.manifestMisses++;
     else if (source === 'stale') r.manifestStale++;
     else r.manifestHits++;
