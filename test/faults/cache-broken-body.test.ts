@@ -10,11 +10,12 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { type RunningServer, startServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { type Distribution, startDistribution } from '../helpers/distribution.js';
-import { type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256, startFaultProxy } from '../helpers/fault-proxy.js';
-import { tempDir, waitFor } from '../helpers/proc.js';
+import { type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256 } from '../helpers/fault-proxy.js';
+import { waitFor } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
+import { cacheBehindFaults } from './cache-fixture.js';
 
 /** The cache withholds this many final bytes of a blob until its digest checks (blob-fill.ts). */
 const HOLDBACK = 64 * 1024;
@@ -41,25 +42,8 @@ describe('pull-through cache: broken upstream blob bodies', { skip: skipUnless([
 
   /** A fault proxy in front of the upstream and a fresh cache (no retries) behind it. */
   async function setup(t: TestContext): Promise<Fixture> {
-    const dir = await tempDir('rc-faults-');
-    const proxy = await startFaultProxy(upstream.url);
-    const storage = join(dir.path, 'storage');
-    const server = await startServer({
-      registryAddr: '127.0.0.1:0',
-      cacheAddr: '127.0.0.1:0',
-      storage,
-      upstreams: [`docker.io=${proxy.url}`],
-      tagTtlMs: 0,
-      upstreamRetries: 0,
-      upstreamBackoffMs: 10,
-      logLevel: 'silent',
-    });
-    t.after(async () => {
-      await server.close();
-      await proxy.close();
-      await dir.cleanup();
-    });
-    return { proxy, server, storage, blobUrl: `${server.cacheUrl}/v2/faults/blobs/${digest}` };
+    const f = await cacheBehindFaults(t, upstream.url, { upstreamRetries: 0, upstreamBackoffMs: 10 });
+    return { ...f, blobUrl: `${f.server.cacheUrl}/v2/faults/blobs/${digest}` };
   }
 
   const blobFile = (storage: string) => join(storage, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));

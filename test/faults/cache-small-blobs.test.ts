@@ -10,11 +10,11 @@ import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { type RunningServer, startServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { type Distribution, startDistribution } from '../helpers/distribution.js';
-import { type Fault, type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256, startFaultProxy } from '../helpers/fault-proxy.js';
-import { tempDir } from '../helpers/proc.js';
+import { type Fault, type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256 } from '../helpers/fault-proxy.js';
 import { skipUnless } from '../helpers/tools.js';
+import { cacheBehindFaults } from './cache-fixture.js';
 
 const SIZE = 3000;
 const BLOB_GET = /^\/v2\/library\/small\/blobs\/sha256:/;
@@ -46,24 +46,8 @@ describe('pull-through cache: failed downloads of small blobs', { skip: skipUnle
   after(() => upstream?.stop());
 
   async function setup(t: TestContext): Promise<Fixture> {
-    const dir = await tempDir('rc-faults-');
-    const proxy = await startFaultProxy(upstream.url);
-    const storage = join(dir.path, 'storage');
-    const server = await startServer({
-      registryAddr: '127.0.0.1:0',
-      cacheAddr: '127.0.0.1:0',
-      storage,
-      upstreams: [`docker.io=${proxy.url}`],
-      tagTtlMs: 0,
-      upstreamRetries: 0,
-      logLevel: 'silent',
-    });
-    t.after(async () => {
-      await server.close();
-      await proxy.close();
-      await dir.cleanup();
-    });
-    return { proxy, server, storage, blobUrl: `${server.cacheUrl}/v2/small/blobs/${digest}` };
+    const f = await cacheBehindFaults(t, upstream.url, { upstreamRetries: 0 });
+    return { ...f, blobUrl: `${f.server.cacheUrl}/v2/small/blobs/${digest}` };
   }
 
   /** The fault gives the client a 503 UNAVAILABLE (twice: nothing was cached), and the blob once it is gone. */

@@ -8,11 +8,12 @@ import { randomBytes } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { type RunningServer, startServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { type Distribution, startDistribution } from '../helpers/distribution.js';
-import { type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256, startFaultProxy } from '../helpers/fault-proxy.js';
-import { tempDir, waitFor } from '../helpers/proc.js';
+import { type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256 } from '../helpers/fault-proxy.js';
+import { waitFor } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
+import { cacheBehindFaults } from './cache-fixture.js';
 
 const SIZE = 2 * 1024 * 1024;
 /** 2 MiB at 1 MiB/s: the download takes about 2 s. */
@@ -38,23 +39,8 @@ describe('pull-through cache: streaming from a slow upstream', { skip: skipUnles
   after(() => upstream?.stop());
 
   async function setup(t: TestContext): Promise<Fixture> {
-    const dir = await tempDir('rc-faults-');
-    const proxy = await startFaultProxy(upstream.url);
-    const storage = join(dir.path, 'storage');
-    const server = await startServer({
-      registryAddr: '127.0.0.1:0',
-      cacheAddr: '127.0.0.1:0',
-      storage,
-      upstreams: [`docker.io=${proxy.url}`],
-      tagTtlMs: 0,
-      logLevel: 'silent',
-    });
-    t.after(async () => {
-      await server.close();
-      await proxy.close();
-      await dir.cleanup();
-    });
-    return { proxy, server, storage, blobUrl: `${server.cacheUrl}/v2/streaming/blobs/${digest}` };
+    const f = await cacheBehindFaults(t, upstream.url);
+    return { ...f, blobUrl: `${f.server.cacheUrl}/v2/streaming/blobs/${digest}` };
   }
 
   const blobFile = (storage: string) => join(storage, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));

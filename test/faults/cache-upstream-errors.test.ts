@@ -4,13 +4,12 @@
 // which the cache passes on and honours instead of asking again.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { type RunningServer, type ServerOptions, startServer } from '../../src/server/index.js';
+import type { RunningServer, ServerOptions } from '../../src/server/index.js';
 import { type Distribution, startDistribution } from '../helpers/distribution.js';
-import { type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256, startFaultProxy } from '../helpers/fault-proxy.js';
-import { tempDir } from '../helpers/proc.js';
+import { type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256 } from '../helpers/fault-proxy.js';
 import { skipUnless } from '../helpers/tools.js';
+import { cacheBehindFaults } from './cache-fixture.js';
 
 const SIZE = 256 * 1024;
 const BLOB_GET = /^\/v2\/library\/errors\/blobs\/sha256:/;
@@ -45,25 +44,8 @@ describe('pull-through cache: upstream error statuses', { skip: skipUnless(['doc
   after(() => upstream?.stop());
 
   async function setup(t: TestContext, opts: Partial<ServerOptions> = {}): Promise<Fixture> {
-    const dir = await tempDir('rc-faults-');
-    const proxy = await startFaultProxy(upstream.url);
-    const server = await startServer({
-      registryAddr: '127.0.0.1:0',
-      cacheAddr: '127.0.0.1:0',
-      storage: join(dir.path, 'storage'),
-      upstreams: [`docker.io=${proxy.url}`],
-      tagTtlMs: 0,
-      upstreamRetries: RETRIES,
-      upstreamBackoffMs: 20,
-      logLevel: 'silent',
-      ...opts,
-    });
-    t.after(async () => {
-      await server.close();
-      await proxy.close();
-      await dir.cleanup();
-    });
-    return { proxy, server, blobUrl: `${server.cacheUrl}/v2/errors/blobs/${digest}` };
+    const f = await cacheBehindFaults(t, upstream.url, { upstreamRetries: RETRIES, upstreamBackoffMs: 20, ...opts });
+    return { proxy: f.proxy, server: f.server, blobUrl: `${f.server.cacheUrl}/v2/errors/blobs/${digest}` };
   }
 
   test('two 503s, then success: the cache retries within its budget and serves the right blob', async (t) => {
