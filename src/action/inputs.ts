@@ -29,6 +29,11 @@ export interface Inputs {
   maxSaveBytes: number;
   /** Restore every indexed pack in the background at start. */
   prefetch: boolean;
+  /**
+   * The job's matrix values (`${{ toJSON(matrix) }}`, action.yml's default): legs of one run
+   * share run id, attempt and job id, and only these tell their index entries apart.
+   */
+  matrix: string;
 }
 
 /** An input that cannot be used; it fails the step naming the input. */
@@ -109,6 +114,7 @@ export function readInputs(get: InputGetter, env: NodeJS.ProcessEnv = process.en
     keyPrefix: keyPrefix(get),
     maxSaveBytes: get('max-save-size').trim() ? parseByteSize(get('max-save-size'), 'max-save-size') : 2 * 1024 ** 3,
     prefetch: bool(get, 'prefetch', false),
+    matrix: get('matrix').trim(),
   };
 }
 

@@ -31,11 +31,15 @@ async function restorePersistence(inputs: Inputs, state: ActionState, dir: strin
   const save = shouldSave(inputs.save, process.env, await defaultBranchOf(process.env));
   const indexFile = join(dir, 'persist-index.json');
   let restoredKey: string | undefined;
+  let unavailable = false;
   if (inputs.restore) {
-    const { index, key } = await restoreIndex(new ActionsCache({ timeoutMs: 30_000 }), inputs.keyPrefix, join(dir, 'persist-restore'));
+    const { index, key, outcome } = await restoreIndex(new ActionsCache({ timeoutMs: 30_000 }), inputs.keyPrefix, join(dir, 'persist-restore'));
     await writeFile(indexFile, JSON.stringify(index));
     restoredKey = key;
-    core.info(key ? `regcache: restored index ${key} (${Object.keys(index.packs).length} packs)` : 'regcache: no index in the Actions cache yet');
+    unavailable = outcome === 'unavailable' || outcome === 'broken';
+    if (key) core.info(`regcache: restored index ${key} (${Object.keys(index.packs).length} packs)`);
+    else if (unavailable) core.warning('regcache: the GitHub Actions cache service failed or did not answer: starting with an empty cache');
+    else core.info('regcache: no index in the Actions cache yet');
   } else {
     await writeFile(indexFile, JSON.stringify(emptyIndex()));
   }
@@ -46,6 +50,8 @@ async function restorePersistence(inputs: Inputs, state: ActionState, dir: strin
     save,
     keyPrefix: inputs.keyPrefix,
     maxSaveBytes: inputs.maxSaveBytes,
+    matrix: inputs.matrix,
+    ...(unavailable ? { unavailable } : {}),
   };
   saveState(state);
 }
@@ -154,3 +160,6 @@ async function run(): Promise<void> {
 }
 
 await run();
+// A lookup abandoned after its budget (a failing cache service) goes on retrying inside
+// @actions/cache for half a minute: the step does not wait for it.
+if (ActionsCache.abandoned) process.stdout.write('', () => process.exit());

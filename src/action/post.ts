@@ -15,8 +15,18 @@ import { openStorage } from '../storage/index.js';
 import { renderPersistence } from './summary.js';
 import type { PersistState } from './state.js';
 
+/** The statistics the server wrote when it stopped (undefined when it wrote none). */
+async function readStats(file: string | undefined): Promise<StatsSnapshot | undefined> {
+  if (!file) return undefined;
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as StatsSnapshot;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Saves what the job added (the server has stopped: the storage is free). */
-async function savePersistence(p: PersistState, storageDir: string): Promise<SaveReport> {
+async function savePersistence(p: PersistState, storageDir: string, restoredReport: RestoreReport | undefined): Promise<SaveReport> {
   const storage = await openStorage(storageDir);
   try {
     const restored = parseIndex(await readFile(p.indexFile, 'utf8').catch(() => ''));
@@ -26,12 +36,15 @@ async function savePersistence(p: PersistState, storageDir: string): Promise<Sav
       cache: new ActionsCache(),
       prefix: p.keyPrefix,
       env: process.env,
-      matrix: process.env.REGCACHE_MATRIX ?? '',
+      matrix: p.matrix ?? '',
       maxSaveBytes: p.maxSaveBytes,
       maxPacks: 8,
       budgetMs: 120_000,
+      unusable: restoredReport?.unusable ?? [],
     });
-    core.info(`regcache: saved ${report.packsSaved} packs (${report.bytesSaved} bytes), ${report.packsExisting} already there, ${report.packsRefused} refused`);
+    core.info(
+      `regcache: saved ${report.packsSaved} packs (${report.bytesSaved} bytes), ${report.packsExisting} already there, ${report.packsRefused} refused, ${report.packsFailed} failed; index ${report.index}`,
+    );
     return report;
   } finally {
     await storage.close();
@@ -62,24 +75,29 @@ async function run(): Promise<void> {
     });
   }
   if (state.containerdFiles?.length) await step('remove containerd hosts.toml files', () => removeContainerdHosts(state.containerdFiles!));
+  const stats = await readStats(state.statsFile);
+  const restored = stats?.extras?.persist as RestoreReport | undefined;
   let saved: SaveReport | undefined;
   if (state.persist?.save && state.storage) {
     await step('save to the Actions cache', async () => {
-      saved = await savePersistence(state.persist!, state.storage!);
+      saved = await savePersistence(state.persist!, state.storage!, restored);
     });
   } else if (state.persist) {
     core.info('regcache: not saving to the Actions cache (save: auto saves on pushes to the default branch only)');
   }
   if (!state.statsFile) return;
   await step('report', async () => {
-    const snapshot = JSON.parse(await readFile(state.statsFile!, 'utf8')) as StatsSnapshot;
+    const snapshot = stats ?? (JSON.parse(await readFile(state.statsFile!, 'utf8')) as StatsSnapshot);
     const hidden = Object.keys(snapshot.repositories).filter((n) => n.endsWith(`/${PROBE_REPOSITORY}`));
     const numbers = summaryNumbers(snapshot, hidden);
     for (const [k, v] of Object.entries(numbers)) core.setOutput(k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), v ?? '');
     core.setOutput('stats-file', state.statsFile);
-    const persistence = state.persist ? renderPersistence(state.persist, snapshot.extras?.persist as RestoreReport | undefined, saved) : '';
+    const persistence = state.persist ? renderPersistence(state.persist, restored, saved) : '';
     if (state.summary !== false) await core.summary.addRaw(renderSummary(snapshot, hidden) + persistence).write();
   });
 }
 
 await run();
+// A lookup abandoned after its budget (a failing cache service) goes on retrying inside
+// @actions/cache for half a minute: the step does not wait for it.
+if (ActionsCache.abandoned) process.stdout.write('', () => process.exit());

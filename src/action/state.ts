@@ -44,6 +44,10 @@ export interface PersistState {
   save: boolean;
   keyPrefix: string;
   maxSaveBytes: number;
+  /** The job's matrix values as JSON (the `matrix` input), part of the index key. */
+  matrix?: string;
+  /** The service failed or did not answer at the start: post saves nothing. */
+  unavailable?: boolean;
 }
 
 const KEY = 'regcache';

@@ -111,17 +111,38 @@ export function renderSummary(s: StatsSnapshot, hidden: string[] = []): string {
   return out.join('\n');
 }
 
+/** What became of the index entry, in words. */
+const INDEX_OUTCOME: Record<SaveReport['index'], string> = {
+  saved: 'saved',
+  unchanged: 'unchanged (nothing new: no upload)',
+  exists: 'not saved: another job saved an index under the same key (set the matrix input?)',
+  refused: 'not saved: refused by the service (rate limit); the packs saved wait for a later job to index them',
+  failed: 'not saved: the upload failed',
+};
+
 /** The Actions cache part of the summary: what was restored and saved. */
 export function renderPersistence(p: PersistState, restored: RestoreReport | undefined, saved: SaveReport | undefined): string {
   const out: string[] = ['### GitHub Actions cache', '', '| | |', '|---|---|'];
-  out.push(`| Index restored | ${p.restoredKey ? `\`${escapeCell(p.restoredKey)}\`` : 'none yet'} (${p.restoreSeconds.toFixed(1)} s) |`);
+  const none = p.unavailable ? 'none: the cache service failed or did not answer' : 'none yet';
+  out.push(`| Index restored | ${p.restoredKey ? `\`${escapeCell(p.restoredKey)}\`` : none} (${p.restoreSeconds.toFixed(1)} s) |`);
   if (restored) {
-    out.push(`| Packs restored on demand | ${restored.packsRestored} (${restored.blobsRestored} blobs, ${formatBytes(restored.bytesRestored)}, ${restored.seconds.toFixed(1)} s)${restored.packsMissing ? `; ${restored.packsMissing} evicted` : ''}${restored.blobsRejected ? `; ${restored.blobsRejected} blobs failed verification and were fetched upstream` : ''} |`);
+    const notes: string[] = [];
+    if (restored.packsMissing) notes.push(`${restored.packsMissing} evicted`);
+    if (restored.packsBroken) notes.push(`${restored.packsBroken} broken (download or verification failed)`);
+    if (restored.blobsRejected) notes.push(`${restored.blobsRejected} blobs failed verification and were fetched upstream`);
+    if (restored.packsUnavailable) notes.push(`${restored.packsUnavailable} not restored: the cache service was failing`);
+    out.push(
+      `| Packs restored on demand | ${restored.packsRestored} (${restored.blobsRestored} blobs, ${formatBytes(restored.bytesRestored)}, ${restored.seconds.toFixed(1)} s)${notes.length ? `; ${notes.join('; ')}` : ''} |`,
+    );
   }
   if (saved) {
-    out.push(`| Saved | ${saved.packsSaved} new packs (${formatBytes(saved.bytesSaved)}), ${saved.packsExisting} already saved by another job, ${saved.packsRefused} refused (${saved.seconds.toFixed(1)} s) |`);
+    const refused = saved.packsRefused ? `${saved.packsRefused} refused${saved.packsRateLimited ? ` (${saved.packsRateLimited} for the rate limit)` : ''}` : '0 refused';
+    out.push(
+      `| Saved | ${saved.packsSaved} new packs (${formatBytes(saved.bytesSaved)}), ${saved.packsExisting} already saved by another job, ${refused}${saved.packsFailed ? `, ${saved.packsFailed} failed` : ''} (${saved.seconds.toFixed(1)} s) |`,
+    );
     if (saved.packsSkippedForSize) out.push(`| Not saved (over max-save-size) | ${saved.packsSkippedForSize} packs |`);
-    out.push(`| Index entry | ${saved.indexKey ? `\`${escapeCell(saved.indexKey)}\`` : 'unchanged'} |`);
+    if (saved.packsDropped) out.push(`| Dropped from the index (evicted or broken) | ${saved.packsDropped} packs |`);
+    out.push(`| Index entry | ${saved.indexKey ? `\`${escapeCell(saved.indexKey)}\`` : INDEX_OUTCOME[saved.index]} |`);
     if (saved.workingSetBytes > REPOSITORY_CACHE_LIMIT) {
       out.push(`| ⚠ Working set | ${formatBytes(saved.workingSetBytes)} is larger than the repository's Actions cache (${formatBytes(REPOSITORY_CACHE_LIMIT)}): entries will evict each other |`);
     }

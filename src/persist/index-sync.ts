@@ -4,6 +4,7 @@
 import type { Storage } from '../storage/index.js';
 import { MAX_MANIFEST_SIZE } from '../storage/index.js';
 import { digestOf, parseManifest, tryParseDigest } from '../oci/index.js';
+import { PROBE_REPOSITORY } from '../proxy/index.js';
 import { emptyIndex, type PersistIndex } from './persist-index.js';
 
 /** Configs and other blobs up to this size travel inline in the index. */
@@ -49,11 +50,15 @@ export async function importIndex(storage: Storage, index: PersistIndex): Promis
   return out;
 }
 
-/** Describes the cache's current records as an index (packs left empty: the saver fills them). */
+/**
+ * Describes the cache's current records as an index (packs left empty: the saver fills them).
+ * The mirror probe is left out: every server installs it itself.
+ */
 export async function exportIndex(storage: Storage): Promise<PersistIndex> {
   const repos = storage.cacheRepositories;
   const index = emptyIndex();
   for (const repo of await repos.list()) {
+    if (repo.endsWith(`/${PROBE_REPOSITORY}`)) continue;
     const tags: Record<string, string> = {};
     for (const tag of (await repos.listTags(repo)) ?? []) {
       const d = await repos.resolveTag(repo, tag);

@@ -11,10 +11,16 @@ export const INDEX_PATH = 'regcache-index';
 /** The index file inside the index entry. */
 export const INDEX_FILE = 'index.json';
 
-/** Key of the pack holding exactly these blobs: matrix legs fetching the same image agree on it. */
-export function packKey(prefix: string, digests: string[]): string {
-  const h = createHash('sha256').update([...digests].sort().join('\n')).digest('hex').slice(0, 40);
-  return `${prefix}-pack-${h}`;
+/**
+ * Key of the pack holding exactly these blobs: matrix legs fetching the same image agree on it.
+ * Keys in `avoid` (packs found missing or broken: a broken entry keeps its key until evicted)
+ * are stepped over deterministically, so legs that found the same pack broken agree again.
+ */
+export function packKey(prefix: string, digests: string[], avoid: ReadonlySet<string> = new Set()): string {
+  const base = [...digests].sort().join('\n');
+  let key = `${prefix}-pack-${createHash('sha256').update(base).digest('hex').slice(0, 40)}`;
+  while (avoid.has(key)) key = `${prefix}-pack-${createHash('sha256').update(`${base}\n${key}`).digest('hex').slice(0, 40)}`;
+  return key;
 }
 
 /** The prefix under which index entries are restored, newest first. */

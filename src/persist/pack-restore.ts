@@ -2,7 +2,7 @@
 // pack holding it, the pack is restored from the Actions cache (one restore per pack however
 // many ask), every blob in it verified against its digest before it enters the store. A bad
 // blob is discarded (the caller then goes upstream); a missing or failing pack likewise.
-import { readdir, rm, mkdir, open, stat } from 'node:fs/promises';
+import { readdir, rm, mkdir, open, lstat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Storage } from '../storage/index.js';
@@ -15,11 +15,21 @@ import type { ActionsCache } from './actions-cache.js';
 /** What the tier has done, for the job summary. */
 export interface RestoreReport {
   packsRestored: number;
+  /** Packs the service said it does not have (evicted). */
   packsMissing: number;
+  /** Packs found but not usable: the download or extraction failed, or blobs failed verification. */
+  packsBroken: number;
+  /** Packs not restored because the service was failing (breaker open, lookup failed), each counted once. */
+  packsUnavailable: number;
   blobsRestored: number;
   blobsRejected: number;
   bytesRestored: number;
   seconds: number;
+  /**
+   * Keys of the packs that turned out missing or broken: the save drops them from the index
+   * and packs their blobs again (under another key: a broken entry keeps its key).
+   */
+  unusable: string[];
 }
 
 /** Hashes a restored file and fsyncs it (it is published by rename right after). */
@@ -43,11 +53,27 @@ export function packFileName(d: Digest): string {
 /** Restores packs into the store on demand. */
 export class PackRestorer {
   private readonly packOf: Map<string, string>;
+  private readonly packs: PersistIndex['packs'];
   private readonly flights = new SingleFlight<Set<string>>();
-  readonly report: RestoreReport = { packsRestored: 0, packsMissing: 0, blobsRestored: 0, blobsRejected: 0, bytesRestored: 0, seconds: 0 };
+  /** Packs already restored, or known missing or broken: each is asked for once per job. */
+  private readonly settled = new Map<string, Set<string>>();
+  /** Packs not restored (yet) because the service was failing. */
+  private readonly unavailable = new Set<string>();
+  readonly report: RestoreReport = {
+    packsRestored: 0,
+    packsMissing: 0,
+    packsBroken: 0,
+    packsUnavailable: 0,
+    blobsRestored: 0,
+    blobsRejected: 0,
+    bytesRestored: 0,
+    seconds: 0,
+    unusable: [],
+  };
 
   constructor(private readonly storage: Storage, index: PersistIndex, private readonly cache: ActionsCache, private readonly stagingDir: string) {
     this.packOf = packOfBlob(index);
+    this.packs = index.packs;
   }
 
   /** True when some pack holds `d`. */
@@ -59,6 +85,8 @@ export class PackRestorer {
   async fetch(d: Digest): Promise<boolean> {
     const key = this.packOf.get(d.value);
     if (!key) return false;
+    const settled = this.settled.get(key);
+    if (settled) return settled.has(d.value) && (await this.storage.blobs.stat(d)) !== undefined;
     try {
       const restored = await this.flights.run(key, () => this.restorePack(key)).promise;
       return restored.has(d.value);
@@ -70,7 +98,10 @@ export class PackRestorer {
   /** Restores every pack in the background (the Action's prefetch input). */
   prefetchAll(): Promise<void> {
     const keys = [...new Set(this.packOf.values())];
-    return keys.reduce((p, key) => p.then(() => this.flights.run(key, () => this.restorePack(key)).promise.then(() => {}, () => {})), Promise.resolve());
+    return keys.reduce(
+      (p, key) => p.then(() => (this.settled.has(key) ? undefined : this.flights.run(key, () => this.restorePack(key)).promise.then(() => {}, () => {}))),
+      Promise.resolve(),
+    );
   }
 
   private async restorePack(key: string): Promise<Set<string>> {
@@ -79,31 +110,58 @@ export class PackRestorer {
     await mkdir(workspace, { recursive: true });
     const restored = new Set<string>();
     try {
-      const hit = await this.cache.restore(workspace, PACK_PATH, key, [], true);
-      if (hit !== key) {
-        this.report.packsMissing++;
+      const r = await this.cache.restore(workspace, PACK_PATH, key);
+      if (r.outcome === 'unavailable') {
+        // The service is failing: a later request may try again once the breaker allows.
+        this.unavailable.add(key);
+        this.report.packsUnavailable = this.unavailable.size;
         return restored;
       }
-      this.report.packsRestored++;
-      const dir = join(workspace, PACK_PATH);
-      for (const name of await readdir(dir)) {
-        const d = tryParseDigest(name.replace('-', ':'));
-        if (!d) continue;
-        const file = join(dir, name);
-        if ((await hashAndSync(file, d.algorithm)) !== d.hex) {
-          this.report.blobsRejected++;
-          continue;
+      this.unavailable.delete(key);
+      this.report.packsUnavailable = this.unavailable.size;
+      if (r.outcome === 'missing') {
+        this.report.packsMissing++;
+        this.unusable(key, restored);
+        return restored;
+      }
+      if (r.outcome === 'restored') {
+        const dir = join(workspace, PACK_PATH);
+        for (const name of await readdir(dir).catch(() => [] as string[])) {
+          const d = tryParseDigest(name.replace('-', ':'));
+          if (!d || packFileName(d) !== name) continue;
+          const file = join(dir, name);
+          // Only regular files (never a link out of the pack) whose bytes hash to their name.
+          const st = await lstat(file);
+          if (!st.isFile() || (await hashAndSync(file, d.algorithm).catch(() => '')) !== d.hex) {
+            this.report.blobsRejected++;
+            continue;
+          }
+          const { size } = st;
+          await this.storage.blobs.publishFile(file, d);
+          restored.add(d.value);
+          this.report.blobsRestored++;
+          this.report.bytesRestored += size;
         }
-        const { size } = await stat(file);
-        await this.storage.blobs.publishFile(file, d);
-        restored.add(d.value);
-        this.report.blobsRestored++;
-        this.report.bytesRestored += size;
+      }
+      // Restored with every blob the index names in it, verified: usable. Otherwise broken.
+      const expected = this.packs[key]?.digests ?? [];
+      if (r.outcome === 'restored' && expected.every((v) => restored.has(v))) {
+        this.report.packsRestored++;
+        this.settled.set(key, restored);
+      } else {
+        this.report.packsBroken++;
+        this.unusable(key, restored);
       }
       return restored;
     } finally {
       this.report.seconds += (Date.now() - started) / 1000;
       await rm(workspace, { recursive: true, force: true });
     }
+  }
+
+  /** Remembers a pack as missing or broken (asked for once; the save packs its blobs again). */
+  private unusable(key: string, restored: Set<string>): void {
+    this.settled.set(key, restored);
+    if (!this.report.unusable.includes(key)) this.report.unusable.push(key);
   }
 }

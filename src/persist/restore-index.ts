@@ -4,17 +4,20 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INDEX_FILE, INDEX_PATH, indexPrefix } from './keys.js';
 import { emptyIndex, parseIndex, type PersistIndex } from './persist-index.js';
-import type { ActionsCache } from './actions-cache.js';
+import type { ActionsCache, RestoreOutcome } from './actions-cache.js';
 
-/** Restores the newest index under `prefix` into `workspace`; empty when there is none. */
-export async function restoreIndex(cache: ActionsCache, prefix: string, workspace: string): Promise<{ index: PersistIndex; key?: string }> {
+/**
+ * Restores the newest index under `prefix` into `workspace`; empty when there is none.
+ * `outcome` says whether the service answered (`unavailable`: it failed or did not answer in time).
+ */
+export async function restoreIndex(cache: ActionsCache, prefix: string, workspace: string): Promise<{ index: PersistIndex; key?: string; outcome: RestoreOutcome }> {
   await rm(workspace, { recursive: true, force: true });
   await mkdir(workspace, { recursive: true });
   // No entry has this exact key: the prefix restore key picks the newest index.
-  const key = await cache.restore(workspace, INDEX_PATH, `${indexPrefix(prefix)}none`, [indexPrefix(prefix)]).catch(() => undefined);
-  if (!key) return { index: emptyIndex() };
+  const r = await cache.restore(workspace, INDEX_PATH, `${indexPrefix(prefix)}none`, [indexPrefix(prefix)]).catch(() => ({ outcome: 'unavailable' as const, key: undefined }));
+  if (r.outcome !== 'restored' || !r.key) return { index: emptyIndex(), outcome: r.outcome };
   const text = await readFile(join(workspace, INDEX_PATH, INDEX_FILE), 'utf8').catch(() => '');
-  return { index: parseIndex(text), key };
+  return { index: parseIndex(text), key: r.key, outcome: r.outcome };
 }
 
 /** The `save` input's decision: `auto` saves on pushes to the default branch only. */

@@ -1,8 +1,12 @@
 // Saves what the job added to the Actions cache: the new blobs, grouped per image into
 // content-addressed packs (matrix legs fetching the same image compute the same key, and
 // the second finds it with a lookup, which is not rate-limited, and uploads nothing), a
-// bounded number of entries per job, refusals (409, 429) answered by a lookup and a backoff
-// within a time budget; then the job's index entry: the union of what it restored and added.
+// bounded number of entries per job, a refused reservation looked up again with a backoff
+// within a time budget; then the job's index entry: the union of what it restored and added,
+// uploaded only when that differs from what was restored. Once the service refuses creations
+// for its rate limit, no further pack is tried: the index, without which the saved packs are
+// of no use, waits for the window the service names, within the budget. Packs this job found
+// evicted or broken leave the index, and their blobs are packed again under another key.
 import { link, mkdir, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -33,16 +37,35 @@ export interface SaveOptions {
   maxPacks: number;
   /** Give up retrying refused uploads after this long. */
   budgetMs: number;
+  /**
+   * Packs of the restored index this job found missing (evicted) or broken: dropped from the
+   * index, their blobs packed again under another key.
+   */
+  unusable?: string[];
+  /** Waits (tests shorten it). */
+  sleep?: (ms: number) => Promise<void>;
 }
+
+/** What became of the job's index entry. */
+export type IndexOutcome = 'saved' | 'unchanged' | 'exists' | 'refused' | 'failed';
 
 /** What a save did, for the job summary. */
 export interface SaveReport {
   packsSaved: number;
+  /** Packs another job had saved already (found by a lookup: nothing uploaded). */
   packsExisting: number;
+  /** Packs the service refused to reserve: rate-limited, or being uploaded by another job. */
   packsRefused: number;
+  /** Of the refused packs, those refused for the rate limit (or not tried after one). */
+  packsRateLimited: number;
+  /** Packs whose upload failed (the service failing). */
+  packsFailed: number;
   packsSkippedForSize: number;
+  /** Missing or broken packs dropped from the index. */
+  packsDropped: number;
   bytesSaved: number;
   indexKey?: string;
+  index: IndexOutcome;
   /** Bytes of every pack the index now names: the working set. */
   workingSetBytes: number;
   seconds: number;
@@ -82,12 +105,55 @@ async function stagePack(storage: Storage, workspace: string, digests: string[])
   }
 }
 
+/** JSON with object keys sorted: equal for equal content whatever the insertion order. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
+}
+
+/** `index` without the packs in `drop`. */
+function withoutPacks(index: PersistIndex, drop: ReadonlySet<string>): PersistIndex {
+  return { ...index, packs: Object.fromEntries(Object.entries(index.packs).filter(([k]) => !drop.has(k))) };
+}
+
 /** Saves the job's new content and its index entry. */
 export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
   const started = Date.now();
-  const report: SaveReport = { packsSaved: 0, packsExisting: 0, packsRefused: 0, packsSkippedForSize: 0, bytesSaved: 0, workingSetBytes: 0, seconds: 0 };
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const left = () => o.budgetMs - (Date.now() - started);
+  const report: SaveReport = {
+    packsSaved: 0,
+    packsExisting: 0,
+    packsRefused: 0,
+    packsRateLimited: 0,
+    packsFailed: 0,
+    packsSkippedForSize: 0,
+    packsDropped: 0,
+    bytesSaved: 0,
+    index: 'unchanged',
+    workingSetBytes: 0,
+    seconds: 0,
+  };
+  const unusable = new Set((o.unusable ?? []).filter((k) => o.restored.packs[k] !== undefined));
+  const restored = withoutPacks(o.restored, unusable);
+  report.packsDropped = unusable.size;
   const current = await exportIndex(o.storage);
-  const known = new Set([...packOfBlob(o.restored).keys(), ...Object.keys(current.inline), ...Object.keys(o.restored.inline)]);
+  // A broken pack's blobs that passed verification are in the store, but clients got them as
+  // disk hits, which link no repository: back under the repositories the index lists them
+  // for, so that they are packed again with the rest.
+  for (const key of unusable) {
+    for (const v of o.restored.packs[key]!.digests) {
+      const d = tryParseDigest(v);
+      if (!d || (await o.storage.blobs.stat(d)) === undefined) continue;
+      for (const [repo, digests] of Object.entries(o.restored.blobs)) {
+        if (!digests.includes(v)) continue;
+        const list = (current.blobs[repo] ??= []);
+        if (!list.includes(v)) list.push(v);
+      }
+    }
+  }
+  const known = new Set([...packOfBlob(restored).keys(), ...Object.keys(current.inline), ...Object.keys(restored.inline)]);
   const sizes = new Map<string, number>();
   for (const digests of Object.values(current.blobs)) {
     for (const v of digests) {
@@ -100,12 +166,20 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
   const staging = join(o.storage.layout.tmpDir, `save-${randomBytes(6).toString('hex')}`);
   try {
     let budgetBytes = o.maxSaveBytes;
-    let refusedInARow = 0;
+    let rateLimited = false;
+    /** Refused without a rate limit: another job may be uploading the same pack right now. */
+    const refused: Array<{ key: string; group: Group }> = [];
     for (const group of groupNewBlobs(current.blobs, known, sizes, o.maxPacks)) {
-      const key = packKey(o.prefix, group.digests);
+      const key = packKey(o.prefix, group.digests, unusable);
       if (await o.cache.exists(key, PACK_PATH)) {
         added.packs[key] = { digests: group.digests, size: group.size };
         report.packsExisting++;
+        continue;
+      }
+      if (rateLimited) {
+        // Creations are refused for a while: what is left of the window goes to the index.
+        report.packsRefused++;
+        report.packsRateLimited++;
         continue;
       }
       if (group.size > budgetBytes) {
@@ -114,36 +188,59 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
       }
       const workspace = join(staging, key);
       await stagePack(o.storage, workspace, group.digests);
-      let outcome = refusedInARow >= 2 ? 'refused' : await o.cache.save(workspace, PACK_PATH, key);
-      // Refused: rate-limited (429), or the service is gone (the client cannot tell us which).
-      // A few backed-off tries within the budget, and after two packs refused in a row, no more.
-      for (let attempt = 0; outcome === 'refused' && refusedInARow < 2 && attempt < 3 && Date.now() - started < o.budgetMs; attempt++) {
-        await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt));
-        outcome = await o.cache.save(workspace, PACK_PATH, key);
-      }
-      refusedInARow = outcome === 'refused' || outcome === 'failed' ? refusedInARow + 1 : 0;
+      const r = await o.cache.save(workspace, PACK_PATH, key);
       await rm(workspace, { recursive: true, force: true });
-      if (outcome === 'saved' || outcome === 'exists') {
+      if (r.outcome === 'saved') {
         added.packs[key] = { digests: group.digests, size: group.size };
-        if (outcome === 'saved') {
-          report.packsSaved++;
-          report.bytesSaved += group.size;
-          budgetBytes -= group.size;
-        } else {
-          report.packsExisting++;
-        }
-      } else {
+        report.packsSaved++;
+        report.bytesSaved += group.size;
+        budgetBytes -= group.size;
+      } else if (r.outcome === 'exists') {
+        added.packs[key] = { digests: group.digests, size: group.size };
+        report.packsExisting++;
+      } else if (r.outcome === 'refused' && r.rateLimited) {
+        rateLimited = true;
         report.packsRefused++;
+        report.packsRateLimited++;
+      } else if (r.outcome === 'refused') {
+        refused.push({ key, group });
+      } else {
+        report.packsFailed++;
       }
     }
-    const merged = mergeIndex(o.restored, added);
+    // A pack another job is uploading: looked up again, backing off, within the budget.
+    for (let attempt = 0; refused.length > 0 && attempt < 3; attempt++) {
+      const wait = 2000 * 2 ** attempt;
+      if (left() < wait) break;
+      await sleep(wait);
+      for (const r of [...refused]) {
+        if (await o.cache.exists(r.key, PACK_PATH)) {
+          added.packs[r.key] = { digests: r.group.digests, size: r.group.size };
+          report.packsExisting++;
+          refused.splice(refused.indexOf(r), 1);
+        }
+      }
+    }
+    report.packsRefused += refused.length;
+    const merged = mergeIndex(restored, added);
     report.workingSetBytes = Object.values(merged.packs).reduce((a, p) => a + p.size, 0);
-    if (JSON.stringify(merged) !== JSON.stringify(o.restored)) {
+    // Nothing new (the union is what was restored): no upload at all.
+    if (canonical(merged) !== canonical(o.restored)) {
       const key = indexKey(o.prefix, o.env, o.matrix);
       const workspace = join(staging, 'index');
       await mkdir(join(workspace, INDEX_PATH), { recursive: true });
       await writeFile(join(workspace, INDEX_PATH, INDEX_FILE), JSON.stringify(merged));
-      if ((await o.cache.save(workspace, INDEX_PATH, key)) === 'saved') report.indexKey = key;
+      // The index is what makes the packs usable: when rate-limited, wait for the window
+      // (the service says how long) within the budget.
+      for (let attempt = 0; ; attempt++) {
+        const r = await o.cache.save(workspace, INDEX_PATH, key);
+        report.index = r.outcome === 'saved' ? 'saved' : r.outcome;
+        if (r.outcome === 'saved') report.indexKey = key;
+        if (!(r.outcome === 'refused' && r.rateLimited)) break;
+        const wait = (r.retryAfterMs ?? 5000 * 2 ** attempt) + 1000;
+        if (left() < wait) break;
+        await sleep(wait);
+      }
     }
   } finally {
     await rm(staging, { recursive: true, force: true });

@@ -131,6 +131,11 @@ export interface StepOptions {
   /** Kill the step after this long (default 120 s). */
   timeoutMs?: number;
   /**
+   * The job's `matrix` context (default: none, as in a job without a matrix). Input defaults
+   * that are expressions over it (`${{ toJSON(matrix) }}`) are evaluated as the runner would.
+   */
+  matrix?: Record<string, unknown>;
+  /**
    * A command the step runs under, as `[...wrapper, node, script]` (e.g. `unshare` to give the
    * step its own hostname, as a container job has).
    */
@@ -168,6 +173,19 @@ function unquoteYaml(v: string): string {
   if (v.startsWith("'") && v.endsWith("'")) return v.slice(1, -1).replace(/''/g, "'");
   if (v.startsWith('"') && v.endsWith('"')) return JSON.parse(v) as string;
   return v;
+}
+
+/**
+ * Input defaults with the expressions the runner evaluates in action.yml (only those this
+ * action uses): `${{ toJSON(matrix) }}` is the matrix context as the runner's toJSON prints it
+ * (2-space indentation; `null` for a job without a matrix).
+ */
+export function evaluatedDefaults(defaults: Record<string, string>, matrix?: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(defaults)) {
+    out[name] = /^\$\{\{\s*toJSON\(matrix\)\s*\}\}$/.test(value) ? JSON.stringify(matrix ?? null, null, 2) : value;
+  }
+  return out;
 }
 
 /** The runner's environment variable name for an input. */
@@ -330,7 +348,7 @@ export class ActionsJob {
       RUNNER_OS: 'Linux',
       RUNNER_ARCH: process.arch === 'x64' ? 'X64' : process.arch.toUpperCase(),
     });
-    const inputs = { ...actionInputDefaults(), ...o.inputs };
+    const inputs = { ...evaluatedDefaults(actionInputDefaults(), o.matrix), ...o.inputs };
     for (const [name, value] of Object.entries(inputs)) env[inputEnvName(name)] = value;
     for (const [name, value] of Object.entries(o.state ?? {})) env[`STATE_${name}`] = value;
     for (const [k, v] of Object.entries(o.env ?? {})) {
