@@ -66,6 +66,11 @@ export function program(): Command {
     .option('--persist-index <file>', 'an index restored from the GitHub Actions cache (the Action passes it)')
     .option('--persist-prefetch', 'restore every pack of --persist-index in the background')
     .option('--max-cache-size <size>', 'evict least recently used cached blobs beyond this size (e.g. 20G)', size)
+    .option('--upload-max-age <duration>', 'purge upload sessions idle this long', duration, 86_400_000)
+    .option('--upload-purge-interval <duration>', 'look for idle upload sessions this often (default: a tenth of --upload-max-age, at most 1h)', duration)
+    .option('--headers-timeout <duration>', 'time a client has to send request headers', duration, 30_000)
+    .option('--body-timeout <duration>', 'close a connection whose request body brings less than 1 KiB in this long', duration, 60_000)
+    .option('--idle-timeout <duration>', 'close a connection with no traffic for this long', duration, 300_000)
     .action(async (o) => {
       if (!!o.tlsCert !== !!o.tlsKey) fail(new Error('--tls-cert and --tls-key go together'));
       await runServer({
@@ -84,6 +89,9 @@ export function program(): Command {
         maxCacheBytes: o.maxCacheSize,
         persistIndex: o.persistIndex,
         persistPrefetch: !!o.persistPrefetch,
+        uploadMaxAgeMs: o.uploadMaxAge,
+        uploadPurgeIntervalMs: o.uploadPurgeInterval,
+        timeouts: { headersMs: o.headersTimeout, bodyMs: o.bodyTimeout, idleMs: o.idleTimeout },
       }).catch(fail);
     });
 

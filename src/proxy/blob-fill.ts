@@ -48,7 +48,8 @@ export class BlobFill {
 
   /** Starts filling `digest` from `source` into `blobs`. */
   static async start(blobs: BlobStore, digest: Digest, source: FillSource, onBytes?: (n: number) => void): Promise<BlobFill> {
-    const writer = await blobs.createWriter(digest.algorithm);
+    // With the size announced, a blob that cannot fit fails here, before a client got any answer.
+    const writer = await blobs.createWriter(digest.algorithm, source.size);
     return new BlobFill(digest, source.size, writer, blobs, source, onBytes);
   }
 

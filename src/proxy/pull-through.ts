@@ -52,6 +52,8 @@ export interface PullThroughOptions {
 /** Maps an upstream failure to the error a client gets. */
 export function upstreamToRegistryError(err: unknown): RegistryError {
   if (err instanceof RegistryError) return err;
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') return new RegistryError('UNAVAILABLE', 'storage is full', { status: 507 });
   if (err instanceof UpstreamError) {
     if (err.kind === 'rate-limited') {
       return new RegistryError('TOOMANYREQUESTS', err.message, { headers: { 'retry-after': String(Math.ceil((err.opts.retryAfterMs ?? 60_000) / 1000)) } });

@@ -14,6 +14,7 @@ import { uploadRoutes } from './routes/uploads.js';
 import { manifestReadRoutes, manifestWriteRoutes } from './routes/manifests.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { readOnlyRoutes } from './routes/read-only.js';
+import { guardSlowBodies, httpServerOptions, resolveTimeouts, type ClientTimeouts } from './client-timeouts.js';
 
 const API_VERSION = 'registry/2.0';
 
@@ -33,10 +34,14 @@ interface CommonOptions {
   https?: { cert: Buffer; key: Buffer };
   /** Extra routes (statistics endpoints of the cache port). */
   extraRoutes?: (app: FastifyInstance) => void;
+  /** Limits on slow and idle clients (defaults: DEFAULT_CLIENT_TIMEOUTS). */
+  timeouts?: ClientTimeouts;
 }
 
 /** The fastify application serving the OCI distribution API over `backend`. */
 export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
+  const timeouts = resolveTimeouts(opts.timeouts);
+  const serverOptions = httpServerOptions(timeouts);
   const app = Fastify({
     logger: opts.logger ?? false,
     logController: new LogController({ disableRequestLogging: true }),
@@ -45,14 +50,21 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     exposeHeadRoutes: false,
     forceCloseConnections: 'idle',
     keepAliveTimeout: 30_000,
+    // A connection with no traffic either way; not a bound on a transfer's duration.
+    connectionTimeout: timeouts.idleMs,
+    requestTimeout: 0,
     // A malformed %-encoding or an over-long path parameter is answered before any hook
     // runs: give it the envelope and the version header like every other answer.
     frameworkErrors: (err, request, reply) => {
       reply.header('docker-distribution-api-version', API_VERSION);
       sendError(toRegistryError(err), request, reply);
     },
-    ...(opts.https ? { https: opts.https } : {}),
+    // https.createServer takes http.createServer's options in the same object.
+    ...(opts.https ? { https: { ...opts.https, ...serverOptions } } : { http: serverOptions }),
   }) as unknown as FastifyInstance;
+  guardSlowBodies(app.server, timeouts, (req) =>
+    app.log.warn({ method: req.method, url: req.url, remoteAddress: req.socket.remoteAddress }, 'request body stalled: connection closed'),
+  );
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));

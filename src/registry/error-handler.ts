@@ -40,9 +40,18 @@ export function toRegistryError(err: unknown): RegistryError {
   return new RegistryError('UNKNOWN', undefined, { cause: err });
 }
 
-/** Writes the envelope for `err` (headers only for HEAD). */
+/**
+ * Writes the envelope for `err` (headers only for HEAD). An error that stopped a request body
+ * part-way (a full disk, a size limit) leaves the rest of it on the connection, where the next
+ * request would wait behind it until a timeout: such a connection is closed after the answer,
+ * and what still arrives until then is discarded. (A body never read at all is drained by node.)
+ */
 export function sendError(err: RegistryError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   reply.code(err.status).headers(err.headers);
+  if (!request.raw.complete && request.raw.readableDidRead) {
+    reply.header('connection', 'close');
+    request.raw.resume();
+  }
   if (request.method === 'HEAD') return reply.send();
   return reply.type('application/json').send(err.toEnvelope());
 }

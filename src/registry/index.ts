@@ -2,3 +2,4 @@
 export { buildRegistryApp, type RegistryAppOptions } from './app.js';
 export { BasicAuth, parseHtpasswd } from './auth.js';
 export { rewriteUrl } from './url-rewrite.js';
+export { DEFAULT_CLIENT_TIMEOUTS, type ClientTimeouts } from './client-timeouts.js';

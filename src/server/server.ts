@@ -3,8 +3,8 @@
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { openStorage, type Storage } from '../storage/index.js';
-import { buildRegistryApp, BasicAuth } from '../registry/index.js';
+import { DEFAULT_UPLOAD_MAX_AGE_MS, openStorage, type Storage } from '../storage/index.js';
+import { buildRegistryApp, BasicAuth, type ClientTimeouts } from '../registry/index.js';
 import { createCache, type Credentials } from '../proxy/index.js';
 import { Stats, toPrometheus } from '../stats/index.js';
 import { ActionsCache, PackRestorer, importIndex, parseIndex } from '../persist/index.js';
@@ -43,6 +43,12 @@ export interface ServerOptions {
   /** Upstream retries after the first attempt (default 2) and base backoff (default 200 ms). */
   upstreamRetries?: number;
   upstreamBackoffMs?: number;
+  /** Upload sessions idle longer than this are purged, at start and while running. Default 24 hours. */
+  uploadMaxAgeMs?: number;
+  /** How often stale upload sessions are looked for while running. Default: a tenth of uploadMaxAgeMs, at most an hour. */
+  uploadPurgeIntervalMs?: number;
+  /** Limits on slow and idle clients, both ports. */
+  timeouts?: ClientTimeouts;
 }
 
 /** A started server. */
@@ -80,14 +86,16 @@ async function listen(app: FastifyInstance, value: string, flag: string): Promis
 
 /** Opens the storage and starts both ports. */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const storage = await openStorage(opts.storage);
+  const uploadMaxAgeMs = opts.uploadMaxAgeMs ?? DEFAULT_UPLOAD_MAX_AGE_MS;
+  const storage = await openStorage(opts.storage, { uploadMaxAgeMs });
   const apps: FastifyInstance[] = [];
   const closers: Array<() => Promise<void>> = [];
   try {
+    closers.push(purgeUploadsPeriodically(storage, uploadMaxAgeMs, opts.uploadPurgeIntervalMs ?? Math.min(3_600_000, Math.ceil(uploadMaxAgeMs / 10))));
     const auth = opts.htpasswd ? BasicAuth.fromFile(opts.htpasswd) : undefined;
     const https = opts.tlsCert && opts.tlsKey ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) } : undefined;
     const logger = { level: opts.logLevel ?? 'info' };
-    const common = { ...(auth ? { auth } : {}), ...(https ? { https } : {}), logger };
+    const common = { ...(auth ? { auth } : {}), ...(https ? { https } : {}), ...(opts.timeouts ? { timeouts: opts.timeouts } : {}), logger };
     const stats = new Stats();
     const persist = opts.persistIndex ? await openPersistence(storage, opts.persistIndex, stats, !!opts.persistPrefetch) : undefined;
     const cache = createCache({
@@ -136,6 +144,23 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await storage.close();
     throw err;
   }
+}
+
+/**
+ * Purges upload sessions idle longer than `maxAgeMs` every `intervalMs` while the server runs
+ * (clients that never finish or cancel an upload leave their bytes behind). Returns the stopper,
+ * which waits for a purge in progress.
+ */
+function purgeUploadsPeriodically(storage: Storage, maxAgeMs: number, intervalMs: number): () => Promise<void> {
+  let running: Promise<unknown> = Promise.resolve();
+  const timer = setInterval(() => {
+    running = running.then(() => storage.uploads.purgeStale(maxAgeMs)).catch(() => {});
+  }, Math.max(10, intervalMs));
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
 }
 
 /** Path of the statistics as JSON on the cache port. */

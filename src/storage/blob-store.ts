@@ -2,12 +2,12 @@
 // become visible at their digest's path only after the digest is verified, the data
 // fsynced and the file renamed into place. Concurrent writers of one digest are harmless:
 // both hold the same bytes, and the first rename wins.
-import { open, stat, readdir, rm, type FileHandle } from 'node:fs/promises';
+import { open, stat, statfs, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { createReadStream, type ReadStream } from 'node:fs';
 import type { Hash } from 'node:crypto';
 import { Layout } from './layout.js';
 import { tempPath, publish, removeFile, isNotFound, writeFileAtomic } from './fs-util.js';
-import { DigestMismatchError, SizeMismatchError, TooLargeError, BlobNotFoundError } from './errors.js';
+import { DigestMismatchError, SizeMismatchError, TooLargeError, BlobNotFoundError, StorageFullError } from './errors.js';
 import { newHash, tryParseDigest, type Algorithm, type Digest } from '../oci/index.js';
 
 /** Size of the reads used to serve blobs: large reads keep syscalls per byte low. */
@@ -168,8 +168,17 @@ export class BlobStore {
     }
   }
 
-  /** Starts writing a new blob. */
-  createWriter(algorithm: Algorithm = 'sha256'): Promise<BlobWriter> {
+  /**
+   * Starts writing a new blob. With `expectedSize` (announced by the client or the upstream),
+   * throws StorageFullError at once when the file system has not that much room left, instead
+   * of failing after part of it was received (and, for a cache fill, streamed to a client).
+   */
+  async createWriter(algorithm: Algorithm = 'sha256', expectedSize?: number): Promise<BlobWriter> {
+    if (expectedSize !== undefined && expectedSize > 0) {
+      const fs = await statfs(this.layout.tmpDir);
+      const available = fs.bavail * fs.bsize;
+      if (expectedSize > available) throw new StorageFullError(expectedSize, available);
+    }
     return BlobWriter.create(this, this.layout.tmpDir, algorithm);
   }
 

@@ -64,3 +64,15 @@ export class StorageLockedError extends Error {
     this.name = 'StorageLockedError';
   }
 }
+
+/**
+ * Storage without room for content of an announced size. It carries `code: 'ENOSPC'` so that
+ * it is handled like the write that would have failed.
+ */
+export class StorageFullError extends Error {
+  readonly code = 'ENOSPC';
+  constructor(readonly needed: number, readonly available: number) {
+    super(`storage is full: ${needed} bytes needed, ${available} available`);
+    this.name = 'StorageFullError';
+  }
+}

@@ -19,30 +19,52 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** Renames `from` to `to`, creating `to`'s directory first, then fsyncs that directory. */
+/**
+ * Creates `dir` and its missing parents, and fsyncs the parent of each directory it created,
+ * so that the new entries survive a power loss as well as what is renamed into them. Returns
+ * false when `dir` existed already.
+ */
+export async function makeDirDurable(dir: string): Promise<boolean> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return false;
+  // Created: `first` and every directory between it and `dir`; each one's parent gains an entry.
+  const created: string[] = [];
+  for (let d = dir; d.length >= first.length; d = dirname(d)) created.push(d);
+  for (const d of created.reverse()) await syncDir(dirname(d));
+  return true;
+}
+
+/**
+ * Renames `from` to `to`, creating `to`'s directory first (durably), then fsyncs that
+ * directory. `from` must already be fsynced.
+ */
 export async function publish(from: string, to: string): Promise<void> {
   const dir = dirname(to);
   try {
     await rename(from, to);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    await mkdir(dir, { recursive: true });
+    // A concurrent writer that created the directory a moment ago may not have synced its parent yet.
+    if (!(await makeDirDurable(dir))) await syncDir(dirname(dir));
     await rename(from, to);
   }
   await syncDir(dir);
 }
 
-/** Writes `data` to `path` atomically: temp file, fsync, rename, directory fsync. */
+/**
+ * Writes `data` to `path` atomically: temp file, fsync, rename, directory fsync. On any
+ * failure (a full disk included) the temp file is removed.
+ */
 export async function writeFileAtomic(tmpDir: string, path: string, data: string | Uint8Array): Promise<void> {
   const tmp = tempPath(tmpDir);
   const fh = await open(tmp, 'wx');
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await publish(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });

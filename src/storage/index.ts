@@ -1,12 +1,12 @@
 // Storage entry point: opens a storage root (lock, directories, startup scan) and hands
 // out its stores. Other folders import storage only through this file.
-import { mkdir } from 'node:fs/promises';
 import { Layout } from './layout.js';
 import { BlobStore } from './blob-store.js';
 import { Uploads } from './uploads.js';
 import { Repositories } from './repositories.js';
 import { RegistryStore } from './registry-store.js';
 import { acquireLock } from './lock.js';
+import { makeDirDurable } from './fs-util.js';
 import { collectGarbage, type GcOptions, type GcResult } from './gc.js';
 
 export { Layout } from './layout.js';
@@ -17,9 +17,12 @@ export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBac
 export { referencedBlobs, type GcOptions, type GcResult } from './gc.js';
 export * from './errors.js';
 
+/** How long an upload session may sit idle before it is purged, unless told otherwise: 24 hours. */
+export const DEFAULT_UPLOAD_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
 /** Options of {@link openStorage}. */
 export interface StorageOptions {
-  /** Upload sessions idle longer than this are purged at startup. Default: 24 hours. */
+  /** Upload sessions idle longer than this are purged at startup. Default: {@link DEFAULT_UPLOAD_MAX_AGE_MS}. */
   uploadMaxAgeMs?: number;
 }
 
@@ -43,17 +46,18 @@ export interface Storage {
 /** Opens (creating if needed) the storage root at `root`, taking its lock. */
 export async function openStorage(root: string, opts: StorageOptions = {}): Promise<Storage> {
   const layout = new Layout(root);
-  await Promise.all([layout.blobsDir, layout.uploadsDir, layout.repositoriesDir, layout.tmpDir].map((d) => mkdir(d, { recursive: true })));
+  for (const d of [layout.blobsDir, layout.uploadsDir, layout.repositoriesDir, layout.tmpDir]) await makeDirDurable(d);
   const release = await acquireLock(layout.lockFile);
   const blobs = new BlobStore(layout);
   const uploads = new Uploads(layout, blobs);
   const repositories = new Repositories(layout);
   const cacheLayout = new Layout(root, 'cache');
-  await mkdir(cacheLayout.repositoriesDir, { recursive: true });
+  await makeDirDurable(cacheLayout.repositoriesDir);
   const cacheRepositories = new Repositories(cacheLayout);
   const registry = new RegistryStore(blobs, uploads, repositories);
   const tempFilesRemoved = await blobs.clearTemp();
-  const stalePurged = await uploads.purgeStale(opts.uploadMaxAgeMs ?? 24 * 60 * 60 * 1000);
+  // No request runs yet: sessions a crash left half-made or half-completed can go too.
+  const stalePurged = await uploads.purgeStale(opts.uploadMaxAgeMs ?? DEFAULT_UPLOAD_MAX_AGE_MS, { broken: true });
   return {
     layout,
     blobs,

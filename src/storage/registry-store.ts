@@ -97,7 +97,7 @@ export class RegistryStore implements RegistryBackend {
 
   /** Stores a whole blob sent in one request and links it into `name`. */
   async putBlob(name: string, expected: Digest, source: AsyncIterable<Uint8Array>, expectedSize?: number): Promise<number> {
-    const writer = await this.blobs.createWriter(expected.algorithm);
+    const writer = await this.blobs.createWriter(expected.algorithm, expectedSize);
     try {
       await writer.write(source);
     } catch (err) {

@@ -20,6 +20,12 @@ export interface UploadRecord {
   startedAt: number;
 }
 
+/** True for the errors of a full disk or an exhausted quota. */
+function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 /** An open upload session as the registry sees it. */
 export interface UploadSession extends UploadRecord {
   id: string;
@@ -45,8 +51,14 @@ export class Uploads {
     const dir = this.layout.upload(id);
     await mkdir(dir, { recursive: true });
     const record: UploadRecord = { repository, startedAt: Date.now() };
-    await (await open(join(dir, 'data'), 'wx')).close();
-    await writeFileAtomic(this.layout.tmpDir, join(dir, 'session.json'), JSON.stringify(record));
+    try {
+      await (await open(join(dir, 'data'), 'wx')).close();
+      await writeFileAtomic(this.layout.tmpDir, join(dir, 'session.json'), JSON.stringify(record));
+    } catch (err) {
+      // A full disk, typically: leave no half-made session behind.
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
     this.live.set(id, { hash: newHash('sha256'), size: 0, busy: false });
     return { id, size: 0, ...record };
   }
@@ -67,11 +79,14 @@ export class Uploads {
   async append(session: UploadSession, source: AsyncIterable<Uint8Array>, start?: number, limit?: number): Promise<number> {
     return this.exclusive(session, async (state, fh) => {
       if (start !== undefined && start !== state.size) throw new UploadRangeError(state.size, start);
+      const before = state.size;
       try {
         state.size += await appendStream(fh, source, state.hash, state.size, limit);
       } catch (err) {
         // The file may hold part of the chunk now: the running hash no longer matches it.
         state.hash = undefined;
+        // On a full disk, give the space back: the session stands where it did before this chunk.
+        if (isDiskFull(err)) await fh.truncate(before).catch(() => {});
         state.size = await this.size(session.id);
         throw err;
       }
@@ -111,14 +126,22 @@ export class Uploads {
     await this.remove(session.id);
   }
 
-  /** Removes sessions started before `olderThanMs` ago; returns how many. */
-  async purgeStale(olderThanMs: number): Promise<number> {
+  /**
+   * Removes sessions idle (no session created or bytes received) for longer than `idleMs`;
+   * returns how many. With `broken`, also removes sessions that miss their record or their
+   * data (a crash while one was created or completed): only safe while no request runs, at startup.
+   */
+  async purgeStale(idleMs: number, opts: { broken?: boolean } = {}): Promise<number> {
     let purged = 0;
-    const cutoff = Date.now() - olderThanMs;
+    const cutoff = Date.now() - idleMs;
     for (const id of await readdirOrEmpty(this.layout.uploadsDir)) {
-      const record = await readJson<UploadRecord>(join(this.layout.upload(id), 'session.json')).catch(() => undefined);
-      const started = record?.startedAt ?? (await stat(this.layout.upload(id)).catch(() => undefined))?.mtimeMs ?? 0;
-      if (started < cutoff && !this.live.get(id)?.busy) {
+      if (this.live.get(id)?.busy) continue;
+      const dir = this.layout.upload(id);
+      const record = await readJson<UploadRecord>(join(dir, 'session.json')).catch(() => undefined);
+      const data = await stat(join(dir, 'data')).catch(() => undefined);
+      const broken = !record || !data;
+      const lastActive = Math.max(record?.startedAt ?? 0, data?.mtimeMs ?? 0, broken ? ((await stat(dir).catch(() => undefined))?.mtimeMs ?? 0) : 0);
+      if ((lastActive < cutoff || (broken && opts.broken)) && !this.live.get(id)?.busy) {
         await this.remove(id);
         purged++;
       }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { test } from 'node:test';
-import { DigestMismatchError, SizeMismatchError, TooLargeError } from '../../src/storage/index.js';
+import { DigestMismatchError, SizeMismatchError, StorageFullError, TooLargeError } from '../../src/storage/index.js';
 import { BlobStore } from '../../src/storage/blob-store.js';
 import { bytes, chunks, digest, tempStorage } from './fixtures.js';
 
@@ -126,4 +126,19 @@ test('openRead serves inclusive byte ranges; readSmall refuses blobs over its li
   assert.equal(Buffer.concat(parts).toString(), '2345');
   assert.deepEqual(await storage.blobs.readSmall(d, 10), data);
   await assert.rejects(storage.blobs.readSmall(d, 9), TooLargeError);
+});
+
+test('createWriter with an announced size the file system has no room for throws StorageFullError (code ENOSPC) and creates nothing', async (t) => {
+  const { storage } = await tempStorage(t);
+  await assert.rejects(storage.blobs.createWriter('sha256', Number.MAX_SAFE_INTEGER), (err: unknown) => {
+    assert.ok(err instanceof StorageFullError);
+    assert.equal(err.code, 'ENOSPC');
+    assert.equal(err.needed, Number.MAX_SAFE_INTEGER);
+    return true;
+  });
+  assert.deepEqual(await readdir(storage.layout.tmpDir), []);
+  // A size that fits is no obstacle.
+  const w = await storage.blobs.createWriter('sha256', 4);
+  await w.write(chunks('fits'));
+  await w.commit(digest('fits'), 4);
 });

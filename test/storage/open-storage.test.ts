@@ -2,7 +2,7 @@
 // the pid lock that gives one owner (process and Storage instance) per directory.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { StorageLockedError, openStorage } from '../../src/storage/index.js';
@@ -49,6 +49,8 @@ test('the startup scan purges upload sessions older than uploadMaxAgeMs', async 
   const s = await first.uploads.create('repo');
   await first.close();
   await writeFile(join(dir, 'uploads', s.id, 'session.json'), JSON.stringify({ repository: 'repo', startedAt: Date.now() - 10_000 }));
+  const tenSecondsAgo = new Date(Date.now() - 10_000);
+  await utimes(join(dir, 'uploads', s.id, 'data'), tenSecondsAgo, tenSecondsAgo);
   const second = await openStorage(dir, { uploadMaxAgeMs: 5_000 });
   t.after(() => second.close());
   assert.equal(second.startup.stalePurged, 1);

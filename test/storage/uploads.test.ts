@@ -2,7 +2,7 @@
 // Uploads instance on the same directory), verification at completion, and the purge of
 // abandoned sessions.
 import assert from 'node:assert/strict';
-import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DigestMismatchError, UploadBusyError, UploadNotFoundError, UploadRangeError, Uploads } from '../../src/storage/index.js';
@@ -153,14 +153,41 @@ test('cancel removes the session and its data', async (t) => {
   assert.deepEqual(await readdir(storage.layout.uploadsDir), []);
 });
 
-test('purgeStale removes sessions older than the limit and keeps younger ones', async (t) => {
+test('purgeStale removes sessions idle longer than the limit and keeps younger ones', async (t) => {
   const { storage } = await tempStorage(t);
   const old = await storage.uploads.create('repo');
   const young = await storage.uploads.create('repo');
   const record = join(storage.layout.upload(old.id), 'session.json');
-  await writeFile(record, JSON.stringify({ repository: 'repo', startedAt: Date.now() - 2 * 60 * 60 * 1000 }));
+  const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+  await writeFile(record, JSON.stringify({ repository: 'repo', startedAt: twoHoursAgo.getTime() }));
+  await utimes(join(storage.layout.upload(old.id), 'data'), twoHoursAgo, twoHoursAgo);
   assert.equal(await storage.uploads.purgeStale(60 * 60 * 1000), 1);
   assert.deepEqual(await storage.uploads.list(), [young.id]);
   await assert.rejects(storage.uploads.get('repo', old.id), UploadNotFoundError);
   assert.equal((await stat(storage.layout.upload(young.id))).isDirectory(), true);
+});
+
+test('purgeStale counts bytes received as activity: a session started long ago but still written to stays', async (t) => {
+  const { storage } = await tempStorage(t);
+  const s = await storage.uploads.create('repo');
+  const record = join(storage.layout.upload(s.id), 'session.json');
+  await writeFile(record, JSON.stringify({ repository: 'repo', startedAt: Date.now() - 2 * 60 * 60 * 1000 }));
+  await storage.uploads.append(s, chunks('recent bytes'));
+  assert.equal(await storage.uploads.purgeStale(60 * 60 * 1000), 0);
+  assert.equal((await storage.uploads.get('repo', s.id)).size, 12);
+});
+
+test('purgeStale with broken: also removes sessions without a record or without data (left by a crash)', async (t) => {
+  const { storage } = await tempStorage(t);
+  const good = await storage.uploads.create('repo');
+  const noRecord = join(storage.layout.uploadsDir, '11111111-1111-4111-8111-111111111111');
+  await mkdir(noRecord);
+  await writeFile(join(noRecord, 'data'), 'x');
+  const noData = join(storage.layout.uploadsDir, '22222222-2222-4222-8222-222222222222');
+  await mkdir(noData);
+  await writeFile(join(noData, 'session.json'), JSON.stringify({ repository: 'repo', startedAt: Date.now() }));
+  // Young and possibly being created right now: left alone by the periodic purge.
+  assert.equal(await storage.uploads.purgeStale(60 * 60 * 1000), 0);
+  assert.equal(await storage.uploads.purgeStale(60 * 60 * 1000, { broken: true }), 2);
+  assert.deepEqual(await storage.uploads.list(), [good.id]);
 });
