@@ -2164,9 +2164,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve4(data);
+              return err ? reject(err) : resolve5(data);
             });
           });
         }
@@ -2204,12 +2204,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve4(data);
+              ) : resolve5(data);
             });
           });
         }
@@ -4476,8 +4476,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve4, reject) => {
-        res = resolve4;
+      const promise = new Promise((resolve5, reject) => {
+        res = resolve5;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6728,12 +6728,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve5, reject) => {
         assert4(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve5;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7403,12 +7403,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve5, reject) => {
         assert4(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve5;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7887,16 +7887,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve4) => {
+        return new Promise((resolve5) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve4;
+            this[kClosedResolve] = resolve5;
           } else {
-            resolve4(null);
+            resolve5(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve4) => {
+        return new Promise((resolve5) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request2 = requests[i];
@@ -7907,7 +7907,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve4(null);
+            resolve5(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7958,7 +7958,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve4, reject) => {
+        const socket = await new Promise((resolve5, reject) => {
           client[kConnector]({
             host,
             hostname,
@@ -7970,7 +7970,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve4(socket2);
+              resolve5(socket2);
             }
           });
         });
@@ -8306,8 +8306,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve4) => {
-            this[kClosedResolve] = resolve4;
+          await new Promise((resolve5) => {
+            this[kClosedResolve] = resolve5;
           });
         }
       }
@@ -9576,7 +9576,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve4, reject) => {
+        return await new Promise((resolve5, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError3());
           }
@@ -9589,7 +9589,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError3());
             } else {
-              resolve4(null);
+              resolve5(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9608,7 +9608,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert4(!stream2[kConsume]);
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve5, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9625,7 +9625,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve4,
+              resolve: resolve5,
               reject,
               length: 0,
               body: []
@@ -9695,18 +9695,18 @@ var require_readable = __commonJS({
       return buffer3;
     }
     function consumeEnd(consume2) {
-      const { type, body: body2, resolve: resolve4, stream: stream2, length } = consume2;
+      const { type, body: body2, resolve: resolve5, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve4(chunksDecode(body2, length));
+          resolve5(chunksDecode(body2, length));
         } else if (type === "json") {
-          resolve4(JSON.parse(chunksDecode(body2, length)));
+          resolve5(JSON.parse(chunksDecode(body2, length)));
         } else if (type === "arrayBuffer") {
-          resolve4(chunksConcat(body2, length).buffer);
+          resolve5(chunksConcat(body2, length).buffer);
         } else if (type === "blob") {
-          resolve4(new Blob(body2, { type: stream2[kContentType] }));
+          resolve5(new Blob(body2, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve4(chunksConcat(body2, length));
+          resolve5(chunksConcat(body2, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9963,9 +9963,9 @@ var require_api_request = __commonJS({
     };
     function request2(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           request2.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -10188,9 +10188,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           stream2.call(this, opts, factory, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -10475,9 +10475,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           upgrade.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -10569,9 +10569,9 @@ var require_api_connect = __commonJS({
     };
     function connect(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           connect.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -14434,7 +14434,7 @@ var require_fetch = __commonJS({
       function dispatch({ body: body2 }) {
         const url2 = requestCurrentURL(request2);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve4, reject) => agent.dispatch(
+        return new Promise((resolve5, reject) => agent.dispatch(
           {
             path: url2.pathname + url2.search,
             origin: url2.origin,
@@ -14510,7 +14510,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable5({ read: resume });
               const onError = this.onError.bind(this);
-              resolve4({
+              resolve5({
                 status,
                 statusText,
                 headersList,
@@ -14553,7 +14553,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve4({
+              resolve5({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18294,8 +18294,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay4(ms) {
-      return new Promise((resolve4) => {
-        setTimeout(resolve4, ms).unref();
+      return new Promise((resolve5) => {
+        setTimeout(resolve5, ms).unref();
       });
     }
     module.exports = {
@@ -22183,8 +22183,8 @@ var require_helpers = __commonJS({
     function req(url2, opts = {}) {
       const href = typeof url2 === "string" ? url2 : url2.href;
       const req2 = (href.startsWith("https:") ? https3 : http3).request(url2, opts);
-      const promise = new Promise((resolve4, reject) => {
-        req2.once("response", resolve4).once("error", reject).end();
+      const promise = new Promise((resolve5, reject) => {
+        req2.once("response", resolve5).once("error", reject).end();
       });
       req2.then = promise.then.bind(promise);
       return req2;
@@ -22361,7 +22361,7 @@ var require_parse_proxy_response = __commonJS({
     var debug_1 = __importDefault(require_src());
     var debug2 = (0, debug_1.default)("https-proxy-agent:parse-proxy-response");
     function parseProxyResponse(socket) {
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve5, reject) => {
         let buffersLength = 0;
         const buffers = [];
         function read2() {
@@ -22427,7 +22427,7 @@ var require_parse_proxy_response = __commonJS({
           }
           debug2("got proxy server response: %o %o", firstLine, headers);
           cleanup();
-          resolve4({
+          resolve5({
             connect: {
               statusCode,
               statusText,
@@ -26087,8 +26087,8 @@ var require_deferred = __commonJS({
        */
       constructor(preventUnhandledRejectionWarning = true) {
         this._state = DeferredState.PENDING;
-        this._promise = new Promise((resolve4, reject) => {
-          this._resolve = resolve4;
+        this._promise = new Promise((resolve5, reject) => {
+          this._resolve = resolve5;
           this._reject = reject;
         });
         if (preventUnhandledRejectionWarning) {
@@ -26303,11 +26303,11 @@ var require_unary_call = __commonJS({
     "use strict";
     var __awaiter18 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve5) {
+          resolve5(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve5, reject) {
         function fulfilled(value) {
           try {
             step2(generator.next(value));
@@ -26323,7 +26323,7 @@ var require_unary_call = __commonJS({
           }
         }
         function step2(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step2((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26372,11 +26372,11 @@ var require_server_streaming_call = __commonJS({
     "use strict";
     var __awaiter18 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve5) {
+          resolve5(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve5, reject) {
         function fulfilled(value) {
           try {
             step2(generator.next(value));
@@ -26392,7 +26392,7 @@ var require_server_streaming_call = __commonJS({
           }
         }
         function step2(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step2((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26442,11 +26442,11 @@ var require_client_streaming_call = __commonJS({
     "use strict";
     var __awaiter18 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve5) {
+          resolve5(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve5, reject) {
         function fulfilled(value) {
           try {
             step2(generator.next(value));
@@ -26462,7 +26462,7 @@ var require_client_streaming_call = __commonJS({
           }
         }
         function step2(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step2((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26511,11 +26511,11 @@ var require_duplex_streaming_call = __commonJS({
     "use strict";
     var __awaiter18 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve5) {
+          resolve5(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve5, reject) {
         function fulfilled(value) {
           try {
             step2(generator.next(value));
@@ -26531,7 +26531,7 @@ var require_duplex_streaming_call = __commonJS({
           }
         }
         function step2(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step2((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26579,11 +26579,11 @@ var require_test_transport = __commonJS({
     "use strict";
     var __awaiter18 = exports2 && exports2.__awaiter || function(thisArg, _arguments, P, generator) {
       function adopt(value) {
-        return value instanceof P ? value : new P(function(resolve4) {
-          resolve4(value);
+        return value instanceof P ? value : new P(function(resolve5) {
+          resolve5(value);
         });
       }
-      return new (P || (P = Promise))(function(resolve4, reject) {
+      return new (P || (P = Promise))(function(resolve5, reject) {
         function fulfilled(value) {
           try {
             step2(generator.next(value));
@@ -26599,7 +26599,7 @@ var require_test_transport = __commonJS({
           }
         }
         function step2(result) {
-          result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+          result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
         step2((generator = generator.apply(thisArg, _arguments || [])).next());
       });
@@ -26796,11 +26796,11 @@ var require_test_transport = __commonJS({
       responseTrailer: "test"
     };
     function delay4(ms, abort) {
-      return (v) => new Promise((resolve4, reject) => {
+      return (v) => new Promise((resolve5, reject) => {
         if (abort === null || abort === void 0 ? void 0 : abort.aborted) {
           reject(new rpc_error_1.RpcError("user cancel", "CANCELLED"));
         } else {
-          const id = setTimeout(() => resolve4(v), ms);
+          const id = setTimeout(() => resolve5(v), ms);
           if (abort) {
             abort.addEventListener("abort", (ev) => {
               clearTimeout(id);
@@ -29801,9 +29801,9 @@ var require_dispatcher_base2 = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve4(data);
+              return err ? reject(err) : resolve5(data);
             });
           });
         }
@@ -29841,9 +29841,9 @@ var require_dispatcher_base2 = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve4, reject) => {
+          return new Promise((resolve5, reject) => {
             this.destroy(err, (err2, data) => {
-              return err2 ? reject(err2) : resolve4(data);
+              return err2 ? reject(err2) : resolve5(data);
             });
           });
         }
@@ -33349,8 +33349,8 @@ var require_promise = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve4, reject) => {
-        res = resolve4;
+      const promise = new Promise((resolve5, reject) => {
+        res = resolve5;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -34776,12 +34776,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve5, reject) => {
         assert4(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve5;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -35665,12 +35665,12 @@ var require_client_h22 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve4, reject) => {
+      const waitForDrain = () => new Promise((resolve5, reject) => {
         assert4(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve4;
+          callback = resolve5;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -35987,16 +35987,16 @@ var require_client2 = __commonJS({
         return this[kNeedDrain] < 2;
       }
       [kClose]() {
-        return new Promise((resolve4) => {
+        return new Promise((resolve5) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve4;
+            this[kClosedResolve] = resolve5;
           } else {
-            resolve4(null);
+            resolve5(null);
           }
         });
       }
       [kDestroy](err) {
-        return new Promise((resolve4) => {
+        return new Promise((resolve5) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request2 = requests[i];
@@ -36009,7 +36009,7 @@ var require_client2 = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve4(null);
+            resolve5(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -36416,8 +36416,8 @@ var require_pool_base2 = __commonJS({
           }
           return Promise.all(closeAll);
         } else {
-          return new Promise((resolve4) => {
-            this[kClosedResolve] = resolve4;
+          return new Promise((resolve5) => {
+            this[kClosedResolve] = resolve5;
           });
         }
       }
@@ -37539,7 +37539,7 @@ var require_socks5_proxy_agent = __commonJS({
         const proxyHost = this[kProxyUrl].hostname;
         const proxyPort = parseInt(this[kProxyUrl].port) || 1080;
         debug2("creating SOCKS5 connection to", proxyHost, proxyPort);
-        const socket = await new Promise((resolve4, reject) => {
+        const socket = await new Promise((resolve5, reject) => {
           this[kConnector]({
             hostname: proxyHost,
             host: proxyHost,
@@ -37549,7 +37549,7 @@ var require_socks5_proxy_agent = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve4(socket2);
+              resolve5(socket2);
             }
           });
         });
@@ -37559,14 +37559,14 @@ var require_socks5_proxy_agent = __commonJS({
           socket.destroy();
         });
         await socks5Client.handshake();
-        await new Promise((resolve4, reject) => {
+        await new Promise((resolve5, reject) => {
           const timeout = setTimeout(() => {
             reject(new Error("SOCKS5 authentication timeout"));
           }, 5e3);
           const onAuthenticated = () => {
             clearTimeout(timeout);
             socks5Client.removeListener("error", onError);
-            resolve4();
+            resolve5();
           };
           const onError = (err) => {
             clearTimeout(timeout);
@@ -37575,14 +37575,14 @@ var require_socks5_proxy_agent = __commonJS({
           };
           if (socks5Client.state === STATES.AUTHENTICATED) {
             clearTimeout(timeout);
-            resolve4();
+            resolve5();
           } else {
             socks5Client.once("authenticated", onAuthenticated);
             socks5Client.once("error", onError);
           }
         });
         await socks5Client.connect(targetHost, targetPort);
-        await new Promise((resolve4, reject) => {
+        await new Promise((resolve5, reject) => {
           const timeout = setTimeout(() => {
             reject(new Error("SOCKS5 connection timeout"));
           }, 5e3);
@@ -37590,7 +37590,7 @@ var require_socks5_proxy_agent = __commonJS({
             debug2("SOCKS5 tunnel established to", targetHost, targetPort, "via", info2);
             clearTimeout(timeout);
             socks5Client.removeListener("error", onError);
-            resolve4();
+            resolve5();
           };
           const onError = (err) => {
             clearTimeout(timeout);
@@ -37633,8 +37633,8 @@ var require_socks5_proxy_agent = __commonJS({
                       socket,
                       servername: this[kRequestTls]?.servername || targetHost
                     });
-                    await new Promise((resolve4, reject) => {
-                      finalSocket.once("secureConnect", resolve4);
+                    await new Promise((resolve5, reject) => {
+                      finalSocket.once("secureConnect", resolve5);
                       finalSocket.once("error", reject);
                     });
                   }
@@ -38767,7 +38767,7 @@ var require_readable2 = __commonJS({
         if (this._readableState.closeEmitted) {
           return Promise.resolve(null);
         }
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           if (this[kContentLength] && this[kContentLength] > limit || this[kBytesRead] > limit) {
             this.destroy(new AbortError3());
           }
@@ -38781,11 +38781,11 @@ var require_readable2 = __commonJS({
               if (signal.aborted) {
                 reject(signal.reason ?? new AbortError3());
               } else {
-                resolve4(null);
+                resolve5(null);
               }
             });
           } else {
-            this.on("close", resolve4);
+            this.on("close", resolve5);
           }
           this.on("error", noop).on("data", () => {
             if (this[kBytesRead] > limit) {
@@ -38813,7 +38813,7 @@ var require_readable2 = __commonJS({
     }
     function consume(stream2, type) {
       assert4(!stream2[kConsume]);
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve5, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -38828,7 +38828,7 @@ var require_readable2 = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve4,
+              resolve: resolve5,
               reject,
               length: 0,
               body: []
@@ -38902,18 +38902,18 @@ var require_readable2 = __commonJS({
       return buffer3;
     }
     function consumeEnd(consume2, encoding) {
-      const { type, body: body2, resolve: resolve4, stream: stream2, length } = consume2;
+      const { type, body: body2, resolve: resolve5, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve4(chunksDecode(body2, length, encoding));
+          resolve5(chunksDecode(body2, length, encoding));
         } else if (type === "json") {
-          resolve4(JSON.parse(chunksDecode(body2, length, encoding)));
+          resolve5(JSON.parse(chunksDecode(body2, length, encoding)));
         } else if (type === "arrayBuffer") {
-          resolve4(chunksConcat(body2, length).buffer);
+          resolve5(chunksConcat(body2, length).buffer);
         } else if (type === "blob") {
-          resolve4(new Blob(body2, { type: stream2[kContentType] }));
+          resolve5(new Blob(body2, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve4(chunksConcat(body2, length));
+          resolve5(chunksConcat(body2, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -39103,9 +39103,9 @@ var require_api_request2 = __commonJS({
     };
     function request2(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           request2.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -39317,9 +39317,9 @@ var require_api_stream2 = __commonJS({
     };
     function stream2(opts, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           stream2.call(this, opts, factory, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -39607,9 +39607,9 @@ var require_api_upgrade2 = __commonJS({
     };
     function upgrade(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           upgrade.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -39702,9 +39702,9 @@ var require_api_connect2 = __commonJS({
     };
     function connect(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve4, reject) => {
+        return new Promise((resolve5, reject) => {
           connect.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve4(data);
+            return err ? reject(err) : resolve5(data);
           });
         });
       }
@@ -40978,7 +40978,7 @@ var require_snapshot_recorder = __commonJS({
   "../../../work/main/node_modules/undici/lib/mock/snapshot-recorder.js"(exports2, module) {
     "use strict";
     var { writeFile: writeFile4, readFile: readFile6, mkdir: mkdir6 } = __require("node:fs/promises");
-    var { dirname: dirname8, resolve: resolve4 } = __require("node:path");
+    var { dirname: dirname8, resolve: resolve5 } = __require("node:path");
     var { setTimeout: setTimeout3, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors2();
     var { hashId, isUrlExcludedFactory, normalizeHeaders, createHeaderFilters } = require_snapshot_utils();
@@ -41179,7 +41179,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         try {
-          const data = await readFile6(resolve4(path12), "utf8");
+          const data = await readFile6(resolve5(path12), "utf8");
           const parsed = JSON.parse(data);
           if (Array.isArray(parsed)) {
             this.#snapshots.clear();
@@ -41208,7 +41208,7 @@ var require_snapshot_recorder = __commonJS({
         if (!path12) {
           throw new InvalidArgumentError("Snapshot path is required");
         }
-        const resolvedPath = resolve4(path12);
+        const resolvedPath = resolve5(path12);
         await mkdir6(dirname8(resolvedPath), { recursive: true });
         const data = Array.from(this.#snapshots.entries()).map(([hash, snapshot2]) => ({
           hash,
@@ -49188,7 +49188,7 @@ var require_fetch2 = __commonJS({
         const agent = fetchParams.controller.dispatcher;
         const path12 = url2.pathname + url2.search;
         const hasTrailingQuestionMark = url2.search.length === 0 && url2.href[url2.href.length - url2.hash.length - 1] === "?";
-        return new Promise((resolve4, reject) => agent.dispatch(
+        return new Promise((resolve5, reject) => agent.dispatch(
           {
             path: hasTrailingQuestionMark ? `${path12}?` : path12,
             origin: url2.origin,
@@ -49276,7 +49276,7 @@ var require_fetch2 = __commonJS({
               }
               this.body = new Readable5({ read: resume });
               const onError = this.onError.bind(this);
-              resolve4({
+              resolve5({
                 status,
                 statusText,
                 headersList,
@@ -49329,7 +49329,7 @@ var require_fetch2 = __commonJS({
                   headersList.append(headerName, String(value), true);
                 }
               }
-              resolve4({
+              resolve5({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -49353,7 +49353,7 @@ var require_fetch2 = __commonJS({
                   headersList.append(nameStr, value.toString("latin1"), true);
                 }
               }
-              resolve4({
+              resolve5({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -53872,11 +53872,11 @@ var tunnel = __toESM(require_tunnel2(), 1);
 var import_undici = __toESM(require_undici(), 1);
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -53892,7 +53892,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -53965,26 +53965,26 @@ var HttpClientResponse = class {
   }
   readBody() {
     return __awaiter(this, void 0, void 0, function* () {
-      return new Promise((resolve4) => __awaiter(this, void 0, void 0, function* () {
+      return new Promise((resolve5) => __awaiter(this, void 0, void 0, function* () {
         let output = Buffer.alloc(0);
         this.message.on("data", (chunk) => {
           output = Buffer.concat([output, chunk]);
         });
         this.message.on("end", () => {
-          resolve4(output.toString());
+          resolve5(output.toString());
         });
       }));
     });
   }
   readBodyBuffer() {
     return __awaiter(this, void 0, void 0, function* () {
-      return new Promise((resolve4) => __awaiter(this, void 0, void 0, function* () {
+      return new Promise((resolve5) => __awaiter(this, void 0, void 0, function* () {
         const chunks = [];
         this.message.on("data", (chunk) => {
           chunks.push(chunk);
         });
         this.message.on("end", () => {
-          resolve4(Buffer.concat(chunks));
+          resolve5(Buffer.concat(chunks));
         });
       }));
     });
@@ -54187,14 +54187,14 @@ var HttpClient = class {
    */
   requestRaw(info2, data) {
     return __awaiter(this, void 0, void 0, function* () {
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve5, reject) => {
         function callbackForResult(err, res) {
           if (err) {
             reject(err);
           } else if (!res) {
             reject(new Error("Unknown error"));
           } else {
-            resolve4(res);
+            resolve5(res);
           }
         }
         this.requestRawWithCallback(info2, data, callbackForResult);
@@ -54438,12 +54438,12 @@ var HttpClient = class {
     return __awaiter(this, void 0, void 0, function* () {
       retryNumber = Math.min(ExponentialBackoffCeiling, retryNumber);
       const ms = ExponentialBackoffTimeSlice * Math.pow(2, retryNumber);
-      return new Promise((resolve4) => setTimeout(() => resolve4(), ms));
+      return new Promise((resolve5) => setTimeout(() => resolve5(), ms));
     });
   }
   _processResponse(res, options) {
     return __awaiter(this, void 0, void 0, function* () {
-      return new Promise((resolve4, reject) => __awaiter(this, void 0, void 0, function* () {
+      return new Promise((resolve5, reject) => __awaiter(this, void 0, void 0, function* () {
         const statusCode = res.message.statusCode || 0;
         const response = {
           statusCode,
@@ -54451,7 +54451,7 @@ var HttpClient = class {
           headers: {}
         };
         if (statusCode === HttpCodes.NotFound) {
-          resolve4(response);
+          resolve5(response);
         }
         function dateTimeDeserializer(key, value) {
           if (typeof value === "string") {
@@ -54490,7 +54490,7 @@ var HttpClient = class {
           err.result = response.result;
           reject(err);
         } else {
-          resolve4(response);
+          resolve5(response);
         }
       }));
     });
@@ -54501,11 +54501,11 @@ var lowercaseKeys = (obj) => Object.keys(obj).reduce((c, k) => (c[k.toLowerCase(
 // ../../../work/main/node_modules/@actions/http-client/lib/auth.js
 var __awaiter2 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -54521,7 +54521,7 @@ var __awaiter2 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -54554,11 +54554,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter3 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -54574,7 +54574,7 @@ var __awaiter3 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -54852,11 +54852,11 @@ import * as fs2 from "fs";
 import * as path from "path";
 var __awaiter4 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -54872,7 +54872,7 @@ var __awaiter4 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -54976,11 +54976,11 @@ function isUnixExecutable(stats) {
 // ../../../work/main/node_modules/@actions/io/lib/io.js
 var __awaiter5 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -54996,7 +54996,7 @@ var __awaiter5 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -55095,11 +55095,11 @@ function findInPath(tool) {
 import { setTimeout as setTimeout2 } from "timers";
 var __awaiter6 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -55115,7 +55115,7 @@ var __awaiter6 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -55334,7 +55334,7 @@ var ToolRunner = class extends events.EventEmitter {
         this.toolPath = path3.resolve(process.cwd(), this.options.cwd || process.cwd(), this.toolPath);
       }
       this.toolPath = yield which(this.toolPath, true);
-      return new Promise((resolve4, reject) => __awaiter6(this, void 0, void 0, function* () {
+      return new Promise((resolve5, reject) => __awaiter6(this, void 0, void 0, function* () {
         this._debug(`exec tool: ${this.toolPath}`);
         this._debug("arguments:");
         for (const arg of this.args) {
@@ -55417,7 +55417,7 @@ var ToolRunner = class extends events.EventEmitter {
           if (error2) {
             reject(error2);
           } else {
-            resolve4(exitCode);
+            resolve5(exitCode);
           }
         });
         if (this.options.input) {
@@ -55540,11 +55540,11 @@ var ExecState = class _ExecState extends events.EventEmitter {
 // ../../../work/main/node_modules/@actions/exec/lib/exec.js
 var __awaiter7 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -55560,7 +55560,7 @@ var __awaiter7 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -55718,10 +55718,10 @@ import { access as access2, constants as constants3, mkdir as mkdir2, mkdtemp, r
 import { tmpdir } from "node:os";
 import { dirname as dirname3, join as join3 } from "node:path";
 function run(cmd, args, timeoutMs = 3e4) {
-  return new Promise((resolve4) => {
+  return new Promise((resolve5) => {
     execFile(cmd, args, { timeout: timeoutMs, encoding: "utf8" }, (err, stdout, stderr) => {
       const code = err ? typeof err.code === "number" ? Number(err.code) : 127 : 0;
-      resolve4({ code, stdout: stdout ?? "", stderr: stderr ?? (err?.message ?? "") });
+      resolve5({ code, stdout: stdout ?? "", stderr: stderr ?? (err?.message ?? "") });
     });
   });
 }
@@ -58305,11 +58305,11 @@ var SearchState = class {
 // ../../../work/main/node_modules/@actions/glob/lib/internal-globber.js
 var __awaiter8 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -58325,7 +58325,7 @@ var __awaiter8 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -58338,14 +58338,14 @@ var __asyncValues = function(o) {
   }, i);
   function verb(n) {
     i[n] = o[n] && function(v) {
-      return new Promise(function(resolve4, reject) {
-        v = o[n](v), settle(resolve4, reject, v.done, v.value);
+      return new Promise(function(resolve5, reject) {
+        v = o[n](v), settle(resolve5, reject, v.done, v.value);
       });
     };
   }
-  function settle(resolve4, reject, d, v) {
+  function settle(resolve5, reject, d, v) {
     Promise.resolve(v).then(function(v2) {
-      resolve4({ value: v2, done: d });
+      resolve5({ value: v2, done: d });
     }, reject);
   }
 };
@@ -58542,11 +58542,11 @@ var DefaultGlobber = class _DefaultGlobber {
 // ../../../work/main/node_modules/@actions/glob/lib/glob.js
 var __awaiter9 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -58562,7 +58562,7 @@ var __awaiter9 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -58610,11 +58610,11 @@ var CacheReadDeniedMessagePrefix = "cache read denied:";
 // ../../../work/main/node_modules/@actions/cache/lib/internal/cacheUtils.js
 var __awaiter10 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -58630,7 +58630,7 @@ var __awaiter10 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -58643,14 +58643,14 @@ var __asyncValues2 = function(o) {
   }, i);
   function verb(n) {
     i[n] = o[n] && function(v) {
-      return new Promise(function(resolve4, reject) {
-        v = o[n](v), settle(resolve4, reject, v.done, v.value);
+      return new Promise(function(resolve5, reject) {
+        v = o[n](v), settle(resolve5, reject, v.done, v.value);
       });
     };
   }
-  function settle(resolve4, reject, d, v) {
+  function settle(resolve5, reject, d, v) {
     Promise.resolve(v).then(function(v2) {
-      resolve4({ value: v2, done: d });
+      resolve5({ value: v2, done: d });
     }, reject);
   }
 };
@@ -59633,9 +59633,9 @@ function isStreamComplete(stream2) {
   if (stream2.readable === false) {
     return Promise.resolve();
   }
-  return new Promise((resolve4) => {
+  return new Promise((resolve5) => {
     const handler = () => {
-      resolve4();
+      resolve5();
       stream2.removeListener("close", handler);
       stream2.removeListener("end", handler);
       stream2.removeListener("error", handler);
@@ -59790,8 +59790,8 @@ var NodeHttpClient = class {
       headers: request2.headers.toJSON({ preserveCase: true }),
       ...request2.requestOverrides
     };
-    return new Promise((resolve4, reject) => {
-      const req = isInsecure ? http2.request(options, resolve4) : https2.request(options, resolve4);
+    return new Promise((resolve5, reject) => {
+      const req = isInsecure ? http2.request(options, resolve5) : https2.request(options, resolve5);
       req.once("error", (err) => {
         reject(new RestError(err.message, { code: err.code ?? RestError.REQUEST_SEND_ERROR, request: request2 }));
       });
@@ -59875,7 +59875,7 @@ function getDecodedResponseStream(stream2, headers) {
   return stream2;
 }
 function streamToText(stream2) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve5, reject) => {
     const buffer3 = [];
     stream2.on("data", (chunk) => {
       if (Buffer.isBuffer(chunk)) {
@@ -59885,7 +59885,7 @@ function streamToText(stream2) {
       }
     });
     stream2.on("end", () => {
-      resolve4(Buffer.concat(buffer3).toString("utf8"));
+      resolve5(Buffer.concat(buffer3).toString("utf8"));
     });
     stream2.on("error", (e) => {
       if (e && e?.name === "AbortError") {
@@ -59980,7 +59980,7 @@ function calculateRetryDelay(retryAttempt, config) {
 // ../../../work/main/node_modules/@typespec/ts-http-runtime/dist/esm/util/helpers.js
 var StandardAbortMessage = "The operation was aborted.";
 function delay(delayInMs, value, options) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve5, reject) => {
     let timer = void 0;
     let onAborted = void 0;
     const rejectOnAbort = () => {
@@ -60003,7 +60003,7 @@ function delay(delayInMs, value, options) {
     }
     timer = setTimeout(() => {
       removeListeners();
-      resolve4(value);
+      resolve5(value);
     }, delayInMs);
     if (options?.abortSignal) {
       options.abortSignal.addEventListener("abort", onAborted);
@@ -60759,7 +60759,7 @@ var AbortError2 = class extends Error {
 // ../../../work/main/node_modules/@azure/core-util/dist/esm/createAbortablePromise.js
 function createAbortablePromise(buildPromise, options) {
   const { cleanupBeforeAbort, abortSignal, abortErrorMsg } = options ?? {};
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve5, reject) => {
     function rejectOnAbort() {
       reject(new AbortError2(abortErrorMsg ?? "The operation was aborted."));
     }
@@ -60777,7 +60777,7 @@ function createAbortablePromise(buildPromise, options) {
     try {
       buildPromise((x) => {
         removeListeners();
-        resolve4(x);
+        resolve5(x);
       }, (x) => {
         removeListeners();
         reject(x);
@@ -60794,8 +60794,8 @@ var StandardAbortMessage2 = "The delay was aborted.";
 function delay2(timeInMs, options) {
   let token;
   const { abortSignal, abortErrorMsg } = options ?? {};
-  return createAbortablePromise((resolve4) => {
-    token = setTimeout(resolve4, timeInMs);
+  return createAbortablePromise((resolve5) => {
+    token = setTimeout(resolve5, timeInMs);
   }, {
     cleanupBeforeAbort: () => clearTimeout(token),
     abortSignal,
@@ -68926,7 +68926,7 @@ var BufferScheduler = class {
    *
    */
   async do() {
-    return new Promise((resolve4, reject) => {
+    return new Promise((resolve5, reject) => {
       this.readable.on("data", (data) => {
         data = typeof data === "string" ? Buffer.from(data, this.encoding) : data;
         this.appendUnresolvedData(data);
@@ -68954,11 +68954,11 @@ var BufferScheduler = class {
         if (this.isStreamEnd && this.executingOutgoingHandlers === 0) {
           if (this.unresolvedLength > 0 && this.unresolvedLength < this.bufferSize) {
             const buffer3 = this.shiftBufferFromUnresolvedDataArray();
-            this.outgoingHandler(() => buffer3.getReadableStream(), buffer3.size, this.offset).then(resolve4).catch(reject);
+            this.outgoingHandler(() => buffer3.getReadableStream(), buffer3.size, this.offset).then(resolve5).catch(reject);
           } else if (this.unresolvedLength >= this.bufferSize) {
             return;
           } else {
-            resolve4();
+            resolve5();
           }
         }
       });
@@ -69083,8 +69083,8 @@ var NativeCRC64 = (() => {
     NativeCRC642 = NativeCRC642 || {};
     var Module = typeof NativeCRC642 != "undefined" ? NativeCRC642 : {};
     var readyPromiseResolve, readyPromiseReject;
-    Module["ready"] = new Promise(function(resolve4, reject) {
-      readyPromiseResolve = resolve4;
+    Module["ready"] = new Promise(function(resolve5, reject) {
+      readyPromiseResolve = resolve5;
       readyPromiseReject = reject;
     });
     ["_malloc", "_free", "_emscripten_bind_VoidPtr___destroy___0", "_emscripten_bind_Crc64Hash_Crc64Hash_0", "_emscripten_bind_Crc64Hash_OnAppend_2", "_emscripten_bind_Crc64Hash_OnFinal_3", "_emscripten_bind_Crc64Hash___destroy___0", "_fflush", "onRuntimeInitialized"].forEach((prop) => {
@@ -71654,7 +71654,7 @@ function getURLQueries(url2) {
   return queries;
 }
 async function delay3(timeInMs, aborter, abortError) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve5, reject) => {
     let timeout;
     const abortHandler = () => {
       if (timeout !== void 0) {
@@ -71666,7 +71666,7 @@ async function delay3(timeInMs, aborter, abortError) {
       if (aborter !== void 0) {
         aborter.removeEventListener("abort", abortHandler);
       }
-      resolve4();
+      resolve5();
     };
     timeout = setTimeout(resolveHandler, timeInMs);
     if (aborter !== void 0) {
@@ -89441,7 +89441,7 @@ var AvroReadableFromStream = class extends AvroReadable {
       this._position += chunk.length;
       return this.toUint8Array(chunk);
     } else {
-      return new Promise((resolve4, reject) => {
+      return new Promise((resolve5, reject) => {
         const cleanUp = () => {
           this._readable.removeListener("readable", readableCallback);
           this._readable.removeListener("error", rejectCallback);
@@ -89456,7 +89456,7 @@ var AvroReadableFromStream = class extends AvroReadable {
           if (callbackChunk) {
             this._position += callbackChunk.length;
             cleanUp();
-            resolve4(this.toUint8Array(callbackChunk));
+            resolve5(this.toUint8Array(callbackChunk));
           }
         };
         const rejectCallback = () => {
@@ -90102,8 +90102,8 @@ var Poller = class {
     this.stopped = true;
     this.pollProgressCallbacks = [];
     this.operation = operation;
-    this.promise = new Promise((resolve4, reject) => {
-      this.resolve = resolve4;
+    this.promise = new Promise((resolve5, reject) => {
+      this.resolve = resolve5;
       this.reject = reject;
     });
     this.promise.catch(() => {
@@ -90508,8 +90508,8 @@ var Batch = class {
       return Promise.resolve();
     }
     this.parallelExecute();
-    return new Promise((resolve4, reject) => {
-      this.emitter.on("finish", resolve4);
+    return new Promise((resolve5, reject) => {
+      this.emitter.on("finish", resolve5);
       this.emitter.on("error", (error2) => {
         this.state = BatchStates.Error;
         reject(error2);
@@ -90556,12 +90556,12 @@ import util3 from "node:util";
 async function streamToBuffer(stream2, buffer3, offset, end, encoding) {
   let pos = 0;
   const count = end - offset;
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve5, reject) => {
     const timeout = setTimeout(() => reject(new Error(`The operation cannot be completed in timeout.`)), REQUEST_TIMEOUT);
     stream2.on("readable", () => {
       if (pos >= count) {
         clearTimeout(timeout);
-        resolve4();
+        resolve5();
         return;
       }
       let chunk = stream2.read();
@@ -90580,7 +90580,7 @@ async function streamToBuffer(stream2, buffer3, offset, end, encoding) {
       if (pos < count) {
         reject(new Error(`Stream drains before getting enough data needed. Data read: ${pos}, data need: ${count}`));
       }
-      resolve4();
+      resolve5();
     });
     stream2.on("error", (msg) => {
       clearTimeout(timeout);
@@ -90589,7 +90589,7 @@ async function streamToBuffer(stream2, buffer3, offset, end, encoding) {
   });
 }
 async function readStreamToLocalFile(rs, file) {
-  return new Promise((resolve4, reject) => {
+  return new Promise((resolve5, reject) => {
     const ws = fs5.createWriteStream(file);
     rs.on("error", (err) => {
       reject(err);
@@ -90597,7 +90597,7 @@ async function readStreamToLocalFile(rs, file) {
     ws.on("error", (err) => {
       reject(err);
     });
-    ws.on("close", resolve4);
+    ws.on("close", resolve5);
     rs.pipe(ws);
   });
 }
@@ -91509,7 +91509,7 @@ var BlobClient = class _BlobClient extends StorageClient2 {
    * @returns The SAS URI consisting of the URI to the resource represented by this client, followed by the generated SAS token.
    */
   generateSasUrl(options) {
-    return new Promise((resolve4) => {
+    return new Promise((resolve5) => {
       if (!(this.credential instanceof StorageSharedKeyCredential)) {
         throw new RangeError("Can only generate the SAS when the client is initialized with a shared key credential");
       }
@@ -91520,7 +91520,7 @@ var BlobClient = class _BlobClient extends StorageClient2 {
         versionId: this._versionId,
         ...options
       }, this.credential).toString();
-      resolve4(appendToURLQuery(this.url, sas));
+      resolve5(appendToURLQuery(this.url, sas));
     });
   }
   /**
@@ -91559,7 +91559,7 @@ var BlobClient = class _BlobClient extends StorageClient2 {
    * @returns The SAS URI consisting of the URI to the resource represented by this client, followed by the generated SAS token.
    */
   generateUserDelegationSasUrl(options, userDelegationKey) {
-    return new Promise((resolve4) => {
+    return new Promise((resolve5) => {
       const sas = generateBlobSASQueryParameters({
         containerName: this._containerName,
         blobName: this._name,
@@ -91567,7 +91567,7 @@ var BlobClient = class _BlobClient extends StorageClient2 {
         versionId: this._versionId,
         ...options
       }, userDelegationKey, this.accountName).toString();
-      resolve4(appendToURLQuery(this.url, sas));
+      resolve5(appendToURLQuery(this.url, sas));
     });
   }
   /**
@@ -93324,11 +93324,11 @@ var RateLimitError = class extends Error {
 // ../../../work/main/node_modules/@actions/cache/lib/internal/uploadUtils.js
 var __awaiter11 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -93344,7 +93344,7 @@ var __awaiter11 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -93468,11 +93468,11 @@ import * as util4 from "util";
 // ../../../work/main/node_modules/@actions/cache/lib/internal/requestUtils.js
 var __awaiter12 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -93488,7 +93488,7 @@ var __awaiter12 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -93518,7 +93518,7 @@ function isRetryableStatusCode(statusCode) {
 }
 function sleep(milliseconds) {
   return __awaiter12(this, void 0, void 0, function* () {
-    return new Promise((resolve4) => setTimeout(resolve4, milliseconds));
+    return new Promise((resolve5) => setTimeout(resolve5, milliseconds));
   });
 }
 function retry(name_1, method_1, getStatusCode_1) {
@@ -93593,11 +93593,11 @@ function retryHttpClientResponse(name_1, method_1) {
 // ../../../work/main/node_modules/@actions/cache/lib/internal/downloadUtils.js
 var __awaiter13 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -93613,7 +93613,7 @@ var __awaiter13 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -93892,8 +93892,8 @@ function downloadCacheStorageSDK(archiveLocation, archivePath, options) {
 }
 var promiseWithTimeout = (timeoutMs, promise) => __awaiter13(void 0, void 0, void 0, function* () {
   let timeoutHandle;
-  const timeoutPromise = new Promise((resolve4) => {
-    timeoutHandle = setTimeout(() => resolve4("timeout"), timeoutMs);
+  const timeoutPromise = new Promise((resolve5) => {
+    timeoutHandle = setTimeout(() => resolve5("timeout"), timeoutMs);
   });
   return Promise.race([promise, timeoutPromise]).then((result) => {
     clearTimeout(timeoutHandle);
@@ -94017,11 +94017,11 @@ function getUserAgentString2() {
 // ../../../work/main/node_modules/@actions/cache/lib/internal/cacheHttpClient.js
 var __awaiter14 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -94037,7 +94037,7 @@ var __awaiter14 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -94914,11 +94914,11 @@ function maskSecretUrls(body2) {
 // ../../../work/main/node_modules/@actions/cache/lib/internal/shared/cacheTwirpClient.js
 var __awaiter15 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -94934,7 +94934,7 @@ var __awaiter15 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -95063,7 +95063,7 @@ var CacheServiceClient = class {
   }
   sleep(milliseconds) {
     return __awaiter15(this, void 0, void 0, function* () {
-      return new Promise((resolve4) => setTimeout(resolve4, milliseconds));
+      return new Promise((resolve5) => setTimeout(resolve5, milliseconds));
     });
   }
   getExponentialRetryTimeMilliseconds(attempt) {
@@ -95088,11 +95088,11 @@ import { existsSync as existsSync4, writeFileSync as writeFileSync2 } from "fs";
 import * as path10 from "path";
 var __awaiter16 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -95108,7 +95108,7 @@ var __awaiter16 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -95302,11 +95302,11 @@ function createTar(archiveFolder, sourceDirectories, compressionMethod) {
 // ../../../work/main/node_modules/@actions/cache/lib/cache.js
 var __awaiter17 = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
+    return value instanceof P ? value : new P(function(resolve5) {
+      resolve5(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve4, reject) {
+  return new (P || (P = Promise))(function(resolve5, reject) {
     function fulfilled(value) {
       try {
         step2(generator.next(value));
@@ -95322,7 +95322,7 @@ var __awaiter17 = function(thisArg, _arguments, P, generator) {
       }
     }
     function step2(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve5(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step2((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -95735,6 +95735,9 @@ function saveCacheV2(paths_1, key_1, options_1) {
     return cacheId;
   });
 }
+
+// src/persist/actions-cache.ts
+import { resolve as resolve4 } from "node:path";
 
 // src/storage/layout.ts
 import { join as join9 } from "node:path";
@@ -96995,31 +96998,98 @@ var ACCEPT = [...MANIFEST_MEDIA_TYPES, "application/vnd.docker.distribution.mani
 
 // src/persist/actions-cache.ts
 var SLOW_MISS_MS = 5e3;
-var ActionsCache = class {
+var FAILURE_LINE = /^::(?:warning|error)(?: [^:]*)?::Failed to (?:restore|save): (?!Unable to reserve cache)/m;
+var RATE_LIMIT_LINE = /rate limit will reset in (\d+) seconds/;
+var RETRY_LINE = /^Attempt \d+ of \d+ failed with error/m;
+var RATE_LIMITED_LINE = /^::(?:warning|error)(?: [^:]*)?::You've hit a rate limit/m;
+var observer;
+var hooked = false;
+function hookStdout() {
+  if (hooked) return;
+  hooked = true;
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk, ...rest) => {
+    if (observer && (typeof chunk === "string" || Buffer.isBuffer(chunk))) {
+      const text = String(chunk);
+      if (FAILURE_LINE.test(text)) observer.failed = true;
+      if (RETRY_LINE.test(text)) observer.retried = true;
+      if (RATE_LIMITED_LINE.test(text)) observer.rateLimited = true;
+      const m = RATE_LIMIT_LINE.exec(text);
+      if (m) observer.retryAfterMs = Number(m[1]) * 1e3;
+    }
+    return write(chunk, ...rest);
+  });
+}
+var ActionsCache = class _ActionsCache {
   constructor(opts = {}) {
     this.opts = opts;
     this.breaker = opts.breaker ?? new CircuitBreaker(3, 5 * 6e4);
   }
   opts;
-  queue = Promise.resolve();
+  /** One call at a time in the process (GITHUB_WORKSPACE and the working directory are the process's). */
+  static queue = Promise.resolve();
   breaker;
+  /** Library calls still running after their budget ran out (the process should not wait for them). */
+  static abandonedCalls = 0;
   /** True when the runner gave this job a cache service. */
   static available() {
     return isFeatureAvailable();
   }
-  exclusive(workspace, fn) {
+  /** True while a call abandoned after its budget still runs: exit instead of waiting for it. */
+  static get abandoned() {
+    return _ActionsCache.abandonedCalls > 0;
+  }
+  /**
+   * Runs `fn` alone, watching what the library prints. With a `workspace`, it is GITHUB_WORKSPACE
+   * (where tar archives from and extracts to) during the call and, with `chdir`, the working
+   * directory too: saveCache globs the path patterns relative to the working directory, not
+   * to GITHUB_WORKSPACE (a save from any other directory finds nothing and uploads nothing).
+   * Restores do not glob, so the server, whose other work may use relative paths, never
+   * changes directory. With a `budgetMs`, the call is abandoned after that long (`timedOut`).
+   */
+  exclusive(workspace, fn, o = {}) {
     const run3 = async () => {
+      hookStdout();
       const saved = process.env.GITHUB_WORKSPACE;
-      process.env.GITHUB_WORKSPACE = workspace;
+      const cwd = process.cwd();
+      const observed = { failed: false, retried: false, rateLimited: false };
+      const started = Date.now();
+      if (workspace !== void 0) {
+        const dir = resolve4(workspace);
+        process.env.GITHUB_WORKSPACE = dir;
+        if (o.chdir) process.chdir(dir);
+      }
+      observer = observed;
+      let timer;
       try {
-        return await fn();
+        const call = fn();
+        if (o.budgetMs === void 0) return { value: await call, observed, ms: Date.now() - started, timedOut: false };
+        const expired = /* @__PURE__ */ Symbol("expired");
+        const budget = new Promise((r) => {
+          timer = setTimeout(() => r(expired), o.budgetMs);
+        });
+        const first = await Promise.race([call, budget]);
+        if (first === expired) {
+          _ActionsCache.abandonedCalls++;
+          void call.then(
+            () => _ActionsCache.abandonedCalls--,
+            () => _ActionsCache.abandonedCalls--
+          );
+          return { observed, ms: Date.now() - started, timedOut: true };
+        }
+        return { value: first, observed, ms: Date.now() - started, timedOut: false };
       } finally {
-        if (saved === void 0) delete process.env.GITHUB_WORKSPACE;
-        else process.env.GITHUB_WORKSPACE = saved;
+        clearTimeout(timer);
+        if (observer === observed) observer = void 0;
+        if (workspace !== void 0) {
+          if (o.chdir) process.chdir(cwd);
+          if (saved === void 0) delete process.env.GITHUB_WORKSPACE;
+          else process.env.GITHUB_WORKSPACE = saved;
+        }
       }
     };
-    const p = this.queue.then(run3, run3);
-    this.queue = p.catch(() => {
+    const p = _ActionsCache.queue.then(run3, run3);
+    _ActionsCache.queue = p.catch(() => {
     });
     return p;
   }
@@ -97028,64 +97098,103 @@ var ActionsCache = class {
     return { lookupOnly, timeoutInMs: t, segmentTimeoutInMs: t };
   }
   /**
-   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`.
-   * `expectHit` (a pack the index names) makes a miss count as a failure too.
+   * Looks `key` (then each restore key, as the service matches them) up without downloading:
+   * a download-side call, not rate-limited. Bounded by the lookup budget.
    */
-  async restore(workspace, path12, key, restoreKeys = [], expectHit = false) {
-    if (!this.breaker.allow()) return void 0;
-    return this.exclusive(workspace, async () => {
-      const started = Date.now();
-      try {
-        const hit = await restoreCache([path12], key, restoreKeys, this.download(false));
-        this.judge(hit !== void 0, started, expectHit);
-        return hit;
-      } catch (err) {
-        this.breaker.failure();
-        throw err;
+  async lookup(path12, key, restoreKeys = []) {
+    if (!this.breaker.allow()) return { outcome: "unavailable" };
+    try {
+      const r = await this.exclusive(void 0, () => restoreCache([path12], key, restoreKeys, this.download(true)), {
+        budgetMs: this.opts.lookupBudgetMs ?? 1e4
+      });
+      if (r.timedOut) {
+        this.breaker.trip();
+        return { outcome: "unavailable" };
       }
-    });
+      if (r.value !== void 0) {
+        this.breaker.success();
+        return { outcome: "restored", key: r.value };
+      }
+      if (r.observed.failed) {
+        if (r.observed.retried || r.ms > SLOW_MISS_MS) this.breaker.trip();
+        else this.breaker.failure();
+        return { outcome: "unavailable" };
+      }
+      if (r.ms > SLOW_MISS_MS) {
+        this.breaker.trip();
+        return { outcome: "unavailable" };
+      }
+      this.breaker.success();
+      return { outcome: "missing" };
+    } catch {
+      this.breaker.failure();
+      return { outcome: "unavailable" };
+    }
   }
-  /** True when entry `key` exists (a download-side call: not rate-limited). */
+  /**
+   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`:
+   * a bounded lookup first (a dead service costs the budget, not the library's half minute of
+   * retries), then the download of exactly the entry found.
+   */
+  async restore(workspace, path12, key, restoreKeys = []) {
+    const found = await this.lookup(path12, key, restoreKeys);
+    if (found.outcome !== "restored" || !found.key) return found;
+    if (!this.breaker.allow()) return { outcome: "unavailable" };
+    try {
+      const r = await this.exclusive(workspace, () => restoreCache([path12], found.key, [], this.download(false)));
+      if (r.value === found.key) {
+        this.breaker.success();
+        return { outcome: "restored", key: found.key };
+      }
+      if (r.observed.retried) this.breaker.trip();
+      else this.breaker.failure();
+      return { outcome: "broken", key: found.key };
+    } catch {
+      this.breaker.failure();
+      return { outcome: "broken", key: found.key };
+    }
+  }
+  /** True when entry `key` exists; undefined when the service could not tell. */
   async exists(key, path12) {
-    if (!this.breaker.allow()) return false;
-    return this.exclusive(process.cwd(), async () => {
-      const started = Date.now();
-      try {
-        const hit = await restoreCache([path12], key, [], this.download(true));
-        this.judge(hit !== void 0, started, false);
-        return hit === key;
-      } catch {
-        this.breaker.failure();
-        return false;
-      }
-    });
-  }
-  /** Feeds the breaker: a slow miss trips it, an expected miss counts as a failure. */
-  judge(hit, started, expectHit) {
-    if (hit) this.breaker.success();
-    else if (Date.now() - started > SLOW_MISS_MS) this.breaker.trip();
-    else if (expectHit) this.breaker.failure();
-    else this.breaker.success();
+    const r = await this.lookup(path12, key);
+    if (r.outcome === "unavailable") return void 0;
+    return r.outcome === "restored" && r.key === key;
   }
   /** Saves `path` of `workspace` as entry `key`. */
   async save(workspace, path12, key) {
-    if (!this.breaker.allow()) return "failed";
-    const id = await this.exclusive(workspace, async () => {
-      try {
-        return await saveCache2([path12], key);
-      } catch {
-        return -2;
-      }
-    });
+    if (!this.breaker.allow()) return { outcome: "failed" };
+    const r = await this.exclusive(
+      workspace,
+      async () => {
+        try {
+          return await saveCache2([path12], key);
+        } catch {
+          return -2;
+        }
+      },
+      { chdir: true }
+    );
+    const id = r.value ?? -2;
     if (id >= 0) {
       this.breaker.success();
-      return "saved";
+      return { outcome: "saved" };
     }
-    if (id === -2) {
-      this.breaker.failure();
-      return "failed";
+    if (id === -2 || r.observed.failed) {
+      if (r.observed.retried) this.breaker.trip();
+      else this.breaker.failure();
+      return { outcome: "failed" };
     }
-    return await this.exists(key, path12) ? "exists" : "refused";
+    if (r.observed.rateLimited) {
+      this.breaker.success();
+      return { outcome: "refused", rateLimited: true, ...r.observed.retryAfterMs !== void 0 ? { retryAfterMs: r.observed.retryAfterMs } : {} };
+    }
+    if (r.observed.retried) {
+      this.breaker.trip();
+      return { outcome: "failed" };
+    }
+    const exists3 = await this.exists(key, path12);
+    if (exists3 === void 0) return { outcome: "failed" };
+    return { outcome: exists3 ? "exists" : "refused" };
   }
 };
 
@@ -97094,9 +97203,12 @@ import { createHash as createHash4 } from "node:crypto";
 var PACK_PATH = "regcache-pack";
 var INDEX_PATH = "regcache-index";
 var INDEX_FILE = "index.json";
-function packKey(prefix2, digests) {
-  const h = createHash4("sha256").update([...digests].sort().join("\n")).digest("hex").slice(0, 40);
-  return `${prefix2}-pack-${h}`;
+function packKey(prefix2, digests, avoid = /* @__PURE__ */ new Set()) {
+  const base = [...digests].sort().join("\n");
+  let key = `${prefix2}-pack-${createHash4("sha256").update(base).digest("hex").slice(0, 40)}`;
+  while (avoid.has(key)) key = `${prefix2}-pack-${createHash4("sha256").update(`${base}
+${key}`).digest("hex").slice(0, 40)}`;
+  return key;
 }
 function indexPrefix(prefix2) {
   return `${prefix2}-index-`;
@@ -97150,6 +97262,7 @@ async function exportIndex(storage) {
   const repos = storage.cacheRepositories;
   const index = emptyIndex();
   for (const repo of await repos.list()) {
+    if (repo.endsWith(`/${PROBE_REPOSITORY}`)) continue;
     const tags2 = {};
     for (const tag of await repos.listTags(repo) ?? []) {
       const d = await repos.resolveTag(repo, tag);
@@ -97214,11 +97327,48 @@ async function stagePack(storage, workspace, digests) {
     await link(storage.layout.blob(d), join14(dir, packFileName(d)));
   }
 }
+function canonical(value) {
+  return JSON.stringify(
+    value,
+    (_k, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v
+  );
+}
+function withoutPacks(index, drop) {
+  return { ...index, packs: Object.fromEntries(Object.entries(index.packs).filter(([k]) => !drop.has(k))) };
+}
 async function saveNewContent(o) {
   const started = Date.now();
-  const report = { packsSaved: 0, packsExisting: 0, packsRefused: 0, packsSkippedForSize: 0, bytesSaved: 0, workingSetBytes: 0, seconds: 0 };
+  const sleep2 = o.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  const left = () => o.budgetMs - (Date.now() - started);
+  const report = {
+    packsSaved: 0,
+    packsExisting: 0,
+    packsRefused: 0,
+    packsRateLimited: 0,
+    packsFailed: 0,
+    packsSkippedForSize: 0,
+    packsDropped: 0,
+    bytesSaved: 0,
+    index: "unchanged",
+    workingSetBytes: 0,
+    seconds: 0
+  };
+  const unusable = new Set((o.unusable ?? []).filter((k) => o.restored.packs[k] !== void 0));
+  const restored = withoutPacks(o.restored, unusable);
+  report.packsDropped = unusable.size;
   const current = await exportIndex(o.storage);
-  const known = /* @__PURE__ */ new Set([...packOfBlob(o.restored).keys(), ...Object.keys(current.inline), ...Object.keys(o.restored.inline)]);
+  for (const key of unusable) {
+    for (const v of o.restored.packs[key].digests) {
+      const d = tryParseDigest(v);
+      if (!d || await o.storage.blobs.stat(d) === void 0) continue;
+      for (const [repo, digests] of Object.entries(o.restored.blobs)) {
+        if (!digests.includes(v)) continue;
+        const list = current.blobs[repo] ??= [];
+        if (!list.includes(v)) list.push(v);
+      }
+    }
+  }
+  const known = /* @__PURE__ */ new Set([...packOfBlob(restored).keys(), ...Object.keys(current.inline), ...Object.keys(restored.inline)]);
   const sizes = /* @__PURE__ */ new Map();
   for (const digests of Object.values(current.blobs)) {
     for (const v of digests) {
@@ -97231,12 +97381,18 @@ async function saveNewContent(o) {
   const staging = join14(o.storage.layout.tmpDir, `save-${randomBytes2(6).toString("hex")}`);
   try {
     let budgetBytes = o.maxSaveBytes;
-    let refusedInARow = 0;
+    let rateLimited = false;
+    const refused = [];
     for (const group of groupNewBlobs(current.blobs, known, sizes, o.maxPacks)) {
-      const key = packKey(o.prefix, group.digests);
+      const key = packKey(o.prefix, group.digests, unusable);
       if (await o.cache.exists(key, PACK_PATH)) {
         added.packs[key] = { digests: group.digests, size: group.size };
         report.packsExisting++;
+        continue;
+      }
+      if (rateLimited) {
+        report.packsRefused++;
+        report.packsRateLimited++;
         continue;
       }
       if (group.size > budgetBytes) {
@@ -97245,34 +97401,55 @@ async function saveNewContent(o) {
       }
       const workspace = join14(staging, key);
       await stagePack(o.storage, workspace, group.digests);
-      let outcome = refusedInARow >= 2 ? "refused" : await o.cache.save(workspace, PACK_PATH, key);
-      for (let attempt = 0; outcome === "refused" && refusedInARow < 2 && attempt < 3 && Date.now() - started < o.budgetMs; attempt++) {
-        await new Promise((r) => setTimeout(r, 1e3 * 2 ** attempt));
-        outcome = await o.cache.save(workspace, PACK_PATH, key);
-      }
-      refusedInARow = outcome === "refused" || outcome === "failed" ? refusedInARow + 1 : 0;
+      const r = await o.cache.save(workspace, PACK_PATH, key);
       await rm7(workspace, { recursive: true, force: true });
-      if (outcome === "saved" || outcome === "exists") {
+      if (r.outcome === "saved") {
         added.packs[key] = { digests: group.digests, size: group.size };
-        if (outcome === "saved") {
-          report.packsSaved++;
-          report.bytesSaved += group.size;
-          budgetBytes -= group.size;
-        } else {
-          report.packsExisting++;
-        }
-      } else {
+        report.packsSaved++;
+        report.bytesSaved += group.size;
+        budgetBytes -= group.size;
+      } else if (r.outcome === "exists") {
+        added.packs[key] = { digests: group.digests, size: group.size };
+        report.packsExisting++;
+      } else if (r.outcome === "refused" && r.rateLimited) {
+        rateLimited = true;
         report.packsRefused++;
+        report.packsRateLimited++;
+      } else if (r.outcome === "refused") {
+        refused.push({ key, group });
+      } else {
+        report.packsFailed++;
       }
     }
-    const merged = mergeIndex(o.restored, added);
+    for (let attempt = 0; refused.length > 0 && attempt < 3; attempt++) {
+      const wait = 2e3 * 2 ** attempt;
+      if (left() < wait) break;
+      await sleep2(wait);
+      for (const r of [...refused]) {
+        if (await o.cache.exists(r.key, PACK_PATH)) {
+          added.packs[r.key] = { digests: r.group.digests, size: r.group.size };
+          report.packsExisting++;
+          refused.splice(refused.indexOf(r), 1);
+        }
+      }
+    }
+    report.packsRefused += refused.length;
+    const merged = mergeIndex(restored, added);
     report.workingSetBytes = Object.values(merged.packs).reduce((a, p) => a + p.size, 0);
-    if (JSON.stringify(merged) !== JSON.stringify(o.restored)) {
+    if (canonical(merged) !== canonical(o.restored)) {
       const key = indexKey(o.prefix, o.env, o.matrix);
       const workspace = join14(staging, "index");
       await mkdir5(join14(workspace, INDEX_PATH), { recursive: true });
       await writeFile3(join14(workspace, INDEX_PATH, INDEX_FILE), JSON.stringify(merged));
-      if (await o.cache.save(workspace, INDEX_PATH, key) === "saved") report.indexKey = key;
+      for (let attempt = 0; ; attempt++) {
+        const r = await o.cache.save(workspace, INDEX_PATH, key);
+        report.index = r.outcome === "saved" ? "saved" : r.outcome;
+        if (r.outcome === "saved") report.indexKey = key;
+        if (!(r.outcome === "refused" && r.rateLimited)) break;
+        const wait = (r.retryAfterMs ?? 5e3 * 2 ** attempt) + 1e3;
+        if (left() < wait) break;
+        await sleep2(wait);
+      }
     }
   } finally {
     await rm7(staging, { recursive: true, force: true });
@@ -97355,16 +97532,35 @@ function renderSummary(s, hidden = []) {
   }
   return out.join("\n");
 }
+var INDEX_OUTCOME = {
+  saved: "saved",
+  unchanged: "unchanged (nothing new: no upload)",
+  exists: "not saved: another job saved an index under the same key (set the matrix input?)",
+  refused: "not saved: refused by the service (rate limit); the packs saved wait for a later job to index them",
+  failed: "not saved: the upload failed"
+};
 function renderPersistence(p, restored, saved) {
   const out = ["### GitHub Actions cache", "", "| | |", "|---|---|"];
-  out.push(`| Index restored | ${p.restoredKey ? `\`${escapeCell(p.restoredKey)}\`` : "none yet"} (${p.restoreSeconds.toFixed(1)} s) |`);
+  const none = p.unavailable ? "none: the cache service failed or did not answer" : "none yet";
+  out.push(`| Index restored | ${p.restoredKey ? `\`${escapeCell(p.restoredKey)}\`` : none} (${p.restoreSeconds.toFixed(1)} s) |`);
   if (restored) {
-    out.push(`| Packs restored on demand | ${restored.packsRestored} (${restored.blobsRestored} blobs, ${formatBytes(restored.bytesRestored)}, ${restored.seconds.toFixed(1)} s)${restored.packsMissing ? `; ${restored.packsMissing} evicted` : ""}${restored.blobsRejected ? `; ${restored.blobsRejected} blobs failed verification and were fetched upstream` : ""} |`);
+    const notes = [];
+    if (restored.packsMissing) notes.push(`${restored.packsMissing} evicted`);
+    if (restored.packsBroken) notes.push(`${restored.packsBroken} broken (download or verification failed)`);
+    if (restored.blobsRejected) notes.push(`${restored.blobsRejected} blobs failed verification and were fetched upstream`);
+    if (restored.packsUnavailable) notes.push(`${restored.packsUnavailable} not restored: the cache service was failing`);
+    out.push(
+      `| Packs restored on demand | ${restored.packsRestored} (${restored.blobsRestored} blobs, ${formatBytes(restored.bytesRestored)}, ${restored.seconds.toFixed(1)} s)${notes.length ? `; ${notes.join("; ")}` : ""} |`
+    );
   }
   if (saved) {
-    out.push(`| Saved | ${saved.packsSaved} new packs (${formatBytes(saved.bytesSaved)}), ${saved.packsExisting} already saved by another job, ${saved.packsRefused} refused (${saved.seconds.toFixed(1)} s) |`);
+    const refused = saved.packsRefused ? `${saved.packsRefused} refused${saved.packsRateLimited ? ` (${saved.packsRateLimited} for the rate limit)` : ""}` : "0 refused";
+    out.push(
+      `| Saved | ${saved.packsSaved} new packs (${formatBytes(saved.bytesSaved)}), ${saved.packsExisting} already saved by another job, ${refused}${saved.packsFailed ? `, ${saved.packsFailed} failed` : ""} (${saved.seconds.toFixed(1)} s) |`
+    );
     if (saved.packsSkippedForSize) out.push(`| Not saved (over max-save-size) | ${saved.packsSkippedForSize} packs |`);
-    out.push(`| Index entry | ${saved.indexKey ? `\`${escapeCell(saved.indexKey)}\`` : "unchanged"} |`);
+    if (saved.packsDropped) out.push(`| Dropped from the index (evicted or broken) | ${saved.packsDropped} packs |`);
+    out.push(`| Index entry | ${saved.indexKey ? `\`${escapeCell(saved.indexKey)}\`` : INDEX_OUTCOME[saved.index]} |`);
     if (saved.workingSetBytes > REPOSITORY_CACHE_LIMIT) {
       out.push(`| \u26A0 Working set | ${formatBytes(saved.workingSetBytes)} is larger than the repository's Actions cache (${formatBytes(REPOSITORY_CACHE_LIMIT)}): entries will evict each other |`);
     }
@@ -97376,7 +97572,15 @@ function renderPersistence(p, restored, saved) {
 }
 
 // src/action/post.ts
-async function savePersistence(p, storageDir) {
+async function readStats(file) {
+  if (!file) return void 0;
+  try {
+    return JSON.parse(await readFile5(file, "utf8"));
+  } catch {
+    return void 0;
+  }
+}
+async function savePersistence(p, storageDir, restoredReport) {
   const storage = await openStorage(storageDir);
   try {
     const restored = parseIndex(await readFile5(p.indexFile, "utf8").catch(() => ""));
@@ -97386,12 +97590,15 @@ async function savePersistence(p, storageDir) {
       cache: new ActionsCache(),
       prefix: p.keyPrefix,
       env: process.env,
-      matrix: process.env.REGCACHE_MATRIX ?? "",
+      matrix: p.matrix ?? "",
       maxSaveBytes: p.maxSaveBytes,
       maxPacks: 8,
-      budgetMs: 12e4
+      budgetMs: 12e4,
+      unusable: restoredReport?.unusable ?? []
     });
-    info(`regcache: saved ${report.packsSaved} packs (${report.bytesSaved} bytes), ${report.packsExisting} already there, ${report.packsRefused} refused`);
+    info(
+      `regcache: saved ${report.packsSaved} packs (${report.bytesSaved} bytes), ${report.packsExisting} already there, ${report.packsRefused} refused, ${report.packsFailed} failed; index ${report.index}`
+    );
     return report;
   } finally {
     await storage.close();
@@ -97420,23 +97627,26 @@ async function run2() {
     });
   }
   if (state3.containerdFiles?.length) await step("remove containerd hosts.toml files", () => removeContainerdHosts(state3.containerdFiles));
+  const stats = await readStats(state3.statsFile);
+  const restored = stats?.extras?.persist;
   let saved;
   if (state3.persist?.save && state3.storage) {
     await step("save to the Actions cache", async () => {
-      saved = await savePersistence(state3.persist, state3.storage);
+      saved = await savePersistence(state3.persist, state3.storage, restored);
     });
   } else if (state3.persist) {
     info("regcache: not saving to the Actions cache (save: auto saves on pushes to the default branch only)");
   }
   if (!state3.statsFile) return;
   await step("report", async () => {
-    const snapshot2 = JSON.parse(await readFile5(state3.statsFile, "utf8"));
+    const snapshot2 = stats ?? JSON.parse(await readFile5(state3.statsFile, "utf8"));
     const hidden = Object.keys(snapshot2.repositories).filter((n) => n.endsWith(`/${PROBE_REPOSITORY}`));
     const numbers = summaryNumbers(snapshot2, hidden);
     for (const [k, v] of Object.entries(numbers)) setOutput(k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), v ?? "");
     setOutput("stats-file", state3.statsFile);
-    const persistence = state3.persist ? renderPersistence(state3.persist, snapshot2.extras?.persist, saved) : "";
+    const persistence = state3.persist ? renderPersistence(state3.persist, restored, saved) : "";
     if (state3.summary !== false) await summary.addRaw(renderSummary(snapshot2, hidden) + persistence).write();
   });
 }
 await run2();
+if (ActionsCache.abandoned) process.stdout.write("", () => process.exit());
