@@ -21,6 +21,8 @@ await build({
   format: 'esm',
   target: 'node20',
   legalComments: 'none',
+  // Libraries check error classes by name (@actions/cache's ReserveCacheError, ValidationError).
+  keepNames: true,
   logLevel: 'warning',
   // Some bundled CommonJS dependencies call require(); give ESM output one.
   banner: { js: "import { createRequire as __rcCreateRequire } from 'node:module'; const require = __rcCreateRequire(import.meta.url);" },

@@ -46,9 +46,13 @@ export function probeImage(): { manifest: Buffer; manifestDigest: Digest; blobs:
   };
 }
 
-/** Stores the probe image under `canonical` in the cache's records; returns its tag key. */
+/**
+ * Stores the probe image under `canonical` in the cache's records. Nothing is written when it
+ * is there already (so that a server starts on a full disk).
+ */
 export async function installProbe(blobs: BlobStore, repositories: Repositories, canonical: string): Promise<void> {
   const image = probeImage();
+  if ((await repositories.resolveTag(canonical, PROBE_TAG)) === image.manifestDigest.value && (await blobs.stat(image.manifestDigest)) !== undefined) return;
   for (const b of image.blobs) {
     await blobs.putBytes(b.digest, b.data);
     await repositories.linkBlob(canonical, b.digest);
