@@ -57950,7 +57950,7 @@ var KINDS = /* @__PURE__ */ new Map([
 var MANIFEST_MEDIA_TYPES = [...KINDS.keys()];
 
 // src/storage/blob-store.ts
-var READ_CHUNK = 1024 * 1024;
+var READ_CHUNK = 64 * 1024;
 
 // src/storage/registry-store.ts
 var MAX_MANIFEST_SIZE = 4 * 1024 * 1024;

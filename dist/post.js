@@ -98909,7 +98909,7 @@ function inferMediaType(doc) {
 __name(inferMediaType, "inferMediaType");
 
 // src/storage/blob-store.ts
-var READ_CHUNK = 1024 * 1024;
+var READ_CHUNK = 64 * 1024;
 async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_INFINITY) {
   let written = 0;
   for await (const chunk of source) {
@@ -99444,6 +99444,15 @@ __name(exists2, "exists");
 
 // src/storage/registry-store.ts
 var MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
+var REFERENCE_CHECKS = 8;
+async function forEachLimited(items, limit, fn) {
+  let next = 0;
+  const worker = /* @__PURE__ */ __name(async () => {
+    while (next < items.length) await fn(items[next++]);
+  }, "worker");
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+__name(forEachLimited, "forEachLimited");
 var MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 var RegistryStore = class {
   constructor(blobs, uploads, repositories) {
@@ -99529,19 +99538,21 @@ var RegistryStore = class {
     this.cacheBody(digest.value, body2);
     return manifest.subject ? { digest, subject: manifest.subject.digest } : { digest };
   }
+  /**
+   * Checks (and links into `name`) every blob and child manifest `m` names. Each digest is
+   * checked once however often it is listed, a few at a time: a manifest may list thousands of
+   * descriptors, and one open file each at once ran the process out of file descriptors.
+   */
   async assertReferencesKnown(name, m) {
     const missing = [];
-    const blobs = m.config ? [m.config, ...m.layers] : m.layers;
-    await Promise.all([
-      ...blobs.map(async (b) => {
-        if (b.urls?.length) return;
-        const d = tryParseDigest(b.digest);
-        if (!await this.mountBlob(name, d)) missing.push(b.digest);
-      }),
-      ...m.manifests.map(async (c) => {
-        if (!await this.repositories.getManifest(name, tryParseDigest(c.digest))) missing.push(c.digest);
-      })
-    ]);
+    const blobs = new Set((m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest));
+    const children = new Set(m.manifests.map((c) => c.digest));
+    await forEachLimited([...blobs], REFERENCE_CHECKS, async (digest) => {
+      if (!await this.mountBlob(name, tryParseDigest(digest))) missing.push(digest);
+    });
+    await forEachLimited([...children], REFERENCE_CHECKS, async (digest) => {
+      if (!await this.repositories.getManifest(name, tryParseDigest(digest))) missing.push(digest);
+    });
     if (missing.length > 0) {
       throw new RegistryError("MANIFEST_BLOB_UNKNOWN", void 0, { detail: { digests: missing.sort() } });
     }

@@ -15,8 +15,7 @@ import { manifestReadRoutes, manifestWriteRoutes } from './routes/manifests.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { readOnlyRoutes } from './routes/read-only.js';
 import { guardSlowBodies, httpServerOptions, resolveTimeouts, type ClientTimeouts } from './client-timeouts.js';
-
-const API_VERSION = 'registry/2.0';
+import { API_VERSION, answerUnroutable, clientErrorHandler, requireHost } from './protocol-errors.js';
 
 /** Options of {@link buildRegistryApp}. */
 export type RegistryAppOptions = CommonOptions &
@@ -59,12 +58,16 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
       reply.header('docker-distribution-api-version', API_VERSION);
       sendError(toRegistryError(err), request, reply);
     },
+    // What node's HTTP parser refuses, and a missing Host (a hook below), get the envelope too.
+    clientErrorHandler,
     // https.createServer takes http.createServer's options in the same object.
-    ...(opts.https ? { https: { ...opts.https, ...serverOptions } } : { http: serverOptions }),
+    ...(opts.https ? { https: { ...opts.https, ...serverOptions, requireHostHeader: false } } : { http: { ...serverOptions, requireHostHeader: false } }),
   }) as unknown as FastifyInstance;
   guardSlowBodies(app.server, timeouts, (req) =>
     app.log.warn({ method: req.method, url: req.url, remoteAddress: req.socket.remoteAddress }, 'request body stalled: connection closed'),
   );
+
+  answerUnroutable(app.server);
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
@@ -73,6 +76,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
   app.addHook('onRequest', async (_request, reply) => {
     reply.header('docker-distribution-api-version', API_VERSION);
   });
+  app.addHook('onRequest', requireHost);
   if (opts.auth) app.addHook('onRequest', opts.auth.hook);
   endConnectionsWhenClosing(app);
   opts.extraRoutes?.(app);

@@ -19,6 +19,18 @@ import {
 /** Largest manifest accepted (the spec asks registries to take at least 4 MiB). */
 export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 
+/** Descriptors of one manifest checked at the same time. */
+const REFERENCE_CHECKS = 8;
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
 /** Total bytes of manifests kept in memory to answer repeated GETs. */
 const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 
@@ -159,20 +171,22 @@ export class RegistryStore implements RegistryBackend {
     return manifest.subject ? { digest, subject: manifest.subject.digest } : { digest };
   }
 
+  /**
+   * Checks (and links into `name`) every blob and child manifest `m` names. Each digest is
+   * checked once however often it is listed, a few at a time: a manifest may list thousands of
+   * descriptors, and one open file each at once ran the process out of file descriptors.
+   */
   private async assertReferencesKnown(name: string, m: ParsedManifest): Promise<void> {
     const missing: string[] = [];
-    const blobs = m.config ? [m.config, ...m.layers] : m.layers;
-    await Promise.all([
-      ...blobs.map(async (b) => {
-        // Layers with `urls` (foreign layers) live elsewhere by definition.
-        if (b.urls?.length) return;
-        const d = tryParseDigest(b.digest)!;
-        if (!(await this.mountBlob(name, d))) missing.push(b.digest);
-      }),
-      ...m.manifests.map(async (c) => {
-        if (!(await this.repositories.getManifest(name, tryParseDigest(c.digest)!))) missing.push(c.digest);
-      }),
-    ]);
+    // Layers with `urls` (foreign layers) live elsewhere by definition.
+    const blobs = new Set((m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest));
+    const children = new Set(m.manifests.map((c) => c.digest));
+    await forEachLimited([...blobs], REFERENCE_CHECKS, async (digest) => {
+      if (!(await this.mountBlob(name, tryParseDigest(digest)!))) missing.push(digest);
+    });
+    await forEachLimited([...children], REFERENCE_CHECKS, async (digest) => {
+      if (!(await this.repositories.getManifest(name, tryParseDigest(digest)!))) missing.push(digest);
+    });
     if (missing.length > 0) {
       throw new RegistryError('MANIFEST_BLOB_UNKNOWN', undefined, { detail: { digests: missing.sort() } });
     }
