@@ -183,6 +183,9 @@ export class UpstreamClient {
           method,
           headers: h,
           dispatcher: this.dispatcher,
+          // undici closes the connection after a HEAD unless told not to: registries send no
+          // body with HEAD, so keep it (a revalidation then costs no new TCP and TLS handshake).
+          ...(method === 'HEAD' ? { reset: false } : {}),
           headersTimeout: this.opts.headersTimeoutMs ?? 30_000,
           bodyTimeout: this.opts.bodyTimeoutMs ?? 60_000,
         });
