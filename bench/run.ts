@@ -426,6 +426,8 @@ async function main(): Promise<void> {
   for (const w of warnings) log(`warning: ${w}`);
 
   const only = values.only?.split(',').map((s) => s.trim());
+  const unknown = only?.filter((id) => !SECTIONS.some((s) => s.id === id)) ?? [];
+  if (unknown.length) throw new Error(`--only: no section ${unknown.join(', ')} (sections: ${SECTIONS.map((s) => s.id).join(', ')})`);
   const sections = SECTIONS.filter((s) => !only || only.includes(s.id));
   const node = values.node ?? process.execPath;
   const tmp = await mkdtemp(join(tmpdir(), 'regcache-bench-'));
