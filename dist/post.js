@@ -99064,6 +99064,28 @@ var BlobStore = class {
     if (await this.stat(d) !== void 0) return;
     await writeFileAtomic(this.layout.tmpDir, this.layout.blob(d), data);
   }
+  /**
+   * Takes a file made elsewhere (a restored pack) into the store as blob `d`: only a regular
+   * file whose bytes hash to `d`, fsynced, then published. Returns its size, or undefined
+   * when it is not `d` (the file is then left to the caller).
+   */
+  async adoptFile(path12, d) {
+    const fh = await open4(path12, "r");
+    let size;
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return void 0;
+      const hash = newHash(d.algorithm);
+      for await (const chunk of fh.createReadStream({ highWaterMark: READ_CHUNK, autoClose: false })) hash.update(chunk);
+      if (hash.digest("hex") !== d.hex) return void 0;
+      await fh.sync();
+      size = st.size;
+    } finally {
+      await fh.close();
+    }
+    await this.publishFile(path12, d);
+    return size;
+  }
   /** Publishes a verified, fsynced file at the digest's path (first writer wins). */
   async publishFile(path12, d) {
     if (await this.stat(d) !== void 0) {

@@ -36,11 +36,6 @@ export function parseDigest(s: string): Digest {
   return d;
 }
 
-/** True when `s` looks like a digest of any algorithm (`alg:encoded`), supported or not. */
-export function looksLikeDigest(s: string): boolean {
-  return /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(s);
-}
-
 /** A new incremental hash for the algorithm. */
 export function newHash(algorithm: Algorithm): Hash {
   return createHash(algorithm);

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Storage } from '../storage/index.js';
 import { SingleFlight } from '../proxy/index.js';
-import { newHash, tryParseDigest, type Digest } from '../oci/index.js';
+import { tryParseDigest, type Digest } from '../oci/index.js';
 import { PACK_PATH } from './keys.js';
 import { packOfBlob, type PersistIndex } from './persist-index.js';
 import type { ActionsCache } from './actions-cache.js';
@@ -30,19 +30,6 @@ export interface RestoreReport {
    * and packs their blobs again (under another key: a broken entry keeps its key).
    */
   unusable: string[];
-}
-
-/** Hashes a restored file and fsyncs it (it is published by rename right after). */
-async function hashAndSync(path: string, algorithm: 'sha256' | 'sha512'): Promise<string> {
-  const h = newHash(algorithm);
-  const fh = await open(path, 'r');
-  try {
-    for await (const chunk of fh.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false })) h.update(chunk as Buffer);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  return h.digest('hex');
 }
 
 /** The file name a blob has inside a pack. */
@@ -131,13 +118,15 @@ export class PackRestorer {
           if (!d || packFileName(d) !== name) continue;
           const file = join(dir, name);
           // Only regular files (never a link out of the pack) whose bytes hash to their name.
-          const st = await lstat(file);
-          if (!st.isFile() || (await hashAndSync(file, d.algorithm).catch(() => '')) !== d.hex) {
+          if ((await lstat(file)).isSymbolicLink()) {
             this.report.blobsRejected++;
             continue;
           }
-          const { size } = st;
-          await this.storage.blobs.publishFile(file, d);
+          const size = await this.storage.blobs.adoptFile(file, d).catch(() => undefined);
+          if (size === undefined) {
+            this.report.blobsRejected++;
+            continue;
+          }
           restored.add(d.value);
           this.report.blobsRestored++;
           this.report.bytesRestored += size;

@@ -193,6 +193,29 @@ export class BlobStore {
     await writeFileAtomic(this.layout.tmpDir, this.layout.blob(d), data);
   }
 
+  /**
+   * Takes a file made elsewhere (a restored pack) into the store as blob `d`: only a regular
+   * file whose bytes hash to `d`, fsynced, then published. Returns its size, or undefined
+   * when it is not `d` (the file is then left to the caller).
+   */
+  async adoptFile(path: string, d: Digest): Promise<number | undefined> {
+    const fh = await open(path, 'r');
+    let size: number;
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) return undefined;
+      const hash = newHash(d.algorithm);
+      for await (const chunk of fh.createReadStream({ highWaterMark: READ_CHUNK, autoClose: false })) hash.update(chunk as Buffer);
+      if (hash.digest('hex') !== d.hex) return undefined;
+      await fh.sync();
+      size = st.size;
+    } finally {
+      await fh.close();
+    }
+    await this.publishFile(path, d);
+    return size;
+  }
+
   /** Publishes a verified, fsynced file at the digest's path (first writer wins). */
   async publishFile(path: string, d: Digest): Promise<void> {
     if ((await this.stat(d)) !== undefined) {

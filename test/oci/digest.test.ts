@@ -2,7 +2,7 @@
 // digest string can be wrong.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RegistryError, digestOf, looksLikeDigest, parseDigest, tryParseDigest } from '../../src/oci/index.js';
+import { RegistryError, digestOf, parseDigest, tryParseDigest } from '../../src/oci/index.js';
 
 const HEX64 = 'a'.repeat(64);
 const HEX128 = '0123456789abcdef'.repeat(8);
@@ -55,13 +55,6 @@ test('parseDigest throws DIGEST_INVALID (400) with a truncated detail', () => {
       return true;
     },
   );
-});
-
-test('looksLikeDigest tells a digest-shaped string from a tag', () => {
-  assert.equal(looksLikeDigest(`sha384:${'a'.repeat(96)}`), true);
-  assert.equal(looksLikeDigest('sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564'), true);
-  assert.equal(looksLikeDigest('latest'), false);
-  assert.equal(looksLikeDigest('v1.2.3'), false);
 });
 
 test('digestOf hashes with the requested algorithm and agrees with parseDigest', () => {
