@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { Readable } from 'node:stream';
 import { Client, request } from 'undici';
 import { Rng, type ServeHandle, fillUp, freeBytes, mib, mountTmpfs, seedFromEnv, sha256, startServe, stopServe } from '../helpers/crash.js';
-import { tempDir } from '../helpers/proc.js';
+import { tempDir, waitFor } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -63,7 +63,7 @@ test('ENOSPC on pushes: a clean 507 envelope, no partial blob, nothing in tmp/, 
   const storage = join(fs, 'storage');
   server = await startServe({ storage, dir: dir.path, logLevel: 'fatal' });
   const base = server.registry;
-  const tmpEmpty = async (what: string) => assert.deepEqual(await readdir(join(storage, 'tmp')), [], `tmp/ after ${what}`);
+  const tmpEmpty = (what: string) => waitFor(async () => (await readdir(join(storage, 'tmp'))).length === 0, { what: `tmp/ to be empty after ${what}`, timeoutMs: 5_000 });
   const noBlob = async (digest: string, what: string) =>
     assert.equal(await stat(join(storage, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7))).catch(() => undefined), undefined, `a blob file for ${digest} after ${what}`);
 
