@@ -17,6 +17,7 @@ import {
   MANIFEST_MEDIA_TYPES,
   RegistryError,
   baseMediaType,
+  type ErrorCode,
   digestOf,
   tryParseDigest,
   type Descriptor,
@@ -62,6 +63,32 @@ export function upstreamToRegistryError(err: unknown): RegistryError {
     return new RegistryError('UNAVAILABLE', err.message, { cause: err });
   }
   return new RegistryError('UNAVAILABLE', 'upstream request failed', { cause: err });
+}
+
+/** Registry errors an upstream's 4xx answer may name and that a client gets as they are. */
+const PASSED_ON = new Set<ErrorCode>(['NAME_INVALID', 'MANIFEST_INVALID', 'DENIED', 'UNSUPPORTED']);
+
+/**
+ * The error for an upstream answer that is neither 200 nor 404 (401 and 429 are the upstream
+ * client's): a 4xx refusal is final, so the client gets it as a 4xx (the code the upstream's
+ * error body names when it is one of {@link PASSED_ON}, else DENIED) and does not retry; any
+ * other status is UNAVAILABLE, which also lets a cached tag be served stale.
+ */
+export async function upstreamAnswerError(res: UpstreamResponse, ns: string, what: string): Promise<RegistryError> {
+  const message = `${ns} answered ${res.status} for ${what}`;
+  if (res.status < 400 || res.status >= 500) {
+    res.body.resume();
+    return new RegistryError('UNAVAILABLE', message);
+  }
+  const body = await readLimited(res.body, 16 * 1024).catch(() => Buffer.alloc(0));
+  let code: ErrorCode = 'DENIED';
+  try {
+    const named = (JSON.parse(body.toString()) as { errors?: Array<{ code?: unknown }> }).errors?.[0]?.code;
+    if (typeof named === 'string' && PASSED_ON.has(named as ErrorCode)) code = named as ErrorCode;
+  } catch {
+    // not the error envelope: DENIED
+  }
+  return new RegistryError(code, message);
 }
 
 async function readLimited(body: Readable, limit: number): Promise<Buffer> {
@@ -172,11 +199,11 @@ export class PullThroughCache implements RegistryReader {
   private async startFill(name: string, d: Digest): Promise<BlobFill> {
     const { route, client } = this.route(name);
     const res = await client.request('GET', route.remote, `blobs/${d.value}`);
-    if (res.status !== 200) {
+    if (res.status === 404) {
       res.body.resume();
-      if (res.status === 404) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: d.value } });
-      throw new RegistryError('UNAVAILABLE', `${route.upstream.ns} answered ${res.status} for a blob`);
+      throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest: d.value } });
     }
+    if (res.status !== 200) throw await upstreamAnswerError(res, route.upstream.ns, 'a blob');
     const len = Number(header(res.headers, 'content-length'));
     const fill = await BlobFill.start(this.o.blobs, d, { size: Number.isSafeInteger(len) ? len : undefined, body: res.body }, (n) =>
       this.o.stats.bytesFetched(route.upstream.ns, name, n),
@@ -310,10 +337,7 @@ export class PullThroughCache implements RegistryReader {
       res.body.resume();
       return undefined;
     }
-    if (res.status !== 200) {
-      res.body.resume();
-      throw new RegistryError('UNAVAILABLE', `${route.upstream.ns} answered ${res.status} for a manifest`);
-    }
+    if (res.status !== 200) throw await upstreamAnswerError(res, route.upstream.ns, 'a manifest');
     const body = await readLimited(res.body, MAX_MANIFEST_SIZE);
     this.o.stats.bytesFetched(route.upstream.ns, name, body.byteLength);
     const announced = tryParseDigest(header(res.headers, 'docker-content-digest') ?? '');

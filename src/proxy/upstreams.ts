@@ -2,7 +2,7 @@
 // query parameter containerd and BuildKit send, else by a path prefix naming a configured
 // registry (`ghcr.io/owner/image`), else Docker Hub. Docker Hub's implicit `library/`
 // namespace is added for one-component names.
-import { RegistryError } from '../oci/index.js';
+import { MAX_NAME_LENGTH, RegistryError } from '../oci/index.js';
 
 /** Docker Hub's namespace and the default upstream. */
 export const DOCKER_HUB = 'docker.io';
@@ -97,6 +97,9 @@ export class UpstreamRouter {
       }
     }
     if (upstream.ns === DOCKER_HUB && !remote.includes('/')) remote = `library/${remote}`;
+    // A one-component name of 248-255 characters is valid here but not upstream once
+    // `library/` is added: say so as the upstream would, without asking it.
+    if (remote.length > MAX_NAME_LENGTH) throw new RegistryError('NAME_INVALID', `${upstream.ns} names are at most ${MAX_NAME_LENGTH} characters, and ${remote.slice(0, 40)}... has ${remote.length}`);
     return { upstream, remote, canonical: `${upstream.ns.replaceAll(':', '_')}/${remote}` };
   }
 

@@ -80,15 +80,10 @@ class Client {
 }
 
 /**
- * The 5xx answers the suite accepts, each in exactly one shape, and why:
+ * The 5xx answers the suite accepts, each in exactly one shape, and why (one, now):
  * - 507 UNAVAILABLE "storage is full" to a push that announces (Content-Length) more bytes than
  *   the file system has free: a genuine capacity limit of the server, said before a byte is
- *   stored;
- * - on the cache port, 503 UNAVAILABLE "docker.io answered 400" for a one-component name of more
- *   than 247 characters: valid here, but Docker Hub's implicit `library/` makes it longer than
- *   the 255 characters a name may have upstream, the upstream (the registry port) answers 400
- *   NAME_INVALID, and the cache reports every upstream status but 404 as 503 (src/proxy; reported
- *   to its owners).
+ *   stored.
  * Each also logs one error line, matched by `log`.
  */
 const JUSTIFIED: ReadonlyArray<{ reason: string; status: number; body: RegExp; log: RegExp; applies(plan: Plan, freeBytes: number): boolean }> = [
@@ -98,13 +93,6 @@ const JUSTIFIED: ReadonlyArray<{ reason: string; status: number; body: RegExp; l
     body: /^\{"errors":\[\{"code":"UNAVAILABLE","message":"storage is full[^"]*"(,"detail":[^\]]*)?\}\]\}$/,
     log: /"type":"StorageFullError"/,
     applies: (plan, free) => declaredLength(plan) > free,
-  },
-  {
-    reason: 'the upstream refused a name made longer than 255 characters by library/',
-    status: 503,
-    body: /^\{"errors":\[\{"code":"UNAVAILABLE","message":"docker\.io answered 400 for a (manifest|blob)"\}\]\}$/,
-    log: /"message":"docker\.io answered 400 for a (manifest|blob)"/,
-    applies: (plan) => plan.transport === 'undici' && plan.port === 'cache' && !(plan.params.name?.value ?? '/').includes('/') && (plan.params.name?.value.length ?? 0) > 247,
   },
 ];
 
