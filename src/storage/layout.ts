@@ -12,7 +12,7 @@
 //     cache/<ns>/<name>/...                      the same records for repositories of the
 //                                               pull-through cache, kept apart from pushed ones
 //     tmp/                                      temp files, renamed into place when complete
-//     lock                                      pid of the server that owns the storage
+//     lock                                      symlink to the pid of the server that owns the storage
 //
 // Repository name components never start with `_`, so `_layers` and friends cannot collide
 // with a nested repository name.

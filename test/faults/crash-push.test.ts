@@ -12,7 +12,7 @@
 // 16 kill points in `npm test`, 160 under REGCACHE_LONG=1.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
@@ -295,7 +295,7 @@ async function lane(c: Cycle, name: string, fn: () => Promise<void>): Promise<vo
 async function verifyAfterRestart(server: ServeHandle, know: Knowledge, verified: VerifiedCache): Promise<{ report: StorageReport; problems: string[] }> {
   const report = await checkStorage(server.storage, verified, { expectEmptyTmp: true });
   const problems = [...report.problems];
-  const lock = await readFile(join(server.storage, 'lock'), 'utf8');
+  const lock = await readlink(join(server.storage, 'lock'));
   if (lock !== String(server.pid)) problems.push(`lock holds ${lock}, server is ${server.pid}`);
   const agent = new Agent({ connections: 4 });
   const get = async (method: 'GET' | 'HEAD' | 'PUT' | 'DELETE', path: string, o: { body?: Buffer; headers?: Record<string, string> } = {}) => {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { openStorage } from '../../src/storage/index.js';
@@ -50,7 +50,7 @@ describe('regcache serve', { concurrency: true }, () => {
     }
     assert.match(s.stdout(), /registry http:\/\/127\.0\.0\.1:\d+, cache http:\/\/127\.0\.0\.1:\d+/);
     // The lock names the server; SIGTERM releases it and exits 0.
-    assert.equal(await readFile(join(storage, 'lock'), 'utf8'), String(s.child.pid));
+    assert.equal(await readlink(join(storage, 'lock')), String(s.child.pid));
     s.child.kill('SIGTERM');
     assert.deepEqual(await withTimeout(s.exited, 10_000, 'exit after SIGTERM'), { code: 0, signal: null });
     await assert.rejects(stat(join(storage, 'lock')), { code: 'ENOENT' });

@@ -2,7 +2,7 @@
 // the pid lock that gives one owner (process and Storage instance) per directory.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, readdir, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, readlink, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { StorageLockedError, openStorage } from '../../src/storage/index.js';
@@ -17,6 +17,16 @@ function liveProcess(t: TestContext): number {
   return child.pid!;
 }
 
+/** What the lock of `dir` says: the target of the symlink, or (older versions) the file's text. */
+function lockOwner(dir: string): Promise<string> {
+  return readlink(join(dir, 'lock')).catch(() => readFile(join(dir, 'lock'), 'utf8'));
+}
+
+/** Puts a lock naming `pid` into `dir`, as a server of this version does. */
+function lockAs(dir: string, pid: number): Promise<void> {
+  return symlink(String(pid), join(dir, 'lock'));
+}
+
 /** The pid of a process that has exited. */
 async function deadPid(): Promise<number> {
   const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
@@ -29,7 +39,7 @@ test('openStorage creates the layout and writes its pid into the lock', async (t
   const storage = await openStorage(join(dir, 'new', 'root'));
   t.after(() => storage.close());
   for (const d of ['blobs', 'uploads', 'repositories', 'tmp']) assert.deepEqual(await readdir(join(dir, 'new', 'root', d)), []);
-  assert.equal(await readFile(storage.layout.lockFile, 'utf8'), String(process.pid));
+  assert.equal(await readlink(storage.layout.lockFile), String(process.pid));
 });
 
 test('the startup scan empties tmp/ of files and directories a crash left', async (t) => {
@@ -63,36 +73,44 @@ test('a second openStorage of the same directory in this process throws StorageL
   t.after(() => first.close());
   await assert.rejects(openStorage(dir), (err: unknown) => err instanceof StorageLockedError && err.pid === process.pid);
   // The first owner keeps its lock.
-  assert.equal(await readFile(join(dir, 'lock'), 'utf8'), String(process.pid));
+  assert.equal(await lockOwner(dir), String(process.pid));
 });
 
 test('a directory locked by another live process throws StorageLockedError naming it', async (t) => {
   const dir = await tempDir(t);
   const pid = liveProcess(t);
-  await writeFile(join(dir, 'lock'), String(pid));
+  await lockAs(dir, pid);
   await assert.rejects(openStorage(dir), (err: unknown) => {
     assert.ok(err instanceof StorageLockedError);
     assert.equal(err.pid, pid);
     assert.match(err.message, new RegExp(`in use by process ${pid}`));
     return true;
   });
-  assert.equal(await readFile(join(dir, 'lock'), 'utf8'), String(pid));
+  assert.equal(await lockOwner(dir), String(pid));
 });
 
 test('a stale lock left by a dead process is taken over', async (t) => {
   const dir = await tempDir(t);
-  await writeFile(join(dir, 'lock'), String(await deadPid()));
+  await lockAs(dir, await deadPid());
   const storage = await openStorage(dir);
   t.after(() => storage.close());
-  assert.equal(await readFile(join(dir, 'lock'), 'utf8'), String(process.pid));
+  assert.equal(await lockOwner(dir), String(process.pid));
 });
 
 test('a lock naming this pid that no open Storage holds (pid reuse after a crash) is taken over', async (t) => {
   const dir = await tempDir(t);
-  await writeFile(join(dir, 'lock'), String(process.pid));
+  await lockAs(dir, process.pid);
   const storage = await openStorage(dir);
   t.after(() => storage.close());
-  assert.equal(await readFile(join(dir, 'lock'), 'utf8'), String(process.pid));
+  assert.equal(await lockOwner(dir), String(process.pid));
+});
+
+test('a lock file of an older version (a regular file holding the pid) is honoured', async (t) => {
+  const dir = await tempDir(t);
+  const pid = liveProcess(t);
+  await writeFile(join(dir, 'lock'), String(pid));
+  await assert.rejects(openStorage(dir), (err: unknown) => err instanceof StorageLockedError && err.pid === pid);
+  assert.equal(await readFile(join(dir, 'lock'), 'utf8'), String(pid));
 });
 
 test('a garbled lock file is taken over', async (t) => {
@@ -100,14 +118,14 @@ test('a garbled lock file is taken over', async (t) => {
   await writeFile(join(dir, 'lock'), 'not a pid');
   const storage = await openStorage(dir);
   t.after(() => storage.close());
-  assert.equal(await readFile(join(dir, 'lock'), 'utf8'), String(process.pid));
+  assert.equal(await lockOwner(dir), String(process.pid));
 });
 
 test('close releases the lock so that the directory can be opened again', async (t) => {
   const dir = await tempDir(t);
   const first = await openStorage(dir);
   await first.close();
-  await assert.rejects(readFile(join(dir, 'lock')), { code: 'ENOENT' });
+  await assert.rejects(lstat(join(dir, 'lock')), { code: 'ENOENT' });
   const second = await openStorage(dir);
   await second.close();
   await second.close();
@@ -117,9 +135,10 @@ test('closing leaves a lock that another process took over alone', async (t) => 
   const dir = await tempDir(t);
   const storage = await openStorage(dir);
   const pid = liveProcess(t);
-  await writeFile(join(dir, 'lock'), String(pid));
+  await unlink(join(dir, 'lock'));
+  await lockAs(dir, pid);
   await storage.close();
-  assert.equal(await readFile(join(dir, 'lock'), 'utf8'), String(pid));
+  assert.equal(await lockOwner(dir), String(pid));
 });
 
 test('two concurrent openStorage calls in this process: exactly one wins', async (t) => {
@@ -138,6 +157,6 @@ test('closing an old Storage again does not release the lock of a newer one', as
   const current = await openStorage(dir);
   t.after(() => current.close());
   await old.close();
-  assert.equal(await readFile(join(dir, 'lock'), 'utf8'), String(process.pid));
+  assert.equal(await lockOwner(dir), String(process.pid));
   await assert.rejects(openStorage(dir), StorageLockedError);
 });
