@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { actionSection } from './action.js';
 import { describeMachine, measureLimits, type MachineInfo, type MachineLimits } from './limits.js';
-import { REGCACHE_CLI, REPO_ROOT, startDistribution, startRegcache, type ServerHandle } from './servers.js';
+import { REGCACHE_CLI, REPO_ROOT, nodeFlagsOf, startDistribution, startRegcache, type ServerHandle } from './servers.js';
 import {
   imageBytes,
   layerRefs,
@@ -456,6 +456,7 @@ async function main(): Promise<void> {
     const cli = values['regcache-cli'];
     const regcache = await startRegcache({ parentDir: tmp, cpu: serverCpu, node, ...(nodeArgs ? { nodeArgs } : {}), ...(cli ? { cli } : {}) });
     servers.push(regcache);
+    machine.regcache += `; run as \`node ${[...nodeFlagsOf(regcache.pid), 'cli.js'].join(' ')} serve\``;
     const distribution = await startDistribution({ parentDir: tmp, cpu: serverCpu });
     servers.push(distribution);
     log(`regcache ${regcache.url} (pid ${regcache.pid}), distribution ${distribution.url} (pid ${distribution.pid})`);

@@ -1,6 +1,6 @@
 // The servers under test, each a separate process pinned to one CPU with `taskset -c`:
-// regcache (`node dist/cli.js serve`, both ports on 127.0.0.1:0, address read from its
-// --ready-file) and Debian's distribution registry (`docker-registry serve`, configured
+// regcache (`node <SERVER_NODE_FLAGS> dist/cli.js serve`, as the Action and `npm start` run it,
+// both ports on 127.0.0.1:0, address read from its --ready-file) and Debian's distribution registry (`docker-registry serve`, configured
 // from bench/distribution.yml on a free loopback port). Every instance lives in its own
 // temp dir (storage, config, log), is stopped by its PID (SIGTERM, SIGKILL after a grace
 // period) and its temp dir removed. Also reads a server's memory from /proc/<pid>/status.
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { SERVER_NODE_FLAGS, hasHeapFlags } from '../src/server/node-flags.js';
 
 /** The repository root (bench/..). */
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -55,7 +56,10 @@ export interface StartOptions {
 export interface RegcacheOptions extends StartOptions {
   /** The node binary; default the one running the benchmark. */
   node?: string;
-  /** Extra node flags placed before the script, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/p']. */
+  /**
+   * Extra node flags placed before the script, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/p'];
+   * the server's own SERVER_NODE_FLAGS come first unless these size the old generation.
+   */
   nodeArgs?: string[];
   /** Extra `regcache serve` flags. */
   serveArgs?: string[];
@@ -88,7 +92,7 @@ export function pinned(cpu: string | undefined, cmd: string, args: string[]): [s
   return cpu === undefined ? [cmd, args] : ['taskset', ['-c', cpu, cmd, ...args]];
 }
 
-/** Starts regcache from dist/cli.js and resolves once its registry port answers GET /v2/. */
+/** Starts regcache from dist/cli.js as users do (with the server's node flags) and resolves once its registry port answers GET /v2/. */
 export async function startRegcache(opts: RegcacheOptions): Promise<ServerHandle> {
   const cli = opts.cli ?? REGCACHE_CLI;
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npm run build\` first`);
@@ -96,8 +100,10 @@ export async function startRegcache(opts: RegcacheOptions): Promise<ServerHandle
   const storageDir = join(dir, 'storage');
   const readyFile = join(dir, 'ready.json');
   const logFile = join(dir, 'server.log');
+  const nodeArgs = opts.nodeArgs ?? [];
   const args = [
-    ...(opts.nodeArgs ?? []),
+    ...(hasHeapFlags(nodeArgs) ? [] : SERVER_NODE_FLAGS),
+    ...nodeArgs,
     cli,
     'serve',
     '--registry-addr', '127.0.0.1:0',
@@ -185,6 +191,13 @@ export function readMemory(pid: number): ProcMemory {
     return Number(m[1]) * 1024;
   };
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+/** The node flags of a running node process (its arguments before the script), from /proc. */
+export function nodeFlagsOf(pid: number): string[] {
+  const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(1);
+  const script = args.findIndex((a) => a.endsWith('.js'));
+  return script < 0 ? [] : args.slice(0, script);
 }
 
 /** Resets VmHWM of `pid` to its current RSS (`echo 5 > clear_refs`); false when not allowed. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The command line: `regcache serve` runs the registry and the cache; `regcache gc`
 // collects garbage in a storage root that no server is using.
+import './reexec.js';
 import { Command, InvalidArgumentError } from 'commander';
 import { runServer, ListenError } from './server/index.js';
 import { openStorage, StorageLockedError } from './storage/index.js';

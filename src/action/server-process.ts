@@ -1,12 +1,14 @@
 // Starts the regcache server as a detached process that outlives the step (stdio to a log
 // file, never the step's pipes: the runner waits for every holder of those), waits until
-// both ports answer, and stops it gracefully in post.
+// both ports answer, and stops it gracefully in post. Node gets the server's flags
+// (server/node-flags.ts) on the command line, the only place it takes heap sizes from.
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../server/node-flags.js';
 
 /** What the started server reports. */
 export interface StartedServer {
@@ -53,6 +55,7 @@ export async function spawnServer(o: SpawnOptions, timeoutMs = 20_000): Promise<
   await rm(o.readyFile, { force: true });
   const log = openSync(o.logFile, 'a');
   const args = [
+    ...SERVER_NODE_FLAGS,
     cliPath(), 'serve',
     '--registry-addr', o.registryAddr,
     '--cache-addr', o.cacheAddr,

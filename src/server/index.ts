@@ -2,3 +2,4 @@
 export { startServer, ListenError, STATS_PATH, METRICS_PATH, type ServerOptions, type RunningServer } from './server.js';
 export { runServer, type RunOptions } from './run.js';
 export { parseAddress, urlOf } from './address.js';
+export { SERVER_NODE_FLAGS, hasHeapFlags } from './node-flags.js';

@@ -18,8 +18,8 @@ export const YOUNG_GENERATION_CAP = 16 * 1024 * 1024;
  * Keeps V8's young generation at most {@link YOUNG_GENERATION_CAP}. V8 grows it with the
  * allocation rate, up to 32 MB on Node 20 but 128 MB on Node 24, where 200 busy clients took the
  * server past 250 MB of resident memory with 25 MB of its heap live (test/faults/load-mixed).
- * The size limits are fixed when V8 starts (the Action runs `node dist/cli.js`, a user runs the
- * `regcache` bin: neither passes node flags), but the growth factor is read whenever the young
+ * The size limits are fixed when V8 starts (a user runs the `regcache` bin, which passes no
+ * node flags; node-flags.ts sets only the old generation's), but the growth factor is read whenever the young
  * generation grows: after each collection, growth stays on while one doubling stays within the
  * cap and is switched off beyond. (Pinning the young generation at its initial 1-3 MB instead
  * promoted in-flight body chunks to the old generation, whose collections come late, and made

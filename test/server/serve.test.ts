@@ -1,5 +1,6 @@
 // `regcache serve` as a process: the ready file, both ports answering, a graceful SIGTERM
-// that lets an in-flight upload finish, and one-line errors for a busy port or storage.
+// that lets an in-flight upload finish, one-line errors for a busy port or storage, and the
+// node flags it runs with.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
@@ -8,7 +9,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { openStorage } from '../../src/storage/index.js';
 import { tempDir } from '../storage/fixtures.js';
-import { runCliToEnd, serve, withTimeout } from './cli-process.js';
+import { SERVER_NODE_FLAGS } from '../../src/server/node-flags.js';
+import { CLI, runCliToEnd, serve, withTimeout } from './cli-process.js';
 
 async function get(url: string): Promise<{ status: number; headers: Headers; body: string }> {
   const res = await fetch(url);
@@ -137,5 +139,17 @@ describe('regcache serve', { concurrency: true }, () => {
     assert.equal(r.code, 1);
     assertOneLineError(r.stderr, new RegExp(`in use by process ${first.child.pid}`));
     assert.equal((await get(`${first.ready.registry}/v2/`)).status, 200);
+  });
+
+  test('serve started without node flags runs with the server\'s, in place, where node can exec itself', async (t) => {
+    const dir = await tempDir(t);
+    const s = await serve(t, { storage: join(dir, 'storage'), readyFile: join(dir, 'ready.json') });
+    const argv = (await readFile(`/proc/${s.ready.pid}/cmdline`, 'utf8')).split('\0');
+    const flags = argv.slice(1, argv.indexOf(CLI));
+    assert.equal(s.ready.pid, s.child.pid);
+    if (typeof (process as { execve?: unknown }).execve === 'function') assert.deepEqual(flags, [...SERVER_NODE_FLAGS]);
+    else assert.deepEqual(flags, [], 'Node 20 has no process.execve: the server runs as started');
+    s.child.kill('SIGTERM');
+    assert.deepEqual(await withTimeout(s.exited, 10_000, 'exit after SIGTERM'), { code: 0, signal: null });
   });
 });
