@@ -155,14 +155,14 @@ export class PullThroughCache implements RegistryReader {
     const size = await this.o.blobs.stat(d);
     if (size !== undefined) {
       this.o.stats.blobServed(name, 'local');
-      return { size, read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), range ? range.end - range.start + 1 : size) };
+      return this.storedHandle(name, d, size);
     }
     if (!this.fills.has(d.value) && (await this.o.persist?.fetch(d))) {
       const restored = await this.o.blobs.stat(d);
       if (restored !== undefined) {
         this.o.stats.blobServed(name, 'persist');
         void this.o.repositories.linkBlob(name, d).catch(() => {});
-        return { size: restored, read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), range ? range.end - range.start + 1 : restored) };
+        return this.storedHandle(name, d, restored);
       }
     }
     let pending = this.fills.get(d.value);
@@ -244,6 +244,34 @@ export class PullThroughCache implements RegistryReader {
   }
 
   /** Counts the bytes served when `stream` ends, and holds off eviction of `d` while it reads. */
+  /** A blob the store holds: served from its file, counted and kept from eviction meanwhile. */
+  private storedHandle(name: string, d: Digest, size: number): BlobHandle {
+    const bytes = (range?: { start: number; end: number }) => (range ? range.end - range.start + 1 : size);
+    return {
+      size,
+      read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), bytes(range)),
+      openFile: async (range) => {
+        const release = this.o.evictor?.acquire(d.value);
+        const handle = await this.o.blobs.openFile(d).catch((err: unknown) => {
+          release?.();
+          throw err;
+        });
+        if (!handle) {
+          release?.();
+          return undefined;
+        }
+        return {
+          handle,
+          close: async (served) => {
+            if (served) this.o.stats.bytesServed(name, bytes(range));
+            release?.();
+            await handle.close();
+          },
+        };
+      },
+    };
+  }
+
   private counted(name: string, d: Digest, stream: Readable, bytes: number | undefined): Readable {
     stream.once('end', () => this.o.stats.bytesServed(name, bytes ?? 0));
     const release = this.o.evictor?.acquire(d.value);

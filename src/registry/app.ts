@@ -78,10 +78,10 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
   });
   app.addHook('onRequest', requireHost);
   if (opts.auth) app.addHook('onRequest', opts.auth.hook);
-  endConnectionsWhenClosing(app);
+  const closing = endConnectionsWhenClosing(app);
   opts.extraRoutes?.(app);
 
-  const ctx = routeContext<RegistryReader>(opts.backend, opts.resolveName);
+  const ctx = { ...routeContext<RegistryReader>(opts.backend, opts.resolveName), closing };
   baseRoutes(app);
   blobReadRoutes(app, ctx);
   manifestReadRoutes(app, ctx);
@@ -100,9 +100,10 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
 /**
  * While the app closes, answers to requests still in flight end their connection: close()
  * only drops connections idle at that moment, and a keep-alive client (docker) would hold
- * the drain until its idle timeout.
+ * the drain until its idle timeout. Returns whether the app is closing (for answers that
+ * skip onSend: send-file.ts).
  */
-function endConnectionsWhenClosing(app: FastifyInstance): void {
+function endConnectionsWhenClosing(app: FastifyInstance): () => boolean {
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
@@ -114,4 +115,5 @@ function endConnectionsWhenClosing(app: FastifyInstance): void {
   app.addHook('onResponse', async (request) => {
     if (closing) request.raw.socket?.end();
   });
+  return () => closing;
 }

@@ -13,6 +13,8 @@ export interface RouteContext<B extends RegistryReader = RegistryReader> {
   backend: B;
   /** The store's name for this request's repository (validated first). */
   name(request: FastifyRequest): string;
+  /** True once the app is closing (answers then end their connection). */
+  closing?(): boolean;
 }
 
 /** Builds a route context; without a resolver, names pass through. */

@@ -155,6 +155,19 @@ export class BlobStore {
     return createReadStream(this.layout.blob(d), { highWaterMark: READ_CHUNK, ...range });
   }
 
+  /**
+   * Opens a committed blob's file for reading (the blob GET reads it into buffers of its own),
+   * or undefined when the store no longer holds it. The caller closes the handle.
+   */
+  async openFile(d: Digest): Promise<FileHandle | undefined> {
+    try {
+      return await open(this.layout.blob(d), 'r');
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
   /** Reads a whole (small) blob into memory: manifests and configs only. */
   async readSmall(d: Digest, limit: number): Promise<Buffer> {
     let fh: FileHandle;

@@ -1,6 +1,7 @@
 // The registry's view of storage: repository-scoped blobs, manifests, tags and referrers
 // over the shared content-addressed blob store. Route handlers (and the pull-through
 // cache, which decorates it) speak only to this.
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { BlobStore } from './blob-store.js';
 import { Repositories, type ManifestRecord } from './repositories.js';
@@ -50,11 +51,23 @@ export interface PutManifestResult {
   subject?: string;
 }
 
+/** A committed blob's file, open for serving. */
+export interface BlobFile {
+  readonly handle: FileHandle;
+  /** Closes the file once the answer is over; `served` when every byte asked for went out. */
+  close(served: boolean): Promise<void>;
+}
+
 /** A blob ready to be served: its size (when known) and a way to read it. */
 export interface BlobHandle {
   size: number | undefined;
   /** A stream of bytes `[start, end]` (inclusive), or of the whole blob. */
   read(range?: { start: number; end: number }): Readable;
+  /**
+   * Where the blob is a complete file in the store: opens it, for `[start, end]` or all of it
+   * (undefined when it is gone since). The GET route serves such a file from reused buffers.
+   */
+  openFile?(range?: { start: number; end: number }): Promise<BlobFile | undefined>;
 }
 
 /**
@@ -104,7 +117,14 @@ export class RegistryStore implements RegistryBackend {
   async openBlob(name: string, d: Digest): Promise<BlobHandle | undefined> {
     const size = await this.statBlob(name, d);
     if (size === undefined) return undefined;
-    return { size, read: (range) => this.blobs.openRead(d, range) };
+    return {
+      size,
+      read: (range) => this.blobs.openRead(d, range),
+      openFile: async () => {
+        const handle = await this.blobs.openFile(d);
+        return handle && { handle, close: () => handle.close() };
+      },
+    };
   }
 
   /** Stores a whole blob sent in one request and links it into `name`. */

@@ -1,8 +1,11 @@
-// Blob reads and deletes: GET and HEAD (with single byte ranges) and DELETE.
+// Blob reads and deletes: GET and HEAD (with single byte ranges) and DELETE. A blob the store
+// holds as a file is sent from reused buffers (send-file.ts); one still being fetched from an
+// upstream, as the stream its fill gives.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteContext, WriteContext } from '../route-context.js';
 import { RegistryError } from '../../oci/index.js';
 import { digestParam, parseRange } from '../http-util.js';
+import { sendFileSpan } from '../send-file.js';
 
 /** Registers blob GET and HEAD. */
 export function blobReadRoutes(app: FastifyInstance, ctx: RouteContext): void {
@@ -28,7 +31,17 @@ export function blobReadRoutes(app: FastifyInstance, ctx: RouteContext): void {
       reply.header('content-length', blob.size);
     }
     if (blob.size === 0) return reply.send('');
-    return reply.send(blob.read(range));
+    if (!blob.openFile) return reply.send(blob.read(range));
+    const file = await blob.openFile(range);
+    if (!file) throw unknown(digest.value);
+    let served = false;
+    try {
+      const start = range?.start ?? 0;
+      served = await sendFileSpan(reply, { handle: file.handle, start, length: (range?.end ?? blob.size - 1) - start + 1 }, ctx.closing?.());
+    } finally {
+      await file.close(served).catch((err: unknown) => request.log.warn({ err }, 'closing a served blob failed'));
+    }
+    return reply;
   });
 }
 
