@@ -17,6 +17,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { actionSection } from './action.js';
+import { persistSection } from './persist.js';
 import { describeMachine, measureLimits, type MachineInfo, type MachineLimits } from './limits.js';
 import { REGCACHE_CLI, REPO_ROOT, nodeFlagsOf, startDistribution, startRegcache, type ServerHandle } from './servers.js';
 import {
@@ -321,7 +322,7 @@ const memorySection: Section = {
  * vs distribution in proxy mode (startDistribution({ extraConfig: 'proxy: ...' })), behind a
  * shaping proxy; a section that starts its own servers stops them before returning.
  */
-const SECTIONS: Section[] = [limitsSection, pushPullSection, manifestSection, memorySection, actionSection];
+const SECTIONS: Section[] = [limitsSection, pushPullSection, manifestSection, memorySection, actionSection, persistSection];
 
 // ---- output ----
 
