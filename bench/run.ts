@@ -17,9 +17,10 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { actionSection } from './action.js';
+import { cacheSection } from './cache.js';
 import { persistSection } from './persist.js';
 import { describeMachine, measureLimits, type MachineInfo, type MachineLimits } from './limits.js';
-import { REGCACHE_CLI, REPO_ROOT, nodeFlagsOf, startDistribution, startRegcache, type ServerHandle } from './servers.js';
+import { REGCACHE_CLI, REPO_ROOT, nodeFlagsOf, startDistribution, startRegcache, type RegcacheOptions, type ServerHandle } from './servers.js';
 import {
   imageBytes,
   layerRefs,
@@ -69,6 +70,8 @@ export interface BenchContext {
   node: string;
   regcache: ServerHandle;
   distribution: ServerHandle;
+  /** --regcache-cli and --regcache-node-args, for sections that start regcache instances of their own. */
+  regcacheOptions: Pick<RegcacheOptions, 'cli' | 'nodeArgs'>;
   /** Set by the limits section (the first one). */
   limits?: MachineLimits;
   /** Progress line on stderr. */
@@ -318,11 +321,9 @@ const memorySection: Section = {
 
 /**
  * The benchmark, in order. The limits section comes first (the push rows compare with it).
- * Issue 3 adds the pull-through cache here: cold and warm pulls through regcache's cache port
- * vs distribution in proxy mode (startDistribution({ extraConfig: 'proxy: ...' })), behind a
- * shaping proxy; a section that starts its own servers stops them before returning.
+ * A section that starts its own servers stops them before returning (bench/cache.ts).
  */
-const SECTIONS: Section[] = [limitsSection, pushPullSection, manifestSection, memorySection, actionSection, persistSection];
+const SECTIONS: Section[] = [limitsSection, pushPullSection, manifestSection, memorySection, cacheSection, actionSection, persistSection];
 
 // ---- output ----
 
@@ -468,6 +469,7 @@ async function main(): Promise<void> {
       node,
       regcache,
       distribution,
+      regcacheOptions: { ...(cli ? { cli } : {}), ...(nodeArgs ? { nodeArgs } : {}) },
       log,
       settle: () => execFileSync('sync'),
     };
