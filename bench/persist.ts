@@ -1,8 +1,9 @@
 // Section `persist` (issue 5): what run 2 of a workflow gains from regcache's persistence in
 // the GitHub Actions cache, against no cache and against what a naive user does (one tarball
 // of the whole storage dir through actions/cache), with latency and a bandwidth cap on both
-// the cache service and the upstream (bench/persist-shaper.ts: 30 ms per request, 50 MB/s
-// each way, as the cache bench of issue 3 shapes its upstream).
+// the cache service and the upstream: bench/shaper.ts, shaped as the cache section shapes its
+// upstream (15 ms each way, so 30 ms a round trip and 1.5 round trips to open a connection;
+// 50 MB/s per direction), one link each for the upstream, the Twirp service and blob storage.
 //
 // Everything is the real thing: the bundled Action (dist/main.js, dist/post.js) run as the
 // runner runs it (test/helpers/actions-runner.ts), the Actions cache stand-in of the tests
@@ -32,13 +33,15 @@
 // checked against its digest. Tags are revalidated upstream (HEAD) in every variant: a new
 // server has validated none.
 import { spawn } from 'node:child_process';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Pool } from 'undici';
 import { ActionsJob, sandboxInputs, type StepResult } from '../test/helpers/actions-runner.js';
 import { startActionsCacheService, type ActionsCacheService, type BlobRequestRecord } from '../test/helpers/actions-cache-service.js';
-import { startShaper, type Shaper } from './persist-shaper.js';
+import { startShaper, type Shaper, type Shaping } from './shaper.js';
 import type { BenchContext, Row, Section } from './run.js';
 import { startDistribution } from './servers.js';
 import { imageBytes, makeImages, OCI_MANIFEST, openPool, pullBlobs, pushImages, type Image } from './workloads.js';
@@ -48,10 +51,8 @@ const P = {
   images: 8,
   layers: 3,
   layerSize: 3 * 1024 * 1024,
-  /** Added per request, on the upstream and on the cache service (Twirp and blob storage). */
-  latencyMs: 30,
-  /** Per link direction, shared by all connections. */
-  bytesPerSecond: 50e6,
+  /** The cache section's link (bench/cache.ts), for the upstream, the Twirp service and blob storage each. */
+  shaping: { oneWayDelayMs: 15, bytesPerSecond: 50e6 } satisfies Shaping,
   /** Blobs of one image in flight at once. */
   pullConcurrency: 3,
   reps: 3,
@@ -73,6 +74,8 @@ interface Run2 {
   /** The tarball's restore step (0 for the others). */
   restore: number;
   main: number;
+  /** Spawn of main to the server's ready file (both ports listening). */
+  ready: number;
   pulls: number;
   upstreamBlobGets: number;
   /** Entry downloads from the cache service (GetBlob) and their bytes. */
@@ -135,7 +138,8 @@ if (process.env.BENCH_OP === 'save') {
 interface World {
   ctx: BenchContext;
   svc: ActionsCacheService;
-  twirp: Shaper;
+  /** ACTIONS_RESULTS_URL: the Twirp service's shaper behind the URL rewriter. */
+  resultsUrl: string;
   upstream: Shaper;
   images: Image[];
   node: string;
@@ -146,8 +150,50 @@ interface World {
 function cacheEnv(w: World, job: ActionsJob, runId: number): Record<string, string> {
   return {
     ...w.svc.env({ runId, workspace: job.workspace, runnerTemp: job.runnerTemp }),
-    ACTIONS_RESULTS_URL: `${w.twirp.url}/`,
-    ACTIONS_CACHE_URL: `${w.twirp.url}/`,
+    ACTIONS_RESULTS_URL: `${w.resultsUrl}/`,
+    ACTIONS_CACHE_URL: `${w.resultsUrl}/`,
+  };
+}
+
+/** Upstream blob GETs in the shaper's request lines. */
+const blobGets = (shaper: Shaper) => shaper.requests().filter((l) => /^GET \S*\/blobs\/sha256:[0-9a-f]{64}$/.test(l)).length;
+
+/**
+ * An unshaped HTTP proxy in front of the Twirp service's shaper that replaces `from` with `to`
+ * in answers: the signed URLs the service hands out name its blob front, and must name the
+ * blob front's shaper instead (bench/shaper.ts relays bytes, it does not rewrite them).
+ */
+async function startRewriter(target: string, from: string, to: string): Promise<{ url: string; close(): Promise<void> }> {
+  const t = new URL(target);
+  const server: Server = createServer((req, res) => {
+    const out = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host } }, (ures) => {
+      const chunks: Buffer[] = [];
+      ures.on('data', (c: Buffer) => chunks.push(c));
+      ures.on('error', () => res.destroy());
+      ures.on('end', () => {
+        const body = Buffer.from(Buffer.concat(chunks).toString('utf8').split(from).join(to));
+        const headers = { ...ures.headers, 'content-length': String(body.length) };
+        delete headers['transfer-encoding'];
+        res.writeHead(ures.statusCode ?? 502, headers);
+        res.end(body);
+      });
+    });
+    out.on('error', (err) => {
+      if (res.headersSent) res.destroy();
+      else res.writeHead(502, { 'content-type': 'text/plain' }).end(`rewriter: ${err.message}`);
+    });
+    req.pipe(out);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
 
@@ -169,8 +215,8 @@ async function tarballStep(w: World, op: 'save' | 'restore', job: ActionsJob, ru
   await mkdir(job.runnerTemp, { recursive: true });
   const env: NodeJS.ProcessEnv = {
     ...w.svc.processEnv({ runId, workspace: job.workspace, runnerTemp: job.runnerTemp }),
-    ACTIONS_RESULTS_URL: `${w.twirp.url}/`,
-    ACTIONS_CACHE_URL: `${w.twirp.url}/`,
+    ACTIONS_RESULTS_URL: `${w.resultsUrl}/`,
+    ACTIONS_CACHE_URL: `${w.resultsUrl}/`,
     BENCH_CACHE_MODULE: import.meta.resolve('@actions/cache'),
     BENCH_OP: op,
     BENCH_KEY: `${TARBALL_PREFIX}${runId}`,
@@ -236,22 +282,24 @@ async function secondRun(w: World, parent: string, variant: Variant, images: Ima
     const persists = variant === 'regcache' || variant === 'prefetch';
     const env = persists ? cacheEnv(w, job, runId) : {};
     const inputs = jobInputs(w, dir, job, { restore: String(persists), prefetch: String(variant === 'prefetch'), save: 'false' });
-    const upstream0 = w.upstream.counts.blobGets;
+    const upstream0 = blobGets(w.upstream);
     const requests0 = w.svc.records().requests.length;
     w.ctx.settle();
     const t0 = performance.now();
     const restore = variant === 'tarball' ? await tarballStep(w, 'restore', job, runId) : 0;
     const t1 = performance.now();
+    const t1Wall = Date.now();
     const main = await job.main({ inputs, env });
     check(main, `run 2 (${variant}) main`);
     const t2 = performance.now();
+    const ready = (await stat(join(job.runnerTemp, 'regcache', 'ready.json'))).mtimeMs - t1Wall;
     await pullAll(main.outputs['cache-url']!, images);
     const t3 = performance.now();
     const post = await job.post({ inputs, env });
     check(post, `run 2 (${variant}) post`);
-    const upstreamBlobGets = w.upstream.counts.blobGets - upstream0;
-    const expected = variant === 'none' ? images.reduce((n, i) => n + 1 + i.layers.length, 0) : 0;
-    if (upstreamBlobGets !== expected) throw new Error(`run 2 (${variant}): ${upstreamBlobGets} upstream blob GETs, expected ${expected}`);
+    const upstreamBlobGets = blobGets(w.upstream) - upstream0;
+    // Restored content must be served from disk: not one blob from the upstream.
+    if (variant !== 'none' && upstreamBlobGets !== 0) throw new Error(`run 2 (${variant}): ${upstreamBlobGets} upstream blob GETs, expected none`);
     const downloads = downloadsSince(w.svc, requests0);
     let persisted: Pick<Run2, 'indexRestore' | 'packRestores' | 'packsRestored'> = {};
     if (persists) {
@@ -268,6 +316,7 @@ async function secondRun(w: World, parent: string, variant: Variant, images: Ima
       wall: t3 - t0,
       restore,
       main: t2 - t1,
+      ready,
       pulls: t3 - t2,
       upstreamBlobGets,
       cacheDownloads: downloads.count,
@@ -288,10 +337,10 @@ function note(rc: Run2[], base: Run2[]): string {
   const baseParts = base[0]!.variant === 'tarball' ? `restore step ${s(m(base, (r) => r.restore))} (${(m(base, (r) => r.cacheBytes) / MB).toFixed(0)} MB), ` : '';
   return (
     `wall ${s(m(rc, (r) => r.wall))} vs ${s(m(base, (r) => r.wall))} (medians of ${rc.length}; runs ${rc.map((r) => (r.wall / 1000).toFixed(2)).join(', ')} vs ${base.map((r) => (r.wall / 1000).toFixed(2)).join(', ')}); ` +
-    `${LABEL[rc[0]!.variant]}: main ${s(m(rc, (r) => r.main))} (of which index restore ${s(m(rc, (r) => r.indexRestore ?? Number.NaN))}), pulls ${s(m(rc, (r) => r.pulls))}, ` +
+    `${LABEL[rc[0]!.variant]}: main ${s(m(rc, (r) => r.main))} (index restore ${s(m(rc, (r) => r.indexRestore ?? Number.NaN))}, server ready ${s(m(rc, (r) => r.ready))} after main's start), pulls ${s(m(rc, (r) => r.pulls))}, ` +
     `${m(rc, (r) => r.packsRestored ?? 0)} packs restored in ${s(m(rc, (r) => r.packRestores ?? Number.NaN))} (server's sum), ` +
     `${(m(rc, (r) => r.cacheBytes) / MB).toFixed(0)} MB from the cache service incl. index; ` +
-    `${LABEL[base[0]!.variant]}: ${baseParts}main ${s(m(base, (r) => r.main))}, pulls ${s(m(base, (r) => r.pulls))}`
+    `${LABEL[base[0]!.variant]}: ${baseParts}main ${s(m(base, (r) => r.main))} (server ready ${s(m(base, (r) => r.ready))} after main's start), pulls ${s(m(base, (r) => r.pulls))}`
   );
 }
 
@@ -305,15 +354,16 @@ export const persistSection: Section = {
       ctx.log('persist: Actions cache stand-in (azurite), upstream (distribution), shapers');
       const svc = await startActionsCacheService();
       stops.push(() => svc.stop());
-      const shape = { latencyMs: P.latencyMs, bytesPerSecond: P.bytesPerSecond };
       const blobOrigin = new URL(svc.blobEndpoint).origin;
-      const blobs = await startShaper({ target: blobOrigin, ...shape });
+      const blobs = await startShaper(blobOrigin, P.shaping);
       stops.push(() => blobs.close());
-      const twirp = await startShaper({ target: svc.url, ...shape, rewrite: { from: `${blobOrigin}/`, to: `${blobs.url}/` } });
+      const twirp = await startShaper(svc.url.replace(/\/$/, ''), P.shaping);
       stops.push(() => twirp.close());
+      const rewriter = await startRewriter(twirp.url, `${blobOrigin}/`, `${blobs.url}/`);
+      stops.push(() => rewriter.close());
       const registry = await startDistribution({ parentDir: parent, ...(ctx.clientCpu !== undefined ? { cpu: ctx.clientCpu } : {}) });
       stops.push(() => registry.stop());
-      const upstream = await startShaper({ target: registry.url, ...shape });
+      const upstream = await startShaper(registry.url, P.shaping);
       stops.push(() => upstream.close());
       const images = makeImages({ count: P.images, layers: P.layers, layerSize: P.layerSize, repo: (i) => `library/persist-${i}`, tag: 'v1' });
       const seed = openPool(registry.url, 4);
@@ -321,7 +371,7 @@ export const persistSection: Section = {
       const w: World = {
         ctx,
         svc,
-        twirp,
+        resultsUrl: rewriter.url,
         upstream,
         images,
         node: resolve(ctx.node),
@@ -350,7 +400,7 @@ export const persistSection: Section = {
           for (const v of order) {
             ctx.log(`persist: run 2, job ${j.id} (${j.images.length} images), ${LABEL[v]} (rep ${rep + 1} of ${P.reps})`);
             const r = await secondRun(w, parent, v, j.images, ++runId);
-            ctx.log(`  wall ${s(r.wall)} = restore step ${s(r.restore)} + main ${s(r.main)} + pulls ${s(r.pulls)}; ${r.cacheDownloads} entry downloads (${(r.cacheBytes / MB).toFixed(1)} MB)` +
+            ctx.log(`  wall ${s(r.wall)} = restore step ${s(r.restore)} + main ${s(r.main)} (ready file at ${s(r.ready)}) + pulls ${s(r.pulls)}; ${r.cacheDownloads} entry downloads (${(r.cacheBytes / MB).toFixed(1)} MB)` +
               (r.packRestores !== undefined ? `; index restore ${s(r.indexRestore!)}, ${r.packsRestored} packs restored in ${s(r.packRestores)}` : ''));
             const key = `${j.id}/${v}`;
             runs.set(key, [...(runs.get(key) ?? []), r]);
@@ -359,7 +409,7 @@ export const persistSection: Section = {
       }
 
       const rows: Row[] = [];
-      const shaping = `${P.latencyMs} ms per request and ${P.bytesPerSecond / MB} MB/s each way on the upstream and on the cache service (Twirp and blobs)`;
+      const shaping = `bench/shaper.ts: ${P.shaping.oneWayDelayMs * 2} ms round trip, ${P.shaping.bytesPerSecond / MB} MB/s each way, on the upstream, the Twirp service and blob storage`;
       rows.push({
         section: 'persist',
         workload: `run 1 save at job end: regcache post (${first.packs} packs + index) vs one tarball of the store`,
