@@ -66,6 +66,7 @@ export function program(): Command {
     .option('--stats-file <file>', 'write the statistics here as JSON on exit')
     .option('--persist-index <file>', 'an index restored from the GitHub Actions cache (the Action passes it)')
     .option('--persist-prefetch', 'restore every pack of --persist-index in the background')
+    .option('--persist-registry', "import --persist-index's :5000 registry part too (images a job with persist-registry pushed)")
     .option('--max-cache-size <size>', 'evict least recently used cached blobs beyond this size (e.g. 20G)', size)
     .option('--upload-max-age <duration>', 'purge upload sessions idle this long', duration, 86_400_000)
     .option('--upload-purge-interval <duration>', 'look for idle upload sessions this often (default: a tenth of --upload-max-age, at most 1h)', duration)
@@ -90,6 +91,7 @@ export function program(): Command {
         maxCacheBytes: o.maxCacheSize,
         persistIndex: o.persistIndex,
         persistPrefetch: !!o.persistPrefetch,
+        persistRegistry: !!o.persistRegistry,
         uploadMaxAgeMs: o.uploadMaxAge,
         uploadPurgeIntervalMs: o.uploadPurgeInterval,
         timeouts: { headersMs: o.headersTimeout, bodyMs: o.bodyTimeout, idleMs: o.idleTimeout },

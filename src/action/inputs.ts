@@ -29,6 +29,8 @@ export interface Inputs {
   maxSaveBytes: number;
   /** Restore every indexed pack in the background at start. */
   prefetch: boolean;
+  /** Save images pushed to the :5000 registry too, and restore those a previous job saved. */
+  persistRegistry: boolean;
   /**
    * The job's matrix values (`${{ toJSON(matrix) }}`, action.yml's default): legs of one run
    * share run id, attempt and job id, and only these tell their index entries apart.
@@ -114,6 +116,7 @@ export function readInputs(get: InputGetter, env: NodeJS.ProcessEnv = process.en
     keyPrefix: keyPrefix(get),
     maxSaveBytes: get('max-save-size').trim() ? parseByteSize(get('max-save-size'), 'max-save-size') : 2 * 1024 ** 3,
     prefetch: bool(get, 'prefetch', false),
+    persistRegistry: bool(get, 'persist-registry', false),
     matrix: get('matrix').trim(),
   };
 }

@@ -51,6 +51,7 @@ async function restorePersistence(inputs: Inputs, state: ActionState, dir: strin
     keyPrefix: inputs.keyPrefix,
     maxSaveBytes: inputs.maxSaveBytes,
     matrix: inputs.matrix,
+    ...(inputs.persistRegistry ? { persistRegistry: true } : {}),
     ...(unavailable ? { unavailable } : {}),
   };
   saveState(state);
@@ -73,7 +74,7 @@ async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> 
     core.warning(`regcache: could not restore from the Actions cache: ${(err as Error).message}`);
   }
   const started = await spawnServer({
-    ...(state.persist ? { persistIndex: state.persist.indexFile, prefetch: inputs.prefetch } : {}),
+    ...(state.persist ? { persistIndex: state.persist.indexFile, prefetch: inputs.prefetch, persistRegistry: inputs.persistRegistry } : {}),
     registryAddr: addr(inputs.bindAddress, inputs.registryPort),
     cacheAddr: addr(inputs.bindAddress, cachePort),
     storage: inputs.storage,

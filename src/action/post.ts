@@ -10,7 +10,7 @@ import { removeContainerdHosts } from './containerd-hosts.js';
 import { renderSummary, summaryNumbers } from './summary.js';
 import { PROBE_REPOSITORY } from '../proxy/index.js';
 import type { StatsSnapshot } from '../stats/index.js';
-import { ActionsCache, parseIndex, saveNewContent, type RestoreReport, type SaveReport } from '../persist/index.js';
+import { ActionsCache, parseIndex, saveNewContent, type RegistryImportReport, type RestoreReport, type SaveReport } from '../persist/index.js';
 import { openStorage } from '../storage/index.js';
 import { renderPersistence } from './summary.js';
 import type { PersistState } from './state.js';
@@ -41,6 +41,7 @@ async function savePersistence(p: PersistState, storageDir: string, restoredRepo
       maxPacks: 8,
       budgetMs: 120_000,
       unusable: restoredReport?.unusable ?? [],
+      registry: !!p.persistRegistry,
     });
     core.info(
       `regcache: saved ${report.packsSaved} packs (${report.bytesSaved} bytes), ${report.packsExisting} already there, ${report.packsRefused} refused, ${report.packsFailed} failed; index ${report.index}`,
@@ -92,7 +93,7 @@ async function run(): Promise<void> {
     const numbers = summaryNumbers(snapshot, hidden);
     for (const [k, v] of Object.entries(numbers)) core.setOutput(k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), v ?? '');
     core.setOutput('stats-file', state.statsFile);
-    const persistence = state.persist ? renderPersistence(state.persist, restored, saved) : '';
+    const persistence = state.persist ? renderPersistence(state.persist, restored, saved, stats?.extras?.persistRegistry as RegistryImportReport | undefined) : '';
     if (state.summary !== false) await core.summary.addRaw(renderSummary(snapshot, hidden) + persistence).write();
   });
 }

@@ -33,6 +33,8 @@ export interface SpawnOptions {
   /** A restored persistence index for the server to import. */
   persistIndex?: string;
   prefetch?: boolean;
+  /** Import the index's :5000 registry part (the `persist-registry` input). */
+  persistRegistry?: boolean;
 }
 
 /** True when `host:port` can be listened on now. */
@@ -67,6 +69,7 @@ export async function spawnServer(o: SpawnOptions, timeoutMs = 20_000): Promise<
     ...o.upstreams.flatMap((u) => ['--upstream', u]),
     ...(o.persistIndex ? ['--persist-index', o.persistIndex] : []),
     ...(o.prefetch ? ['--persist-prefetch'] : []),
+    ...(o.persistIndex && o.persistRegistry ? ['--persist-registry'] : []),
   ];
   const env = { ...process.env, REGCACHE_UPSTREAM_AUTH: o.credentials.join('\n') };
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env });

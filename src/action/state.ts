@@ -46,6 +46,8 @@ export interface PersistState {
   maxSaveBytes: number;
   /** The job's matrix values as JSON (the `matrix` input), part of the index key. */
   matrix?: string;
+  /** Images pushed to the :5000 registry are saved too (the `persist-registry` input). */
+  persistRegistry?: boolean;
   /** The service failed or did not answer at the start: post saves nothing. */
   unavailable?: boolean;
 }

@@ -3,7 +3,7 @@
 // came from. Every piece of untrusted text (image names, tags) is escaped.
 import type { StatsSnapshot, RepositoryStats } from '../stats/index.js';
 import type { PersistState } from './state.js';
-import { REPOSITORY_CACHE_LIMIT, type RestoreReport, type SaveReport } from '../persist/index.js';
+import { REPOSITORY_CACHE_LIMIT, type RegistryImportReport, type RestoreReport, type SaveReport } from '../persist/index.js';
 
 /** Escapes text for a markdown table cell (no HTML, no pipes, no line breaks). */
 export function escapeCell(text: string): string {
@@ -121,7 +121,7 @@ const INDEX_OUTCOME: Record<SaveReport['index'], string> = {
 };
 
 /** The Actions cache part of the summary: what was restored and saved. */
-export function renderPersistence(p: PersistState, restored: RestoreReport | undefined, saved: SaveReport | undefined): string {
+export function renderPersistence(p: PersistState, restored: RestoreReport | undefined, saved: SaveReport | undefined, pushed?: RegistryImportReport): string {
   const out: string[] = ['### GitHub Actions cache', '', '| | |', '|---|---|'];
   const none = p.unavailable ? 'none: the cache service failed or did not answer' : 'none yet';
   out.push(`| Index restored | ${p.restoredKey ? `\`${escapeCell(p.restoredKey)}\`` : none} (${p.restoreSeconds.toFixed(1)} s) |`);
@@ -134,6 +134,10 @@ export function renderPersistence(p: PersistState, restored: RestoreReport | und
     out.push(
       `| Packs restored on demand | ${restored.packsRestored} (${restored.blobsRestored} blobs, ${formatBytes(restored.bytesRestored)}, ${restored.seconds.toFixed(1)} s)${notes.length ? `; ${notes.join('; ')}` : ''} |`,
     );
+  }
+  if (pushed) {
+    const left = pushed.dropped ? `; ${pushed.dropped} manifests left out (their content is no longer in the cache)` : '';
+    out.push(`| Pushed images restored (persist-registry) | ${pushed.tags} tags, ${pushed.manifests} manifests${left} |`);
   }
   if (saved) {
     const refused = saved.packsRefused ? `${saved.packsRefused} refused${saved.packsRateLimited ? ` (${saved.packsRateLimited} for the rate limit)` : ''}` : '0 refused';

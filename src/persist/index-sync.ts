@@ -1,11 +1,11 @@
 // Moves what the index carries between it and the store: at startup the server imports the
 // restored index's manifests, small blobs and tags (tags as hints: they are revalidated on
 // first use); at the end of the job the store is described as an index again.
-import type { Storage } from '../storage/index.js';
+import type { Repositories, Storage } from '../storage/index.js';
 import { MAX_MANIFEST_SIZE } from '../storage/index.js';
 import { digestOf, parseManifest, tryParseDigest } from '../oci/index.js';
 import { PROBE_REPOSITORY } from '../proxy/index.js';
-import { emptyIndex, type PersistIndex } from './persist-index.js';
+import { emptyIndex, emptyRepositories, type IndexedRepositories, type PersistIndex } from './persist-index.js';
 
 /** Configs and other blobs up to this size travel inline in the index. */
 export const INLINE_LIMIT = 64 * 1024;
@@ -51,21 +51,33 @@ export async function importIndex(storage: Storage, index: PersistIndex): Promis
 }
 
 /**
- * Describes the cache's current records as an index (packs left empty: the saver fills them).
- * The mirror probe is left out: every server installs it itself.
+ * Describes the cache's current records as an index (packs left empty: the saver fills them),
+ * and with `registry` the :5000 registry's repositories too. The mirror probe is left out:
+ * every server installs it itself.
  */
-export async function exportIndex(storage: Storage): Promise<PersistIndex> {
-  const repos = storage.cacheRepositories;
+export async function exportIndex(storage: Storage, o: { registry?: boolean } = {}): Promise<PersistIndex> {
   const index = emptyIndex();
+  await exportRepositories(storage, storage.cacheRepositories, index, index.inline, (repo) => repo.endsWith(`/${PROBE_REPOSITORY}`));
+  if (o.registry) {
+    const registry = emptyRepositories();
+    await exportRepositories(storage, storage.repositories, registry, index.inline, () => false);
+    // An empty registry is no registry part (an index without pushes stays byte-equal).
+    if (Object.keys(registry.manifests).length || Object.keys(registry.blobs).length) index.registry = registry;
+  }
+  return index;
+}
+
+/** Adds the tags, manifests (inline), configs (inline when small) and blob lists of `repos` to `into`. */
+async function exportRepositories(storage: Storage, repos: Repositories, into: IndexedRepositories, inline: Record<string, string>, skip: (repo: string) => boolean): Promise<void> {
   for (const repo of await repos.list()) {
-    if (repo.endsWith(`/${PROBE_REPOSITORY}`)) continue;
+    if (skip(repo)) continue;
     const tags: Record<string, string> = {};
     for (const tag of (await repos.listTags(repo)) ?? []) {
       const d = await repos.resolveTag(repo, tag);
       if (d) tags[tag] = d;
     }
-    if (Object.keys(tags).length) index.tags[repo] = tags;
-    const manifests: PersistIndex['manifests'][string] = {};
+    if (Object.keys(tags).length) into.tags[repo] = tags;
+    const manifests: IndexedRepositories['manifests'][string] = {};
     for (const d of await repos.listManifests(repo)) {
       const record = await repos.getManifest(repo, d);
       if (!record) continue;
@@ -80,15 +92,14 @@ export async function exportIndex(storage: Storage): Promise<PersistIndex> {
         const config = parseManifest(body, record.mediaType).config;
         const cd = config && tryParseDigest(config.digest);
         if (cd && config.size <= INLINE_LIMIT && (await storage.blobs.stat(cd)) !== undefined) {
-          index.inline[cd.value] = (await storage.blobs.readSmall(cd, INLINE_LIMIT)).toString('base64');
+          inline[cd.value] = (await storage.blobs.readSmall(cd, INLINE_LIMIT)).toString('base64');
         }
       } catch {
         // not an image manifest we can read: nothing inline
       }
     }
-    if (Object.keys(manifests).length) index.manifests[repo] = manifests;
+    if (Object.keys(manifests).length) into.manifests[repo] = manifests;
     const blobs = (await repos.listBlobLinks(repo)).map((d) => d.value).sort();
-    if (blobs.length) index.blobs[repo] = blobs;
+    if (blobs.length) into.blobs[repo] = blobs;
   }
-  return index;
 }

@@ -7,3 +7,5 @@ export { saveNewContent, groupNewBlobs, REPOSITORY_CACHE_LIMIT, type SaveReport,
 export { restoreIndex, shouldSave, defaultBranchOf } from './restore-index.js';
 export { emptyIndex, parseIndex, mergeIndex, type PersistIndex } from './persist-index.js';
 export { packKey, indexKey, indexPrefix } from './keys.js';
+export { importRegistry, RestoringRegistry, type RegistryImportReport } from './registry-restore.js';
+export { pruneRegistry } from './registry-index.js';

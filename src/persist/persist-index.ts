@@ -1,7 +1,9 @@
 // The persistence index: what the Actions cache holds for this repository, carried in one
 // small entry per job. Tags (hints: revalidated as usual, never taken as fresh), manifests
 // and small blobs inline, and for every other blob the pack entry that holds it. Each job
-// writes the union of what it restored and what it added, so indexes converge.
+// writes the union of what it restored and what it added, so indexes converge. With the
+// `persist-registry` input, the :5000 registry's repositories ride along in `registry`
+// (pushed content: complete, its tags authoritative), sharing the packs and inline blobs.
 
 /** A manifest carried inline. */
 export interface IndexedManifest {
@@ -31,6 +33,16 @@ export interface PersistIndex {
   inline: Record<string, string>;
   /** Pack key → what it holds. */
   packs: Record<string, IndexedPack>;
+  /** The :5000 registry's repositories (their blobs in `packs` and `inline` like the cache's). */
+  registry?: IndexedRepositories;
+}
+
+/** Tags, manifests and blob lists of a set of repositories (the registry's). */
+export interface IndexedRepositories {
+  /** Repository → tag → manifest digest. */
+  tags: Record<string, Record<string, string>>;
+  manifests: Record<string, Record<string, IndexedManifest>>;
+  blobs: Record<string, string[]>;
 }
 
 /** An empty index. */
@@ -58,6 +70,23 @@ export function mergeIndex(a: PersistIndex, b: PersistIndex): PersistIndex {
     for (const [repo, ds] of Object.entries(src.blobs)) out.blobs[repo] = [...new Set([...(out.blobs[repo] ?? []), ...ds])].sort();
     Object.assign(out.inline, src.inline);
     Object.assign(out.packs, src.packs);
+    if (src.registry) out.registry = mergeRepositories(out.registry ?? emptyRepositories(), src.registry);
+  }
+  return out;
+}
+
+/** No repositories. */
+export function emptyRepositories(): IndexedRepositories {
+  return { tags: {}, manifests: {}, blobs: {} };
+}
+
+/** `b` merged over `a`: newer tags win, manifests and blobs are a union. */
+function mergeRepositories(a: IndexedRepositories, b: IndexedRepositories): IndexedRepositories {
+  const out = emptyRepositories();
+  for (const src of [a, b]) {
+    for (const [repo, tags] of Object.entries(src.tags)) out.tags[repo] = { ...out.tags[repo], ...tags };
+    for (const [repo, ms] of Object.entries(src.manifests)) out.manifests[repo] = { ...out.manifests[repo], ...ms };
+    for (const [repo, ds] of Object.entries(src.blobs)) out.blobs[repo] = [...new Set([...(out.blobs[repo] ?? []), ...ds])].sort();
   }
   return out;
 }

@@ -7,6 +7,9 @@
 // for its rate limit, no further pack is tried: the index, without which the saved packs are
 // of no use, waits for the window the service names, within the budget. Packs this job found
 // evicted or broken leave the index, and their blobs are packed again under another key.
+// With `registry` (the `persist-registry` input), the :5000 registry's repositories are
+// described and packed too, a pack per repository like the cache's images; the index keeps
+// only the registry manifests (and their tags) whose every blob a pack or the index holds.
 import { link, mkdir, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -16,6 +19,7 @@ import { INDEX_FILE, INDEX_PATH, PACK_PATH, indexKey, packKey } from './keys.js'
 import { mergeIndex, packOfBlob, type PersistIndex } from './persist-index.js';
 import { exportIndex } from './index-sync.js';
 import { packFileName } from './pack-restore.js';
+import { pruneRegistry } from './registry-index.js';
 import type { ActionsCache } from './actions-cache.js';
 
 /** The repository's cache size beyond which entries evict each other (GitHub's default). */
@@ -42,6 +46,8 @@ export interface SaveOptions {
    * index, their blobs packed again under another key.
    */
   unusable?: string[];
+  /** Save the :5000 registry's repositories too (the `persist-registry` input). */
+  registry?: boolean;
   /** Waits (tests shorten it). */
   sleep?: (ms: number) => Promise<void>;
 }
@@ -138,7 +144,7 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
   const unusable = new Set((o.unusable ?? []).filter((k) => o.restored.packs[k] !== undefined));
   const restored = withoutPacks(o.restored, unusable);
   report.packsDropped = unusable.size;
-  const current = await exportIndex(o.storage);
+  const current = await exportIndex(o.storage, { registry: !!o.registry });
   // A broken pack's blobs that passed verification are in the store, but clients got them as
   // disk hits, which link no repository: back under the repositories the index lists them
   // for, so that they are packed again with the rest.
@@ -146,16 +152,21 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
     for (const v of o.restored.packs[key]!.digests) {
       const d = tryParseDigest(v);
       if (!d || (await o.storage.blobs.stat(d)) === undefined) continue;
-      for (const [repo, digests] of Object.entries(o.restored.blobs)) {
-        if (!digests.includes(v)) continue;
-        const list = (current.blobs[repo] ??= []);
-        if (!list.includes(v)) list.push(v);
+      for (const [from, into] of [[o.restored.blobs, current.blobs], ...(current.registry ? [[o.restored.registry?.blobs ?? {}, current.registry.blobs]] : [])] as const) {
+        for (const [repo, digests] of Object.entries(from)) {
+          if (!digests.includes(v)) continue;
+          const list = (into[repo] ??= []);
+          if (!list.includes(v)) list.push(v);
+        }
       }
     }
   }
   const known = new Set([...packOfBlob(restored).keys(), ...Object.keys(current.inline), ...Object.keys(restored.inline)]);
+  // The registry's repositories are grouped apart from the cache's (":5000/" cannot start a repository name).
+  const blobsByRepo: Record<string, string[]> = { ...current.blobs };
+  for (const [repo, digests] of Object.entries(current.registry?.blobs ?? {})) blobsByRepo[`:5000/${repo}`] = digests;
   const sizes = new Map<string, number>();
-  for (const digests of Object.values(current.blobs)) {
+  for (const digests of Object.values(blobsByRepo)) {
     for (const v of digests) {
       const d = tryParseDigest(v);
       const size = d ? await o.storage.blobs.stat(d) : undefined;
@@ -169,7 +180,7 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
     let rateLimited = false;
     /** Refused without a rate limit: another job may be uploading the same pack right now. */
     const refused: Array<{ key: string; group: Group }> = [];
-    for (const group of groupNewBlobs(current.blobs, known, sizes, o.maxPacks)) {
+    for (const group of groupNewBlobs(blobsByRepo, known, sizes, o.maxPacks)) {
       const key = packKey(o.prefix, group.digests, unusable);
       if (await o.cache.exists(key, PACK_PATH)) {
         added.packs[key] = { digests: group.digests, size: group.size };
@@ -222,7 +233,7 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
       }
     }
     report.packsRefused += refused.length;
-    const merged = mergeIndex(restored, added);
+    const merged = pruneRegistry(mergeIndex(restored, added));
     report.workingSetBytes = Object.values(merged.packs).reduce((a, p) => a + p.size, 0);
     // Nothing new (the union is what was restored): no upload at all.
     if (canonical(merged) !== canonical(o.restored)) {

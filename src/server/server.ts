@@ -7,7 +7,7 @@ import { DEFAULT_UPLOAD_MAX_AGE_MS, openStorage, type Storage } from '../storage
 import { buildRegistryApp, BasicAuth, type ClientTimeouts } from '../registry/index.js';
 import { createCache, type Credentials } from '../proxy/index.js';
 import { Stats, toPrometheus } from '../stats/index.js';
-import type { PackRestorer } from '../persist/index.js';
+import type { PackRestorer, RestoringRegistry } from '../persist/index.js';
 import { parseAddress, urlOf } from './address.js';
 
 /** Options of {@link startServer}. */
@@ -38,6 +38,8 @@ export interface ServerOptions {
   persistIndex?: string;
   /** Restore every pack of the index in the background at start. */
   persistPrefetch?: boolean;
+  /** Import the index's :5000 registry part too (pushed images saved by a job with `persist-registry`). */
+  persistRegistry?: boolean;
   /** Where the statistics are written as JSON on close. */
   statsFile?: string;
   /** Upstream retries after the first attempt (default 2) and base backoff (default 200 ms). */
@@ -97,7 +99,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const logger = { level: opts.logLevel ?? 'info' };
     const common = { ...(auth ? { auth } : {}), ...(https ? { https } : {}), ...(opts.timeouts ? { timeouts: opts.timeouts } : {}), logger };
     const stats = new Stats();
-    const persist = opts.persistIndex ? await openPersistence(storage, opts.persistIndex, stats, !!opts.persistPrefetch) : undefined;
+    const persistence = opts.persistIndex ? await openPersistence(storage, opts.persistIndex, stats, !!opts.persistPrefetch, !!opts.persistRegistry) : undefined;
+    const persist = persistence?.restorer;
     const cache = createCache({
       ...(persist ? { persist } : {}),
       storage,
@@ -112,7 +115,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     });
     closers.push(cache.close);
     await cache.backend.installProbe();
-    const registryApp = buildRegistryApp({ backend: storage.registry, writable: true, ...common });
+    const registryApp = buildRegistryApp({ backend: persistence?.registry ?? storage.registry, writable: true, ...common });
     apps.push(registryApp);
     const cacheApp = buildRegistryApp({
       backend: cache.backend,
@@ -180,19 +183,32 @@ async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
 }
 
 /**
- * Imports a restored index and returns the tier that restores its packs on demand. The
- * persistence code (with @actions/cache and the Azure SDK under it) is set up only here, when a
- * server is given an index to persist with: a server without one starts with 7 MB less resident
- * memory (78 MB instead of 85 MB on Node 20).
+ * Imports a restored index and returns the tier that restores its packs on demand, and with
+ * `registry` the :5000 backend restoring the index's registry part. The persistence code (with
+ * @actions/cache and the Azure SDK under it) is set up only here, when a server is given an
+ * index to persist with: a server without one starts with 7 MB less resident memory (78 MB
+ * instead of 85 MB on Node 20).
  */
-async function openPersistence(storage: Storage, indexFile: string, stats: Stats, prefetch: boolean): Promise<PackRestorer | undefined> {
-  const { ActionsCache, PackRestorer, importIndex, parseIndex } = await import('../persist/index.js');
+async function openPersistence(
+  storage: Storage,
+  indexFile: string,
+  stats: Stats,
+  prefetch: boolean,
+  registry: boolean,
+): Promise<{ restorer?: PackRestorer; registry?: RestoringRegistry }> {
+  const { ActionsCache, PackRestorer, importIndex, importRegistry, parseIndex } = await import('../persist/index.js');
   const index = parseIndex(await readFile(indexFile, 'utf8').catch(() => ''));
   const imported = await importIndex(storage, index);
   stats.attach('persistIndex', () => imported);
-  if (!ActionsCache.available()) return undefined;
-  const restorer = new PackRestorer(storage, index, new ActionsCache(), storage.layout.tmpDir);
+  const restorer = ActionsCache.available() ? new PackRestorer(storage, index, new ActionsCache(), storage.layout.tmpDir) : undefined;
+  let backend: RestoringRegistry | undefined;
+  if (registry) {
+    const r = await importRegistry(storage, index, restorer);
+    stats.attach('persistRegistry', () => r.report);
+    backend = r.backend;
+  }
+  if (!restorer) return backend ? { registry: backend } : {};
   stats.attach('persist', () => restorer.report);
   if (prefetch) void restorer.prefetchAll();
-  return restorer;
+  return { restorer, ...(backend ? { registry: backend } : {}) };
 }

@@ -46,6 +46,7 @@ const INVALID: Array<[input: string, value: string]> = [
   ['upstreams', 'docker.io=ftp://example.test'],
   ['bind-address', 'example.test'],
   ['log-level', 'loud'],
+  ['persist-registry', 'sometimes'],
 ];
 
 for (const [input, value] of INVALID) {

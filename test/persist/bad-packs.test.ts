@@ -5,8 +5,7 @@
 //   - a tampered entry (bytes flipped inside the compressed archive: extraction fails);
 //   - a well-formed entry holding a blob whose bytes do not match its name (verification);
 //   - an evicted pack.
-// Pushes to :5000 are not persisted yet (the `persist-registry` input of issue 5 is not
-// implemented), so there is no ":5000 image whose layers were evicted" to test.
+// A :5000 image whose pack was evicted is in pushed-images.test.ts.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
