@@ -45,10 +45,12 @@ export interface RestoreResult {
 }
 
 /**
- * @actions/cache retries 5xx answers for about half a minute before it gives up: a miss that
- * took this long is taken as a service failure.
+ * A failed call that took this long (the library retried, or waited on a hung connection) opens
+ * the breaker at once. A miss the service answered is an answer however slow: a busy machine or
+ * a loaded service takes seconds, and taking that for a failure once cost a job every save after
+ * it (a two-image job saved one pack, and no index). The lookup budget bounds a slow answer.
  */
-const SLOW_MISS_MS = 5_000;
+const SLOW_FAILURE_MS = 5_000;
 
 /** Bounds of the calls, for tests and the fault suite. */
 export interface ActionsCacheOptions {
@@ -207,15 +209,13 @@ export class ActionsCache {
         return { outcome: 'restored', key: r.value };
       }
       if (r.observed.failed) {
-        if (r.observed.retried || r.ms > SLOW_MISS_MS) this.breaker.trip();
+        if (r.observed.retried || r.ms > SLOW_FAILURE_MS) this.breaker.trip();
         else this.breaker.failure();
         return { outcome: 'unavailable' };
       }
-      if (r.ms > SLOW_MISS_MS) {
-        this.breaker.trip();
-        return { outcome: 'unavailable' };
-      }
-      this.breaker.success();
+      // Answered: not there. After a retried request it still counts towards the breaker.
+      if (r.observed.retried) this.breaker.failure();
+      else this.breaker.success();
       return { outcome: 'missing' };
     } catch {
       this.breaker.failure();

@@ -213,7 +213,8 @@ export interface ActionsCacheService {
   /** Snapshot of the entries (all states) and of every request so far, oldest first. */
   records(): { entries: CacheEntryRecord[]; requests: RequestRecord[] };
   setDown(down: boolean | DownMode): void;
-  setLatency(ms: number): void;
+  /** Delays every answer by `ms`, or with `twirpMethods` only the answers to those Twirp calls (e.g. slow lookups). */
+  setLatency(ms: number, twirpMethods?: string[]): void;
   /** Evicts the finalized entries with this key (optionally one version/scope); returns them. */
   evict(key: string, filter?: EntryFilter): Promise<CacheEntryRecord[]>;
   /** Flips bytes in the middle of the newest finalized entry with this key; returns it. */
@@ -399,6 +400,8 @@ export async function startActionsCacheService(opts: ActionsCacheServiceOptions 
   const blobHost: BlobHostMode = opts.blobHost ?? 'ip';
   const signedUrlTtlMs = opts.signedUrlTtlMs ?? 60 * 60_000;
   let latencyMs = opts.latencyMs ?? 0;
+  /** When set, only these Twirp methods are delayed (and no blob request). */
+  let latencyMethods: Set<string> | undefined;
   let down: DownMode | undefined = opts.down === true ? 'reset' : opts.down || undefined;
 
   const scratch = await tempDir('regcache-actions-cache-');
@@ -515,7 +518,7 @@ export async function startActionsCacheService(opts: ActionsCacheServiceOptions 
         bytesOut: 0,
       };
       requests.push(record);
-      if (latencyMs > 0) await sleep(latencyMs);
+      if (latencyMs > 0 && !latencyMethods) await sleep(latencyMs);
       if (down === 'reset') {
         record.outcome = 'reset';
         record.ms = Date.now() - at;
@@ -734,7 +737,7 @@ export async function startActionsCacheService(opts: ActionsCacheServiceOptions 
         } catch {
           record.request = raw.toString('utf8');
         }
-        if (latencyMs > 0) await sleep(latencyMs);
+        if (latencyMs > 0 && (!latencyMethods || latencyMethods.has(method))) await sleep(latencyMs);
         if (down === 'reset') {
           record.outcome = 'reset';
           record.ms = Date.now() - at;
@@ -850,8 +853,9 @@ export async function startActionsCacheService(opts: ActionsCacheServiceOptions 
         down = d === true ? 'reset' : d || undefined;
         if (down === 'reset') for (const s of sockets) s.destroy();
       },
-      setLatency(ms) {
+      setLatency(ms, twirpMethods) {
         latencyMs = ms;
+        latencyMethods = twirpMethods ? new Set(twirpMethods) : undefined;
       },
       async evict(key, filter) {
         const victims = matching(key, filter);
