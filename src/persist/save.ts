@@ -162,9 +162,11 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
     }
   }
   const known = new Set([...packOfBlob(restored).keys(), ...Object.keys(current.inline), ...Object.keys(restored.inline)]);
-  // The registry's repositories are grouped apart from the cache's (":5000/" cannot start a repository name).
+  // The registry's repositories are grouped apart from the cache's, and after them ("~" cannot
+  // start a repository name, and sorts after every one): a layer both hold stays in the cache's
+  // pack, whose key is then the same with or without persist-registry.
   const blobsByRepo: Record<string, string[]> = { ...current.blobs };
-  for (const [repo, digests] of Object.entries(current.registry?.blobs ?? {})) blobsByRepo[`:5000/${repo}`] = digests;
+  for (const [repo, digests] of Object.entries(current.registry?.blobs ?? {})) blobsByRepo[`~5000/${repo}`] = digests;
   const sizes = new Map<string, number>();
   for (const digests of Object.values(blobsByRepo)) {
     for (const v of digests) {

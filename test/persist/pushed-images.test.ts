@@ -2,6 +2,7 @@
 // real bundled Action on fresh runners, pushes and pulls over HTTP on the registry port.
 //   - persist-registry: true: a pushed image comes back in the next job, its layers from its
 //     pack, and that job uploads nothing (nothing new);
+//   - an image built on a pulled one: the layers both hold stay in the cache's pack;
 //   - persist-registry: false (the default): pushed images are not saved, the cache's layers are;
 //   - an evicted pack under a :5000 tag: that image answers MANIFEST_UNKNOWN (a clean error, at
 //     once), the other pushed image restores whole, and the next index no longer carries the tag.
@@ -73,6 +74,29 @@ test('persist-registry: true: an image pushed to :5000 is served by the next job
   assert.deepEqual(blobGets(second.upstream), [], 'nothing came from the upstream');
   assert.deepEqual(second.created, [], 'nothing new: no pack, no index uploaded');
   assert.equal(second.persistence['Pushed images restored (persist-registry)'], '1 tags, 1 manifests');
+});
+
+test("a pushed image built on a pulled one: the shared layers stay in the cache's pack, the pushed pack holds the rest, the next job restores both", { skip, timeout: 120_000 }, async (t) => {
+  const f = await fixture(t);
+  const base = await seedImage(f.upstream.url, 'library/base', 'v1', { layers: 2 });
+  const built = randomImage({ baseLayers: base.layers, layers: 1 });
+  const inputs = { 'persist-registry': 'true' };
+  const first = await job(t, f, 1, inputs, async (registry, cache) => {
+    await pullThroughCache(cache, [{ name: 'library/base', reference: 'v1', image: base }]);
+    await pushImage(registry, 'team/app', 'v1', built);
+  });
+  const basePack = packKey('regcache', base.layers.map((l) => l.digest));
+  const ownPack = packKey('regcache', built.layers.slice(base.layers.length).map((l) => l.digest));
+  assert.deepEqual(createdPacks(first).map((e) => e.key).sort(), [basePack, ownPack].sort(), "the base's pack has the key it has without persist-registry");
+
+  const second = await job(t, f, 2, inputs, async (registry) => {
+    const pulled = await pullImage({ base: registry, name: 'team/app' }, 'v1');
+    assert.equal(pulled.digest, built.digest);
+    assert.equal(pulled.blobs.size, built.blobs.length);
+  });
+  assert.equal(((await serverStats(second)).extras.persist as Record<string, number>).packsRestored, 2);
+  assert.deepEqual(blobGets(second.upstream), []);
+  assert.deepEqual(second.created, [], 'nothing new');
 });
 
 test('persist-registry: false (the default): pushed images are not saved, the layers pulled through the cache are', { skip, timeout: 120_000 }, async (t) => {
