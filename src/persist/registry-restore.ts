@@ -60,10 +60,10 @@ export async function importRegistry(
   const repos = storage.repositories;
   const onDisk = new Set<string>();
   const knownDigests = new Set<string>();
-  for (const [repo, manifests] of Object.entries(section.manifests)) {
+  for (const manifests of Object.values(section.manifests)) {
     for (const m of Object.values(manifests)) for (const d of manifestNeeds(Buffer.from(m.body, 'base64'), m.mediaType)?.blobs ?? []) knownDigests.add(d);
-    for (const d of section.blobs[repo] ?? []) knownDigests.add(d);
   }
+  for (const digests of Object.values(section.blobs)) for (const d of digests) knownDigests.add(d);
   for (const v of knownDigests) {
     const d = tryParseDigest(v);
     if (d && (await storage.blobs.stat(d)) !== undefined) onDisk.add(v);
