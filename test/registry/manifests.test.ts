@@ -147,3 +147,33 @@ test('tags/list and _catalog paginate with n and last and a Link to the next pag
   assert.equal(catalog.headers.link, '</v2/_catalog?n=2&last=b>; rel="next"');
   assert.deepEqual(JSON.parse((await app.inject({ method: 'GET', url: '/v2/_catalog?last=b' })).body), { repositories: ['b/c'] });
 });
+
+test("an index whose entries are layer blobs (BuildKit's registry cache export) is accepted when the blobs are in the repository", async (t) => {
+  const { app, storage } = await testApp(t);
+  const layer = await pushBlob(app, 'cache', 'layer bytes');
+  const cacheConfig = await pushBlob(app, 'cache', '{"layers":[]}');
+  const body = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI_INDEX,
+    manifests: [
+      { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer, size: 11, annotations: { 'buildkit/createdat': '2026-11-28T00:00:00Z' } },
+      { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: cacheConfig, size: 13 },
+    ],
+  }));
+  const put = await app.inject({ method: 'PUT', url: '/v2/cache/manifests/buildcache', payload: body, headers: { 'content-type': OCI_INDEX } });
+  assert.equal(put.statusCode, 201, put.body);
+  const get = await app.inject({ method: 'GET', url: '/v2/cache/manifests/buildcache' });
+  assert.deepEqual(get.rawPayload, body);
+  // Garbage collection counts those entries as referenced.
+  const gc = await storage.gc({ gracePeriodMs: 0 });
+  assert.equal(gc.deleted, 0);
+  assert.equal((await app.inject({ method: 'GET', url: `/v2/cache/blobs/${layer}` })).statusCode, 200);
+});
+
+test('an index entry with a blob media type that the repository lacks is MANIFEST_BLOB_UNKNOWN', async (t) => {
+  const { app } = await testApp(t);
+  const missing = sha256('never pushed');
+  const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: missing, size: 12 }] }));
+  const res = await app.inject({ method: 'PUT', url: '/v2/cache/manifests/buildcache', payload: body, headers: { 'content-type': OCI_INDEX } });
+  assert.deepEqual(assertError(res, 400, 'MANIFEST_BLOB_UNKNOWN', 'PUT')?.detail, { digests: [missing] });
+});
