@@ -39,8 +39,9 @@ const PATH_ARGS: Readonly<Record<string, ReadonlyArray<readonly [path: number, d
   renameat2: [[1, 0], [3, 2]],
   link: [[0, null], [1, null]],
   linkat: [[1, 0], [3, 2]],
-  symlink: [[0, null], [1, null]],
-  symlinkat: [[0, null], [2, 1]],
+  // A symlink's target is text stored in the link, not a file the call touches.
+  symlink: [[1, null]],
+  symlinkat: [[2, 1]],
   readlink: [[0, null]],
   readlinkat: [[1, 0]],
   chmod: [[0, null]],
