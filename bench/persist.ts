@@ -166,7 +166,9 @@ const blobGets = (shaper: Shaper) => shaper.requests().filter((l) => /^GET \S*\/
 async function startRewriter(target: string, from: string, to: string): Promise<{ url: string; close(): Promise<void> }> {
   const t = new URL(target);
   const server: Server = createServer((req, res) => {
-    const out = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host } }, (ures) => {
+    // A connection of its own per request, as @actions/cache's Twirp client (no keep-alive)
+    // opens one per call: the shaper then charges each call the connection setup it costs.
+    const out = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host }, agent: false }, (ures) => {
       const chunks: Buffer[] = [];
       ures.on('data', (c: Buffer) => chunks.push(c));
       ures.on('error', () => res.destroy());
