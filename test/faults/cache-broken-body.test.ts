@@ -86,9 +86,14 @@ describe('pull-through cache: broken upstream blob bodies', { skip: skipUnless([
     assert.equal(f.proxy.hits('reset'), 1);
     assert.equal(f.proxy.requests.find((e) => e.rule === 'reset')?.outcome, 'reset');
     const outcome = assertNeverWrong(r);
-    if (outcome === 'error') {
+    if (outcome === 'error' && r.status === 200) {
       assert.ok(r.body.length <= SIZE / 2, `no more than the upstream sent before the reset (${r.body.length})`);
       assert.ok(blob.subarray(0, r.body.length).equals(r.body), 'what arrived is a prefix of the blob');
+    } else if (outcome === 'error') {
+      // On a busy machine the reset can come before the first byte was readable: then the
+      // answer had not begun, and is a clean error instead.
+      assert.equal(r.status, 503, r.body.toString().slice(0, 200));
+      assert.equal((JSON.parse(r.body.toString()) as { errors: Array<{ code: string }> }).errors[0]?.code, 'UNAVAILABLE');
     }
     await assertNothingPartial(f, outcome);
     if (outcome === 'error') await assertRecovers(f, 1);
