@@ -404,7 +404,8 @@ function loadAverage(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 }
 
-const WATCHDOG_MS = 8 * 60 * 1000;
+/** A whole run takes 6-12 min (longer on a busy machine); past this something hangs. */
+const WATCHDOG_MS = 25 * 60 * 1000;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
