@@ -57461,6 +57461,7 @@ function readInputs(get, env = process.env) {
     keyPrefix: keyPrefix(get),
     maxSaveBytes: get("max-save-size").trim() ? parseByteSize(get("max-save-size"), "max-save-size") : 2 * 1024 ** 3,
     prefetch: bool(get, "prefetch", false),
+    persistRegistry: bool(get, "persist-registry", false),
     matrix: get("matrix").trim()
   };
 }
@@ -57629,6 +57630,11 @@ import { mkdir as mkdir3, rm as rm3 } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname as dirname4, join as join4 } from "node:path";
 import { fileURLToPath } from "node:url";
+
+// src/server/node-flags.ts
+var SERVER_NODE_FLAGS = ["--initial-old-space-size=64"];
+
+// src/action/server-process.ts
 function portFree(host, port2) {
   return new Promise((resolve4) => {
     const srv = createServer();
@@ -57646,6 +57652,7 @@ async function spawnServer(o, timeoutMs = 2e4) {
   await rm3(o.readyFile, { force: true });
   const log2 = openSync(o.logFile, "a");
   const args = [
+    ...SERVER_NODE_FLAGS,
     cliPath(),
     "serve",
     "--registry-addr",
@@ -57664,7 +57671,8 @@ async function spawnServer(o, timeoutMs = 2e4) {
     o.logLevel,
     ...o.upstreams.flatMap((u) => ["--upstream", u]),
     ...o.persistIndex ? ["--persist-index", o.persistIndex] : [],
-    ...o.prefetch ? ["--persist-prefetch"] : []
+    ...o.prefetch ? ["--persist-prefetch"] : [],
+    ...o.persistIndex && o.persistRegistry ? ["--persist-registry"] : []
   ];
   const env = { ...process.env, REGCACHE_UPSTREAM_AUTH: o.credentials.join("\n") };
   const child2 = spawn2(process.execPath, args, { detached: true, stdio: ["ignore", log2, log2], env });
@@ -97245,26 +97253,26 @@ __name(saveCache, "saveCache");
 
 // node_modules/@actions/cache/lib/generated/results/api/v1/cache.js
 var import_runtime_rpc = __toESM(require_commonjs2(), 1);
-var import_runtime352 = __toESM(require_commonjs(), 1);
 var import_runtime353 = __toESM(require_commonjs(), 1);
 var import_runtime354 = __toESM(require_commonjs(), 1);
 var import_runtime355 = __toESM(require_commonjs(), 1);
 var import_runtime356 = __toESM(require_commonjs(), 1);
+var import_runtime357 = __toESM(require_commonjs(), 1);
 
 // node_modules/@actions/cache/lib/generated/results/entities/v1/cachemetadata.js
-var import_runtime346 = __toESM(require_commonjs(), 1);
 var import_runtime347 = __toESM(require_commonjs(), 1);
 var import_runtime348 = __toESM(require_commonjs(), 1);
 var import_runtime349 = __toESM(require_commonjs(), 1);
 var import_runtime350 = __toESM(require_commonjs(), 1);
+var import_runtime351 = __toESM(require_commonjs(), 1);
 
 // node_modules/@actions/cache/lib/generated/results/entities/v1/cachescope.js
-var import_runtime340 = __toESM(require_commonjs(), 1);
 var import_runtime341 = __toESM(require_commonjs(), 1);
 var import_runtime342 = __toESM(require_commonjs(), 1);
 var import_runtime343 = __toESM(require_commonjs(), 1);
 var import_runtime344 = __toESM(require_commonjs(), 1);
-var CacheScope$Type = class extends import_runtime344.MessageType {
+var import_runtime345 = __toESM(require_commonjs(), 1);
+var CacheScope$Type = class extends import_runtime345.MessageType {
   static {
     __name(this, "CacheScope$Type");
   }
@@ -97288,9 +97296,9 @@ var CacheScope$Type = class extends import_runtime344.MessageType {
   }
   create(value) {
     const message = { scope: "", permission: "0" };
-    globalThis.Object.defineProperty(message, import_runtime343.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime344.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime342.reflectionMergePartial)(this, message, value);
+      (0, import_runtime343.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97312,26 +97320,26 @@ var CacheScope$Type = class extends import_runtime344.MessageType {
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime341.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime342.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.scope !== "")
-      writer.tag(1, import_runtime340.WireType.LengthDelimited).string(message.scope);
+      writer.tag(1, import_runtime341.WireType.LengthDelimited).string(message.scope);
     if (message.permission !== "0")
-      writer.tag(2, import_runtime340.WireType.Varint).int64(message.permission);
+      writer.tag(2, import_runtime341.WireType.Varint).int64(message.permission);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime341.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime342.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var CacheScope = new CacheScope$Type();
 
 // node_modules/@actions/cache/lib/generated/results/entities/v1/cachemetadata.js
-var CacheMetadata$Type = class extends import_runtime350.MessageType {
+var CacheMetadata$Type = class extends import_runtime351.MessageType {
   static {
     __name(this, "CacheMetadata$Type");
   }
@@ -97349,9 +97357,9 @@ var CacheMetadata$Type = class extends import_runtime350.MessageType {
   }
   create(value) {
     const message = { repositoryId: "0", scope: [] };
-    globalThis.Object.defineProperty(message, import_runtime349.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime350.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime348.reflectionMergePartial)(this, message, value);
+      (0, import_runtime349.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97373,26 +97381,26 @@ var CacheMetadata$Type = class extends import_runtime350.MessageType {
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime347.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime348.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.repositoryId !== "0")
-      writer.tag(1, import_runtime346.WireType.Varint).int64(message.repositoryId);
+      writer.tag(1, import_runtime347.WireType.Varint).int64(message.repositoryId);
     for (let i = 0; i < message.scope.length; i++)
-      CacheScope.internalBinaryWrite(message.scope[i], writer.tag(2, import_runtime346.WireType.LengthDelimited).fork(), options).join();
+      CacheScope.internalBinaryWrite(message.scope[i], writer.tag(2, import_runtime347.WireType.LengthDelimited).fork(), options).join();
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime347.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime348.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var CacheMetadata = new CacheMetadata$Type();
 
 // node_modules/@actions/cache/lib/generated/results/api/v1/cache.js
-var CreateCacheEntryRequest$Type = class extends import_runtime356.MessageType {
+var CreateCacheEntryRequest$Type = class extends import_runtime357.MessageType {
   static {
     __name(this, "CreateCacheEntryRequest$Type");
   }
@@ -97417,9 +97425,9 @@ var CreateCacheEntryRequest$Type = class extends import_runtime356.MessageType {
   }
   create(value) {
     const message = { key: "", version: "" };
-    globalThis.Object.defineProperty(message, import_runtime355.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime356.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime354.reflectionMergePartial)(this, message, value);
+      (0, import_runtime355.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97445,26 +97453,26 @@ var CreateCacheEntryRequest$Type = class extends import_runtime356.MessageType {
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime353.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime354.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.metadata)
-      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime352.WireType.LengthDelimited).fork(), options).join();
+      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime353.WireType.LengthDelimited).fork(), options).join();
     if (message.key !== "")
-      writer.tag(2, import_runtime352.WireType.LengthDelimited).string(message.key);
+      writer.tag(2, import_runtime353.WireType.LengthDelimited).string(message.key);
     if (message.version !== "")
-      writer.tag(3, import_runtime352.WireType.LengthDelimited).string(message.version);
+      writer.tag(3, import_runtime353.WireType.LengthDelimited).string(message.version);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime353.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime354.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var CreateCacheEntryRequest = new CreateCacheEntryRequest$Type();
-var CreateCacheEntryResponse$Type = class extends import_runtime356.MessageType {
+var CreateCacheEntryResponse$Type = class extends import_runtime357.MessageType {
   static {
     __name(this, "CreateCacheEntryResponse$Type");
   }
@@ -97495,9 +97503,9 @@ var CreateCacheEntryResponse$Type = class extends import_runtime356.MessageType 
   }
   create(value) {
     const message = { ok: false, signedUploadUrl: "", message: "" };
-    globalThis.Object.defineProperty(message, import_runtime355.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime356.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime354.reflectionMergePartial)(this, message, value);
+      (0, import_runtime355.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97523,26 +97531,26 @@ var CreateCacheEntryResponse$Type = class extends import_runtime356.MessageType 
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime353.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime354.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.ok !== false)
-      writer.tag(1, import_runtime352.WireType.Varint).bool(message.ok);
+      writer.tag(1, import_runtime353.WireType.Varint).bool(message.ok);
     if (message.signedUploadUrl !== "")
-      writer.tag(2, import_runtime352.WireType.LengthDelimited).string(message.signedUploadUrl);
+      writer.tag(2, import_runtime353.WireType.LengthDelimited).string(message.signedUploadUrl);
     if (message.message !== "")
-      writer.tag(3, import_runtime352.WireType.LengthDelimited).string(message.message);
+      writer.tag(3, import_runtime353.WireType.LengthDelimited).string(message.message);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime353.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime354.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var CreateCacheEntryResponse = new CreateCacheEntryResponse$Type();
-var FinalizeCacheEntryUploadRequest$Type = class extends import_runtime356.MessageType {
+var FinalizeCacheEntryUploadRequest$Type = class extends import_runtime357.MessageType {
   static {
     __name(this, "FinalizeCacheEntryUploadRequest$Type");
   }
@@ -97574,9 +97582,9 @@ var FinalizeCacheEntryUploadRequest$Type = class extends import_runtime356.Messa
   }
   create(value) {
     const message = { key: "", sizeBytes: "0", version: "" };
-    globalThis.Object.defineProperty(message, import_runtime355.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime356.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime354.reflectionMergePartial)(this, message, value);
+      (0, import_runtime355.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97606,28 +97614,28 @@ var FinalizeCacheEntryUploadRequest$Type = class extends import_runtime356.Messa
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime353.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime354.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.metadata)
-      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime352.WireType.LengthDelimited).fork(), options).join();
+      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime353.WireType.LengthDelimited).fork(), options).join();
     if (message.key !== "")
-      writer.tag(2, import_runtime352.WireType.LengthDelimited).string(message.key);
+      writer.tag(2, import_runtime353.WireType.LengthDelimited).string(message.key);
     if (message.sizeBytes !== "0")
-      writer.tag(3, import_runtime352.WireType.Varint).int64(message.sizeBytes);
+      writer.tag(3, import_runtime353.WireType.Varint).int64(message.sizeBytes);
     if (message.version !== "")
-      writer.tag(4, import_runtime352.WireType.LengthDelimited).string(message.version);
+      writer.tag(4, import_runtime353.WireType.LengthDelimited).string(message.version);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime353.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime354.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var FinalizeCacheEntryUploadRequest = new FinalizeCacheEntryUploadRequest$Type();
-var FinalizeCacheEntryUploadResponse$Type = class extends import_runtime356.MessageType {
+var FinalizeCacheEntryUploadResponse$Type = class extends import_runtime357.MessageType {
   static {
     __name(this, "FinalizeCacheEntryUploadResponse$Type");
   }
@@ -97658,9 +97666,9 @@ var FinalizeCacheEntryUploadResponse$Type = class extends import_runtime356.Mess
   }
   create(value) {
     const message = { ok: false, entryId: "0", message: "" };
-    globalThis.Object.defineProperty(message, import_runtime355.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime356.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime354.reflectionMergePartial)(this, message, value);
+      (0, import_runtime355.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97686,26 +97694,26 @@ var FinalizeCacheEntryUploadResponse$Type = class extends import_runtime356.Mess
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime353.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime354.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.ok !== false)
-      writer.tag(1, import_runtime352.WireType.Varint).bool(message.ok);
+      writer.tag(1, import_runtime353.WireType.Varint).bool(message.ok);
     if (message.entryId !== "0")
-      writer.tag(2, import_runtime352.WireType.Varint).int64(message.entryId);
+      writer.tag(2, import_runtime353.WireType.Varint).int64(message.entryId);
     if (message.message !== "")
-      writer.tag(3, import_runtime352.WireType.LengthDelimited).string(message.message);
+      writer.tag(3, import_runtime353.WireType.LengthDelimited).string(message.message);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime353.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime354.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var FinalizeCacheEntryUploadResponse = new FinalizeCacheEntryUploadResponse$Type();
-var GetCacheEntryDownloadURLRequest$Type = class extends import_runtime356.MessageType {
+var GetCacheEntryDownloadURLRequest$Type = class extends import_runtime357.MessageType {
   static {
     __name(this, "GetCacheEntryDownloadURLRequest$Type");
   }
@@ -97738,9 +97746,9 @@ var GetCacheEntryDownloadURLRequest$Type = class extends import_runtime356.Messa
   }
   create(value) {
     const message = { key: "", restoreKeys: [], version: "" };
-    globalThis.Object.defineProperty(message, import_runtime355.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime356.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime354.reflectionMergePartial)(this, message, value);
+      (0, import_runtime355.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97770,28 +97778,28 @@ var GetCacheEntryDownloadURLRequest$Type = class extends import_runtime356.Messa
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime353.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime354.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.metadata)
-      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime352.WireType.LengthDelimited).fork(), options).join();
+      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime353.WireType.LengthDelimited).fork(), options).join();
     if (message.key !== "")
-      writer.tag(2, import_runtime352.WireType.LengthDelimited).string(message.key);
+      writer.tag(2, import_runtime353.WireType.LengthDelimited).string(message.key);
     for (let i = 0; i < message.restoreKeys.length; i++)
-      writer.tag(3, import_runtime352.WireType.LengthDelimited).string(message.restoreKeys[i]);
+      writer.tag(3, import_runtime353.WireType.LengthDelimited).string(message.restoreKeys[i]);
     if (message.version !== "")
-      writer.tag(4, import_runtime352.WireType.LengthDelimited).string(message.version);
+      writer.tag(4, import_runtime353.WireType.LengthDelimited).string(message.version);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime353.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime354.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var GetCacheEntryDownloadURLRequest = new GetCacheEntryDownloadURLRequest$Type();
-var GetCacheEntryDownloadURLResponse$Type = class extends import_runtime356.MessageType {
+var GetCacheEntryDownloadURLResponse$Type = class extends import_runtime357.MessageType {
   static {
     __name(this, "GetCacheEntryDownloadURLResponse$Type");
   }
@@ -97822,9 +97830,9 @@ var GetCacheEntryDownloadURLResponse$Type = class extends import_runtime356.Mess
   }
   create(value) {
     const message = { ok: false, signedDownloadUrl: "", matchedKey: "" };
-    globalThis.Object.defineProperty(message, import_runtime355.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime356.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime354.reflectionMergePartial)(this, message, value);
+      (0, import_runtime355.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97850,21 +97858,21 @@ var GetCacheEntryDownloadURLResponse$Type = class extends import_runtime356.Mess
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime353.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime354.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.ok !== false)
-      writer.tag(1, import_runtime352.WireType.Varint).bool(message.ok);
+      writer.tag(1, import_runtime353.WireType.Varint).bool(message.ok);
     if (message.signedDownloadUrl !== "")
-      writer.tag(2, import_runtime352.WireType.LengthDelimited).string(message.signedDownloadUrl);
+      writer.tag(2, import_runtime353.WireType.LengthDelimited).string(message.signedDownloadUrl);
     if (message.matchedKey !== "")
-      writer.tag(3, import_runtime352.WireType.LengthDelimited).string(message.matchedKey);
+      writer.tag(3, import_runtime353.WireType.LengthDelimited).string(message.matchedKey);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime353.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime354.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
@@ -98827,7 +98835,7 @@ __name(saveCacheV2, "saveCacheV2");
 
 // src/persist/actions-cache.ts
 import { resolve as resolve3 } from "node:path";
-var SLOW_MISS_MS = 5e3;
+var SLOW_FAILURE_MS = 5e3;
 var FAILURE_LINE = /^::(?:warning|error)(?: [^:]*)?::Failed to (?:restore|save): (?!Unable to reserve cache)/m;
 var RATE_LIMIT_LINE = /rate limit will reset in (\d+) seconds/;
 var RETRY_LINE = /^Attempt \d+ of \d+ failed with error/m;
@@ -98950,15 +98958,12 @@ var ActionsCache = class _ActionsCache {
         return { outcome: "restored", key: r.value };
       }
       if (r.observed.failed) {
-        if (r.observed.retried || r.ms > SLOW_MISS_MS) this.breaker.trip();
+        if (r.observed.retried || r.ms > SLOW_FAILURE_MS) this.breaker.trip();
         else this.breaker.failure();
         return { outcome: "unavailable" };
       }
-      if (r.ms > SLOW_MISS_MS) {
-        this.breaker.trip();
-        return { outcome: "unavailable" };
-      }
-      this.breaker.success();
+      if (r.observed.retried) this.breaker.failure();
+      else this.breaker.success();
       return { outcome: "missing" };
     } catch {
       this.breaker.failure();
@@ -99130,6 +99135,7 @@ async function restorePersistence(inputs, state3, dir) {
     keyPrefix: inputs.keyPrefix,
     maxSaveBytes: inputs.maxSaveBytes,
     matrix: inputs.matrix,
+    ...inputs.persistRegistry ? { persistRegistry: true } : {},
     ...unavailable ? { unavailable } : {}
   };
   saveState2(state3);
@@ -99152,7 +99158,7 @@ async function startRegcache(inputs, state3) {
     warning(`regcache: could not restore from the Actions cache: ${err.message}`);
   }
   const started = await spawnServer({
-    ...state3.persist ? { persistIndex: state3.persist.indexFile, prefetch: inputs.prefetch } : {},
+    ...state3.persist ? { persistIndex: state3.persist.indexFile, prefetch: inputs.prefetch, persistRegistry: inputs.persistRegistry } : {},
     registryAddr: addr(inputs.bindAddress, inputs.registryPort),
     cacheAddr: addr(inputs.bindAddress, cachePort),
     storage: inputs.storage,

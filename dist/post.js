@@ -57992,19 +57992,19 @@ function balancedWithBudget(str, masked, budget) {
 __name(balancedWithBudget, "balancedWithBudget");
 function maskUnmatchedOpens(masked, budget) {
   budget.remaining -= masked.length;
-  const open7 = [];
+  const open6 = [];
   for (let i = 0; i < masked.length; i++) {
     const c = masked.charCodeAt(i);
     if (c === 123) {
-      open7.push(i);
-    } else if (c === 125 && open7.length) {
-      open7.pop();
+      open6.push(i);
+    } else if (c === 125 && open6.length) {
+      open6.pop();
     }
   }
   let out = "";
   let last = 0;
-  for (let i = 0; i < open7.length; i++) {
-    const at = open7[i];
+  for (let i = 0; i < open6.length; i++) {
+    const at = open6[i];
     out += masked.slice(last, at) + "\0";
     last = at + 1;
   }
@@ -59812,10 +59812,10 @@ var Minimatch = class {
       }
       return filtered.join("/");
     }).join("|");
-    const [open7, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
-    re = "^" + open7 + re + close + "$";
+    const [open6, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
+    re = "^" + open6 + re + close + "$";
     if (this.partial) {
-      re = "^(?:\\/|" + open7 + re.slice(1, -1) + close + ")$";
+      re = "^(?:\\/|" + open6 + re.slice(1, -1) + close + ")$";
     }
     if (this.negate)
       re = "^(?!" + re + ").+$";
@@ -96885,26 +96885,26 @@ __name(saveCache, "saveCache");
 
 // node_modules/@actions/cache/lib/generated/results/api/v1/cache.js
 var import_runtime_rpc = __toESM(require_commonjs2(), 1);
-var import_runtime322 = __toESM(require_commonjs(), 1);
 var import_runtime323 = __toESM(require_commonjs(), 1);
 var import_runtime324 = __toESM(require_commonjs(), 1);
 var import_runtime325 = __toESM(require_commonjs(), 1);
 var import_runtime326 = __toESM(require_commonjs(), 1);
+var import_runtime327 = __toESM(require_commonjs(), 1);
 
 // node_modules/@actions/cache/lib/generated/results/entities/v1/cachemetadata.js
-var import_runtime316 = __toESM(require_commonjs(), 1);
 var import_runtime317 = __toESM(require_commonjs(), 1);
 var import_runtime318 = __toESM(require_commonjs(), 1);
 var import_runtime319 = __toESM(require_commonjs(), 1);
 var import_runtime320 = __toESM(require_commonjs(), 1);
+var import_runtime321 = __toESM(require_commonjs(), 1);
 
 // node_modules/@actions/cache/lib/generated/results/entities/v1/cachescope.js
-var import_runtime310 = __toESM(require_commonjs(), 1);
 var import_runtime311 = __toESM(require_commonjs(), 1);
 var import_runtime312 = __toESM(require_commonjs(), 1);
 var import_runtime313 = __toESM(require_commonjs(), 1);
 var import_runtime314 = __toESM(require_commonjs(), 1);
-var CacheScope$Type = class extends import_runtime314.MessageType {
+var import_runtime315 = __toESM(require_commonjs(), 1);
+var CacheScope$Type = class extends import_runtime315.MessageType {
   static {
     __name(this, "CacheScope$Type");
   }
@@ -96928,9 +96928,9 @@ var CacheScope$Type = class extends import_runtime314.MessageType {
   }
   create(value) {
     const message = { scope: "", permission: "0" };
-    globalThis.Object.defineProperty(message, import_runtime313.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime314.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime312.reflectionMergePartial)(this, message, value);
+      (0, import_runtime313.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -96952,26 +96952,26 @@ var CacheScope$Type = class extends import_runtime314.MessageType {
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime311.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime312.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.scope !== "")
-      writer.tag(1, import_runtime310.WireType.LengthDelimited).string(message.scope);
+      writer.tag(1, import_runtime311.WireType.LengthDelimited).string(message.scope);
     if (message.permission !== "0")
-      writer.tag(2, import_runtime310.WireType.Varint).int64(message.permission);
+      writer.tag(2, import_runtime311.WireType.Varint).int64(message.permission);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime311.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime312.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var CacheScope = new CacheScope$Type();
 
 // node_modules/@actions/cache/lib/generated/results/entities/v1/cachemetadata.js
-var CacheMetadata$Type = class extends import_runtime320.MessageType {
+var CacheMetadata$Type = class extends import_runtime321.MessageType {
   static {
     __name(this, "CacheMetadata$Type");
   }
@@ -96989,9 +96989,9 @@ var CacheMetadata$Type = class extends import_runtime320.MessageType {
   }
   create(value) {
     const message = { repositoryId: "0", scope: [] };
-    globalThis.Object.defineProperty(message, import_runtime319.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime320.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime318.reflectionMergePartial)(this, message, value);
+      (0, import_runtime319.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97013,26 +97013,26 @@ var CacheMetadata$Type = class extends import_runtime320.MessageType {
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime317.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime318.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.repositoryId !== "0")
-      writer.tag(1, import_runtime316.WireType.Varint).int64(message.repositoryId);
+      writer.tag(1, import_runtime317.WireType.Varint).int64(message.repositoryId);
     for (let i = 0; i < message.scope.length; i++)
-      CacheScope.internalBinaryWrite(message.scope[i], writer.tag(2, import_runtime316.WireType.LengthDelimited).fork(), options).join();
+      CacheScope.internalBinaryWrite(message.scope[i], writer.tag(2, import_runtime317.WireType.LengthDelimited).fork(), options).join();
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime317.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime318.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var CacheMetadata = new CacheMetadata$Type();
 
 // node_modules/@actions/cache/lib/generated/results/api/v1/cache.js
-var CreateCacheEntryRequest$Type = class extends import_runtime326.MessageType {
+var CreateCacheEntryRequest$Type = class extends import_runtime327.MessageType {
   static {
     __name(this, "CreateCacheEntryRequest$Type");
   }
@@ -97057,9 +97057,9 @@ var CreateCacheEntryRequest$Type = class extends import_runtime326.MessageType {
   }
   create(value) {
     const message = { key: "", version: "" };
-    globalThis.Object.defineProperty(message, import_runtime325.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime326.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime324.reflectionMergePartial)(this, message, value);
+      (0, import_runtime325.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97085,26 +97085,26 @@ var CreateCacheEntryRequest$Type = class extends import_runtime326.MessageType {
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime323.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime324.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.metadata)
-      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime322.WireType.LengthDelimited).fork(), options).join();
+      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime323.WireType.LengthDelimited).fork(), options).join();
     if (message.key !== "")
-      writer.tag(2, import_runtime322.WireType.LengthDelimited).string(message.key);
+      writer.tag(2, import_runtime323.WireType.LengthDelimited).string(message.key);
     if (message.version !== "")
-      writer.tag(3, import_runtime322.WireType.LengthDelimited).string(message.version);
+      writer.tag(3, import_runtime323.WireType.LengthDelimited).string(message.version);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime323.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime324.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var CreateCacheEntryRequest = new CreateCacheEntryRequest$Type();
-var CreateCacheEntryResponse$Type = class extends import_runtime326.MessageType {
+var CreateCacheEntryResponse$Type = class extends import_runtime327.MessageType {
   static {
     __name(this, "CreateCacheEntryResponse$Type");
   }
@@ -97135,9 +97135,9 @@ var CreateCacheEntryResponse$Type = class extends import_runtime326.MessageType 
   }
   create(value) {
     const message = { ok: false, signedUploadUrl: "", message: "" };
-    globalThis.Object.defineProperty(message, import_runtime325.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime326.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime324.reflectionMergePartial)(this, message, value);
+      (0, import_runtime325.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97163,26 +97163,26 @@ var CreateCacheEntryResponse$Type = class extends import_runtime326.MessageType 
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime323.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime324.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.ok !== false)
-      writer.tag(1, import_runtime322.WireType.Varint).bool(message.ok);
+      writer.tag(1, import_runtime323.WireType.Varint).bool(message.ok);
     if (message.signedUploadUrl !== "")
-      writer.tag(2, import_runtime322.WireType.LengthDelimited).string(message.signedUploadUrl);
+      writer.tag(2, import_runtime323.WireType.LengthDelimited).string(message.signedUploadUrl);
     if (message.message !== "")
-      writer.tag(3, import_runtime322.WireType.LengthDelimited).string(message.message);
+      writer.tag(3, import_runtime323.WireType.LengthDelimited).string(message.message);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime323.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime324.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var CreateCacheEntryResponse = new CreateCacheEntryResponse$Type();
-var FinalizeCacheEntryUploadRequest$Type = class extends import_runtime326.MessageType {
+var FinalizeCacheEntryUploadRequest$Type = class extends import_runtime327.MessageType {
   static {
     __name(this, "FinalizeCacheEntryUploadRequest$Type");
   }
@@ -97214,9 +97214,9 @@ var FinalizeCacheEntryUploadRequest$Type = class extends import_runtime326.Messa
   }
   create(value) {
     const message = { key: "", sizeBytes: "0", version: "" };
-    globalThis.Object.defineProperty(message, import_runtime325.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime326.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime324.reflectionMergePartial)(this, message, value);
+      (0, import_runtime325.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97246,28 +97246,28 @@ var FinalizeCacheEntryUploadRequest$Type = class extends import_runtime326.Messa
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime323.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime324.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.metadata)
-      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime322.WireType.LengthDelimited).fork(), options).join();
+      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime323.WireType.LengthDelimited).fork(), options).join();
     if (message.key !== "")
-      writer.tag(2, import_runtime322.WireType.LengthDelimited).string(message.key);
+      writer.tag(2, import_runtime323.WireType.LengthDelimited).string(message.key);
     if (message.sizeBytes !== "0")
-      writer.tag(3, import_runtime322.WireType.Varint).int64(message.sizeBytes);
+      writer.tag(3, import_runtime323.WireType.Varint).int64(message.sizeBytes);
     if (message.version !== "")
-      writer.tag(4, import_runtime322.WireType.LengthDelimited).string(message.version);
+      writer.tag(4, import_runtime323.WireType.LengthDelimited).string(message.version);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime323.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime324.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var FinalizeCacheEntryUploadRequest = new FinalizeCacheEntryUploadRequest$Type();
-var FinalizeCacheEntryUploadResponse$Type = class extends import_runtime326.MessageType {
+var FinalizeCacheEntryUploadResponse$Type = class extends import_runtime327.MessageType {
   static {
     __name(this, "FinalizeCacheEntryUploadResponse$Type");
   }
@@ -97298,9 +97298,9 @@ var FinalizeCacheEntryUploadResponse$Type = class extends import_runtime326.Mess
   }
   create(value) {
     const message = { ok: false, entryId: "0", message: "" };
-    globalThis.Object.defineProperty(message, import_runtime325.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime326.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime324.reflectionMergePartial)(this, message, value);
+      (0, import_runtime325.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97326,26 +97326,26 @@ var FinalizeCacheEntryUploadResponse$Type = class extends import_runtime326.Mess
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime323.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime324.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.ok !== false)
-      writer.tag(1, import_runtime322.WireType.Varint).bool(message.ok);
+      writer.tag(1, import_runtime323.WireType.Varint).bool(message.ok);
     if (message.entryId !== "0")
-      writer.tag(2, import_runtime322.WireType.Varint).int64(message.entryId);
+      writer.tag(2, import_runtime323.WireType.Varint).int64(message.entryId);
     if (message.message !== "")
-      writer.tag(3, import_runtime322.WireType.LengthDelimited).string(message.message);
+      writer.tag(3, import_runtime323.WireType.LengthDelimited).string(message.message);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime323.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime324.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var FinalizeCacheEntryUploadResponse = new FinalizeCacheEntryUploadResponse$Type();
-var GetCacheEntryDownloadURLRequest$Type = class extends import_runtime326.MessageType {
+var GetCacheEntryDownloadURLRequest$Type = class extends import_runtime327.MessageType {
   static {
     __name(this, "GetCacheEntryDownloadURLRequest$Type");
   }
@@ -97378,9 +97378,9 @@ var GetCacheEntryDownloadURLRequest$Type = class extends import_runtime326.Messa
   }
   create(value) {
     const message = { key: "", restoreKeys: [], version: "" };
-    globalThis.Object.defineProperty(message, import_runtime325.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime326.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime324.reflectionMergePartial)(this, message, value);
+      (0, import_runtime325.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97410,28 +97410,28 @@ var GetCacheEntryDownloadURLRequest$Type = class extends import_runtime326.Messa
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime323.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime324.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.metadata)
-      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime322.WireType.LengthDelimited).fork(), options).join();
+      CacheMetadata.internalBinaryWrite(message.metadata, writer.tag(1, import_runtime323.WireType.LengthDelimited).fork(), options).join();
     if (message.key !== "")
-      writer.tag(2, import_runtime322.WireType.LengthDelimited).string(message.key);
+      writer.tag(2, import_runtime323.WireType.LengthDelimited).string(message.key);
     for (let i = 0; i < message.restoreKeys.length; i++)
-      writer.tag(3, import_runtime322.WireType.LengthDelimited).string(message.restoreKeys[i]);
+      writer.tag(3, import_runtime323.WireType.LengthDelimited).string(message.restoreKeys[i]);
     if (message.version !== "")
-      writer.tag(4, import_runtime322.WireType.LengthDelimited).string(message.version);
+      writer.tag(4, import_runtime323.WireType.LengthDelimited).string(message.version);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime323.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime324.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
 var GetCacheEntryDownloadURLRequest = new GetCacheEntryDownloadURLRequest$Type();
-var GetCacheEntryDownloadURLResponse$Type = class extends import_runtime326.MessageType {
+var GetCacheEntryDownloadURLResponse$Type = class extends import_runtime327.MessageType {
   static {
     __name(this, "GetCacheEntryDownloadURLResponse$Type");
   }
@@ -97462,9 +97462,9 @@ var GetCacheEntryDownloadURLResponse$Type = class extends import_runtime326.Mess
   }
   create(value) {
     const message = { ok: false, signedDownloadUrl: "", matchedKey: "" };
-    globalThis.Object.defineProperty(message, import_runtime325.MESSAGE_TYPE, { enumerable: false, value: this });
+    globalThis.Object.defineProperty(message, import_runtime326.MESSAGE_TYPE, { enumerable: false, value: this });
     if (value !== void 0)
-      (0, import_runtime324.reflectionMergePartial)(this, message, value);
+      (0, import_runtime325.reflectionMergePartial)(this, message, value);
     return message;
   }
   internalBinaryRead(reader, length, options, target) {
@@ -97490,21 +97490,21 @@ var GetCacheEntryDownloadURLResponse$Type = class extends import_runtime326.Mess
             throw new globalThis.Error(`Unknown field ${fieldNo} (wire type ${wireType}) for ${this.typeName}`);
           let d = reader.skip(wireType);
           if (u !== false)
-            (u === true ? import_runtime323.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
+            (u === true ? import_runtime324.UnknownFieldHandler.onRead : u)(this.typeName, message, fieldNo, wireType, d);
       }
     }
     return message;
   }
   internalBinaryWrite(message, writer, options) {
     if (message.ok !== false)
-      writer.tag(1, import_runtime322.WireType.Varint).bool(message.ok);
+      writer.tag(1, import_runtime323.WireType.Varint).bool(message.ok);
     if (message.signedDownloadUrl !== "")
-      writer.tag(2, import_runtime322.WireType.LengthDelimited).string(message.signedDownloadUrl);
+      writer.tag(2, import_runtime323.WireType.LengthDelimited).string(message.signedDownloadUrl);
     if (message.matchedKey !== "")
-      writer.tag(3, import_runtime322.WireType.LengthDelimited).string(message.matchedKey);
+      writer.tag(3, import_runtime323.WireType.LengthDelimited).string(message.matchedKey);
     let u = options.writeUnknownFields;
     if (u !== false)
-      (u == true ? import_runtime323.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
+      (u == true ? import_runtime324.UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
     return writer;
   }
 };
@@ -99029,6 +99029,18 @@ var BlobStore = class {
   openRead(d, range3) {
     return createReadStream2(this.layout.blob(d), { highWaterMark: READ_CHUNK, ...range3 });
   }
+  /**
+   * Opens a committed blob's file for reading (the blob GET reads it into buffers of its own),
+   * or undefined when the store no longer holds it. The caller closes the handle.
+   */
+  async openFile(d) {
+    try {
+      return await open4(this.layout.blob(d), "r");
+    } catch (err) {
+      if (isNotFound(err)) return void 0;
+      throw err;
+    }
+  }
   /** Reads a whole (small) blob into memory: manifests and configs only. */
   async readSmall(d, limit) {
     let fh;
@@ -99500,7 +99512,14 @@ var RegistryStore = class {
   async openBlob(name, d) {
     const size = await this.statBlob(name, d);
     if (size === void 0) return void 0;
-    return { size, read: /* @__PURE__ */ __name((range3) => this.blobs.openRead(d, range3), "read") };
+    return {
+      size,
+      read: /* @__PURE__ */ __name((range3) => this.blobs.openRead(d, range3), "read"),
+      openFile: /* @__PURE__ */ __name(async () => {
+        const handle = await this.blobs.openFile(d);
+        return handle && { handle, close: /* @__PURE__ */ __name(() => handle.close(), "close") };
+      }, "openFile")
+    };
   }
   /** Stores a whole blob sent in one request and links it into `name`. */
   async putBlob(name, expected, source, expectedSize) {
@@ -99568,7 +99587,8 @@ var RegistryStore = class {
   async assertReferencesKnown(name, m) {
     const missing = [];
     const blobs = new Set((m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest));
-    const children = new Set(m.manifests.map((c) => c.digest));
+    const children = /* @__PURE__ */ new Set();
+    for (const c of m.manifests) (manifestKind(c.mediaType) ? children : blobs).add(c.digest);
     await forEachLimited([...blobs], REFERENCE_CHECKS, async (digest) => {
       if (!await this.mountBlob(name, tryParseDigest(digest))) missing.push(digest);
     });
@@ -99635,7 +99655,7 @@ var RegistryStore = class {
 };
 
 // src/storage/lock.ts
-import { open as open6, readFile as readFile4, unlink as unlink5 } from "node:fs/promises";
+import { readFile as readFile4, readlink as readlink2, symlink as symlink2, unlink as unlink5 } from "node:fs/promises";
 import { resolve as resolve3 } from "node:path";
 var held = /* @__PURE__ */ new Set();
 function alive(pid) {
@@ -99659,24 +99679,26 @@ async function acquireLock(path12) {
   }
 }
 __name(acquireLock, "acquireLock");
+async function ownerOf(path12) {
+  const text = await readlink2(path12).catch(() => readFile4(path12, "utf8")).catch(() => "");
+  return Number.parseInt(text, 10);
+}
+__name(ownerOf, "ownerOf");
 async function takeLock(path12, key) {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const fh = await open6(path12, "wx");
-      await fh.writeFile(String(process.pid));
-      await fh.close();
+      await symlink2(String(process.pid), path12);
       let released = false;
       return async () => {
         if (released) return;
         released = true;
-        const owner = Number.parseInt(await readFile4(path12, "utf8").catch(() => ""), 10);
-        if (owner === process.pid) await unlink5(path12).catch(() => {
+        if (await ownerOf(path12) === process.pid) await unlink5(path12).catch(() => {
         });
         held.delete(key);
       };
     } catch (err) {
       if (err.code !== "EEXIST") throw err;
-      const owner = Number.parseInt(await readFile4(path12, "utf8").catch(() => ""), 10);
+      const owner = await ownerOf(path12);
       if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) throw new StorageLockedError(path12, owner);
       await unlink5(path12).catch(() => {
       });
@@ -99842,7 +99864,7 @@ var PROBE_REPOSITORY = "regcache-probe/mirror-check";
 var ACCEPT = [...MANIFEST_MEDIA_TYPES, "application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5"].join(", ");
 
 // src/persist/actions-cache.ts
-var SLOW_MISS_MS = 5e3;
+var SLOW_FAILURE_MS = 5e3;
 var FAILURE_LINE = /^::(?:warning|error)(?: [^:]*)?::Failed to (?:restore|save): (?!Unable to reserve cache)/m;
 var RATE_LIMIT_LINE = /rate limit will reset in (\d+) seconds/;
 var RETRY_LINE = /^Attempt \d+ of \d+ failed with error/m;
@@ -99965,15 +99987,12 @@ var ActionsCache = class _ActionsCache {
         return { outcome: "restored", key: r.value };
       }
       if (r.observed.failed) {
-        if (r.observed.retried || r.ms > SLOW_MISS_MS) this.breaker.trip();
+        if (r.observed.retried || r.ms > SLOW_FAILURE_MS) this.breaker.trip();
         else this.breaker.failure();
         return { outcome: "unavailable" };
       }
-      if (r.ms > SLOW_MISS_MS) {
-        this.breaker.trip();
-        return { outcome: "unavailable" };
-      }
-      this.breaker.success();
+      if (r.observed.retried) this.breaker.failure();
+      else this.breaker.success();
       return { outcome: "missing" };
     } catch {
       this.breaker.failure();
@@ -100096,10 +100115,25 @@ function mergeIndex(a, b) {
     for (const [repo, ds] of Object.entries(src.blobs)) out.blobs[repo] = [.../* @__PURE__ */ new Set([...out.blobs[repo] ?? [], ...ds])].sort();
     Object.assign(out.inline, src.inline);
     Object.assign(out.packs, src.packs);
+    if (src.registry) out.registry = mergeRepositories(out.registry ?? emptyRepositories(), src.registry);
   }
   return out;
 }
 __name(mergeIndex, "mergeIndex");
+function emptyRepositories() {
+  return { tags: {}, manifests: {}, blobs: {} };
+}
+__name(emptyRepositories, "emptyRepositories");
+function mergeRepositories(a, b) {
+  const out = emptyRepositories();
+  for (const src of [a, b]) {
+    for (const [repo, tags2] of Object.entries(src.tags)) out.tags[repo] = { ...out.tags[repo], ...tags2 };
+    for (const [repo, ms] of Object.entries(src.manifests)) out.manifests[repo] = { ...out.manifests[repo], ...ms };
+    for (const [repo, ds] of Object.entries(src.blobs)) out.blobs[repo] = [.../* @__PURE__ */ new Set([...out.blobs[repo] ?? [], ...ds])].sort();
+  }
+  return out;
+}
+__name(mergeRepositories, "mergeRepositories");
 function packOfBlob(index) {
   const out = /* @__PURE__ */ new Map();
   for (const [key, pack] of Object.entries(index.packs)) for (const d of pack.digests) out.set(d, key);
@@ -100115,17 +100149,26 @@ __name(packFileName, "packFileName");
 
 // src/persist/index-sync.ts
 var INLINE_LIMIT = 64 * 1024;
-async function exportIndex(storage) {
-  const repos = storage.cacheRepositories;
+async function exportIndex(storage, o = {}) {
   const index = emptyIndex();
+  await exportRepositories(storage, storage.cacheRepositories, index, index.inline, (repo) => repo.endsWith(`/${PROBE_REPOSITORY}`));
+  if (o.registry) {
+    const registry = emptyRepositories();
+    await exportRepositories(storage, storage.repositories, registry, index.inline, () => false);
+    if (Object.keys(registry.manifests).length || Object.keys(registry.blobs).length) index.registry = registry;
+  }
+  return index;
+}
+__name(exportIndex, "exportIndex");
+async function exportRepositories(storage, repos, into, inline, skip) {
   for (const repo of await repos.list()) {
-    if (repo.endsWith(`/${PROBE_REPOSITORY}`)) continue;
+    if (skip(repo)) continue;
     const tags2 = {};
     for (const tag of await repos.listTags(repo) ?? []) {
       const d = await repos.resolveTag(repo, tag);
       if (d) tags2[tag] = d;
     }
-    if (Object.keys(tags2).length) index.tags[repo] = tags2;
+    if (Object.keys(tags2).length) into.tags[repo] = tags2;
     const manifests = {};
     for (const d of await repos.listManifests(repo)) {
       const record = await repos.getManifest(repo, d);
@@ -100141,23 +100184,75 @@ async function exportIndex(storage) {
         const config = parseManifest(body2, record.mediaType).config;
         const cd = config && tryParseDigest(config.digest);
         if (cd && config.size <= INLINE_LIMIT && await storage.blobs.stat(cd) !== void 0) {
-          index.inline[cd.value] = (await storage.blobs.readSmall(cd, INLINE_LIMIT)).toString("base64");
+          inline[cd.value] = (await storage.blobs.readSmall(cd, INLINE_LIMIT)).toString("base64");
         }
       } catch {
       }
     }
-    if (Object.keys(manifests).length) index.manifests[repo] = manifests;
+    if (Object.keys(manifests).length) into.manifests[repo] = manifests;
     const blobs = (await repos.listBlobLinks(repo)).map((d) => d.value).sort();
-    if (blobs.length) index.blobs[repo] = blobs;
+    if (blobs.length) into.blobs[repo] = blobs;
   }
-  return index;
 }
-__name(exportIndex, "exportIndex");
+__name(exportRepositories, "exportRepositories");
 
 // src/persist/save.ts
 import { link, mkdir as mkdir5, rm as rm7, writeFile as writeFile3 } from "node:fs/promises";
 import { randomBytes as randomBytes2 } from "node:crypto";
 import { join as join14 } from "node:path";
+
+// src/persist/registry-index.ts
+function manifestNeeds(body2, mediaType) {
+  try {
+    const m = parseManifest(body2, mediaType);
+    const blobs = (m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest);
+    return { blobs: [...new Set(blobs)], children: [...new Set(m.manifests.map((c) => c.digest))] };
+  } catch {
+    return void 0;
+  }
+}
+__name(manifestNeeds, "manifestNeeds");
+function completeManifests(manifests, available) {
+  const needs = /* @__PURE__ */ new Map();
+  for (const [digest, m] of Object.entries(manifests)) {
+    const n = manifestNeeds(Buffer.from(m.body, "base64"), m.mediaType);
+    if (n && n.blobs.every(available)) needs.set(digest, n);
+  }
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const [digest, n] of needs) {
+      if (n.children.every((c) => needs.has(c))) continue;
+      needs.delete(digest);
+      changed = true;
+    }
+  }
+  return new Set(needs.keys());
+}
+__name(completeManifests, "completeManifests");
+function pruneRegistry(index) {
+  if (!index.registry) return index;
+  const packed = packOfBlob(index);
+  const held2 = /* @__PURE__ */ __name((d) => packed.has(d) || index.inline[d] !== void 0, "held");
+  const out = { tags: {}, manifests: {}, blobs: {} };
+  const repos = /* @__PURE__ */ new Set([...Object.keys(index.registry.manifests), ...Object.keys(index.registry.blobs)]);
+  for (const repo of repos) {
+    const manifests = index.registry.manifests[repo] ?? {};
+    const kept = completeManifests(manifests, held2);
+    if (kept.size) out.manifests[repo] = Object.fromEntries(Object.entries(manifests).filter(([d]) => kept.has(d)));
+    const tags2 = Object.entries(index.registry.tags[repo] ?? {}).filter(([, d]) => kept.has(d));
+    if (tags2.length) out.tags[repo] = Object.fromEntries(tags2);
+    const blobs = (index.registry.blobs[repo] ?? []).filter(held2);
+    if (blobs.length) out.blobs[repo] = blobs;
+  }
+  if (!Object.keys(out.manifests).length && !Object.keys(out.blobs).length) {
+    const { registry: _dropped, ...rest } = index;
+    return rest;
+  }
+  return { ...index, registry: out };
+}
+__name(pruneRegistry, "pruneRegistry");
+
+// src/persist/save.ts
 var REPOSITORY_CACHE_LIMIT = 10 * 1024 ** 3;
 function groupNewBlobs(blobsByRepo, known, sizes, maxPacks) {
   const taken = new Set(known);
@@ -100218,21 +100313,25 @@ async function saveNewContent(o) {
   const unusable = new Set((o.unusable ?? []).filter((k) => o.restored.packs[k] !== void 0));
   const restored = withoutPacks(o.restored, unusable);
   report.packsDropped = unusable.size;
-  const current = await exportIndex(o.storage);
+  const current = await exportIndex(o.storage, { registry: !!o.registry });
   for (const key of unusable) {
     for (const v of o.restored.packs[key].digests) {
       const d = tryParseDigest(v);
       if (!d || await o.storage.blobs.stat(d) === void 0) continue;
-      for (const [repo, digests] of Object.entries(o.restored.blobs)) {
-        if (!digests.includes(v)) continue;
-        const list = current.blobs[repo] ??= [];
-        if (!list.includes(v)) list.push(v);
+      for (const [from, into] of [[o.restored.blobs, current.blobs], ...current.registry ? [[o.restored.registry?.blobs ?? {}, current.registry.blobs]] : []]) {
+        for (const [repo, digests] of Object.entries(from)) {
+          if (!digests.includes(v)) continue;
+          const list = into[repo] ??= [];
+          if (!list.includes(v)) list.push(v);
+        }
       }
     }
   }
   const known = /* @__PURE__ */ new Set([...packOfBlob(restored).keys(), ...Object.keys(current.inline), ...Object.keys(restored.inline)]);
+  const blobsByRepo = { ...current.blobs };
+  for (const [repo, digests] of Object.entries(current.registry?.blobs ?? {})) blobsByRepo[`~5000/${repo}`] = digests;
   const sizes = /* @__PURE__ */ new Map();
-  for (const digests of Object.values(current.blobs)) {
+  for (const digests of Object.values(blobsByRepo)) {
     for (const v of digests) {
       const d = tryParseDigest(v);
       const size = d ? await o.storage.blobs.stat(d) : void 0;
@@ -100245,7 +100344,7 @@ async function saveNewContent(o) {
     let budgetBytes = o.maxSaveBytes;
     let rateLimited = false;
     const refused = [];
-    for (const group of groupNewBlobs(current.blobs, known, sizes, o.maxPacks)) {
+    for (const group of groupNewBlobs(blobsByRepo, known, sizes, o.maxPacks)) {
       const key = packKey(o.prefix, group.digests, unusable);
       if (await o.cache.exists(key, PACK_PATH)) {
         added.packs[key] = { digests: group.digests, size: group.size };
@@ -100296,7 +100395,7 @@ async function saveNewContent(o) {
       }
     }
     report.packsRefused += refused.length;
-    const merged = mergeIndex(restored, added);
+    const merged = pruneRegistry(mergeIndex(restored, added));
     report.workingSetBytes = Object.values(merged.packs).reduce((a, p) => a + p.size, 0);
     if (canonical(merged) !== canonical(o.restored)) {
       const key = indexKey(o.prefix, o.env, o.matrix);
@@ -100408,7 +100507,7 @@ var INDEX_OUTCOME = {
   refused: "not saved: refused by the service (rate limit); the packs saved wait for a later job to index them",
   failed: "not saved: the upload failed"
 };
-function renderPersistence(p, restored, saved) {
+function renderPersistence(p, restored, saved, pushed) {
   const out = ["### GitHub Actions cache", "", "| | |", "|---|---|"];
   const none = p.unavailable ? "none: the cache service failed or did not answer" : "none yet";
   out.push(`| Index restored | ${p.restoredKey ? `\`${escapeCell(p.restoredKey)}\`` : none} (${p.restoreSeconds.toFixed(1)} s) |`);
@@ -100421,6 +100520,10 @@ function renderPersistence(p, restored, saved) {
     out.push(
       `| Packs restored on demand | ${restored.packsRestored} (${restored.blobsRestored} blobs, ${formatBytes(restored.bytesRestored)}, ${restored.seconds.toFixed(1)} s)${notes.length ? `; ${notes.join("; ")}` : ""} |`
     );
+  }
+  if (pushed) {
+    const left = pushed.dropped ? `; ${pushed.dropped} manifests left out (their content is no longer in the cache)` : "";
+    out.push(`| Pushed images restored (persist-registry) | ${pushed.tags} tags, ${pushed.manifests} manifests${left} |`);
   }
   if (saved) {
     const refused = saved.packsRefused ? `${saved.packsRefused} refused${saved.packsRateLimited ? ` (${saved.packsRateLimited} for the rate limit)` : ""}` : "0 refused";
@@ -100465,7 +100568,8 @@ async function savePersistence(p, storageDir, restoredReport) {
       maxSaveBytes: p.maxSaveBytes,
       maxPacks: 8,
       budgetMs: 12e4,
-      unusable: restoredReport?.unusable ?? []
+      unusable: restoredReport?.unusable ?? [],
+      registry: !!p.persistRegistry
     });
     info(
       `regcache: saved ${report.packsSaved} packs (${report.bytesSaved} bytes), ${report.packsExisting} already there, ${report.packsRefused} refused, ${report.packsFailed} failed; index ${report.index}`
@@ -100517,7 +100621,7 @@ async function run2() {
     const numbers = summaryNumbers(snapshot2, hidden);
     for (const [k, v] of Object.entries(numbers)) setOutput(k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), v ?? "");
     setOutput("stats-file", state3.statsFile);
-    const persistence = state3.persist ? renderPersistence(state3.persist, restored, saved) : "";
+    const persistence = state3.persist ? renderPersistence(state3.persist, restored, saved, stats?.extras?.persistRegistry) : "";
     if (state3.summary !== false) await summary.addRaw(renderSummary(snapshot2, hidden) + persistence).write();
   });
 }
