@@ -1,16 +1,23 @@
-// The only door to @actions/cache. Calls are serialized (per process) because the library
-// reads the workspace from the process environment: each call makes a staging directory the
-// workspace, so that entries carry fixed relative paths and restore on any runner. A
-// circuit breaker keeps a dead cache service from costing more than a few seconds in all.
+// The only door to @actions/cache. The library reads the workspace (where tar extracts to and
+// archives from) from process.env.GITHUB_WORKSPACE: each call runs in an async context that
+// names its own staging directory, and process.env answers GITHUB_WORKSPACE from that context
+// (a view installed once), so that entries carry fixed relative paths, restore on any runner,
+// and several restores run at once, each extracting into its own directory. Saves also change
+// the working directory (the library globs relative to it) and so run one at a time. A circuit
+// breaker keeps a dead cache service from costing more than a few seconds in all.
 //
 // The library never says why a call failed: a restore that failed and a restore that found
 // nothing both return undefined, and a save refused for a rate limit, for an existing key or
-// because the service is unreachable all return -1. What tells them apart is what it prints:
+// because the service is unreachable all return -1. What tells them apart is what it prints
+// (from within the call's async context, so each line is attributed to its own call):
 // "::warning::Failed to restore: ..." (or ::error::) for a failed restore or lookup, "Failed
 // to save: ..." as a warning or error for a failed upload, "Attempt N of 5 failed" while it
-// retries 5xx answers, and "You've hit a rate limit, your rate limit will reset in N seconds"
-// for a 429. Those lines are watched (and still printed).
+// retries 5xx answers, "You've hit a rate limit, your rate limit will reset in N seconds" for a
+// 429, and "Cache hit for: KEY" once the service answered a lookup with an entry (cache service
+// v2; v1 prints no such line). Those lines are watched (and still printed).
 import * as cache from '@actions/cache';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CircuitBreaker } from '../proxy/index.js';
 
@@ -72,6 +79,14 @@ interface Observed {
   retried: boolean;
   retryAfterMs?: number;
   rateLimited: boolean;
+  /** The entry the service answered the call's lookup with (what follows is the download). */
+  found?: string;
+}
+
+/** One library call: what it printed, and its workspace. */
+interface Call {
+  observed: Observed;
+  workspace?: string;
 }
 
 // A refused reservation ("Failed to save: Unable to reserve cache with key ...") is no failure:
@@ -81,33 +96,55 @@ const FAILURE_LINE = /^::(?:warning|error)(?: [^:]*)?::Failed to (?:restore|save
 const RATE_LIMIT_LINE = /rate limit will reset in (\d+) seconds/;
 const RETRY_LINE = /^Attempt \d+ of \d+ failed with error/m;
 const RATE_LIMITED_LINE = /^::(?:warning|error)(?: [^:]*)?::You've hit a rate limit/m;
+const FOUND_LINE = /^Cache hit for(?: restore-key)?: (\S+)/m;
 
-/** The call whose library output is being watched (one at a time: calls are serialized). */
-let observer: Observed | undefined;
+/** The library call running in the current async context. */
+const current = new AsyncLocalStorage<Call>();
 let hooked = false;
 
-/** Watches stdout for the library's failure lines (installed once; passes everything through). */
-function hookStdout(): void {
+/**
+ * Installed once: stdout lines are attributed to the call that printed them (and passed
+ * through), and process.env answers GITHUB_WORKSPACE with the current call's workspace.
+ */
+function hook(): void {
   if (hooked) return;
   hooked = true;
   const write = process.stdout.write.bind(process.stdout) as (...a: unknown[]) => boolean;
   process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
+    const observer = current.getStore()?.observed;
     if (observer && (typeof chunk === 'string' || Buffer.isBuffer(chunk))) {
       const text = String(chunk);
       if (FAILURE_LINE.test(text)) observer.failed = true;
       if (RETRY_LINE.test(text)) observer.retried = true;
       if (RATE_LIMITED_LINE.test(text)) observer.rateLimited = true;
+      const hit = FOUND_LINE.exec(text);
+      if (hit) {
+        observer.found = hit[1];
+        ActionsCache.announcesHits = true;
+      }
       const m = RATE_LIMIT_LINE.exec(text);
       if (m) observer.retryAfterMs = Number(m[1]) * 1000;
     }
     return write(chunk, ...rest);
   }) as typeof process.stdout.write;
+  const env = process.env;
+  process.env = new Proxy(env, {
+    get: (target, name) => (name === 'GITHUB_WORKSPACE' && current.getStore()?.workspace) || Reflect.get(target, name),
+    // Without the proxy as receiver: process.env takes only plain assignments.
+    set: (target, name, value) => Reflect.set(target, name, value),
+  });
 }
 
-/** Serialized, bounded access to the Actions cache. */
+/** Bounded access to the Actions cache: restores and lookups run at once, saves one at a time. */
 export class ActionsCache {
-  /** One call at a time in the process (GITHUB_WORKSPACE and the working directory are the process's). */
-  private static queue: Promise<unknown> = Promise.resolve();
+  /** Saves one at a time in the process (they change the working directory). */
+  private static saves: Promise<unknown> = Promise.resolve();
+  /**
+   * True once the library printed its "Cache hit for" line in this process (service v2): a
+   * restore can then go without a lookup of its own first and still be bounded by the lookup
+   * budget, which runs until that line.
+   */
+  static announcesHits = false;
   readonly breaker: CircuitBreaker;
   /** Library calls still running after their budget ran out (the process should not wait for them). */
   private static abandonedCalls = 0;
@@ -127,60 +164,55 @@ export class ActionsCache {
   }
 
   /**
-   * Runs `fn` alone, watching what the library prints. With a `workspace`, it is GITHUB_WORKSPACE
-   * (where tar archives from and extracts to) during the call and, with `chdir`, the working
-   * directory too: saveCache globs the path patterns relative to the working directory, not
-   * to GITHUB_WORKSPACE (a save from any other directory finds nothing and uploads nothing).
-   * Restores do not glob, so the server, whose other work may use relative paths, never
-   * changes directory. With a `budgetMs`, the call is abandoned after that long (`timedOut`).
+   * Runs `fn` in its own context, watching what the library prints. With a `workspace`, that is
+   * GITHUB_WORKSPACE for the call; with `chdir` the working directory too, and the call then
+   * waits for the saves before it: saveCache globs the path patterns relative to the working
+   * directory, not to GITHUB_WORKSPACE (a save from any other directory finds nothing and
+   * uploads nothing). Restores do not glob, so the server, whose other work may use relative
+   * paths, never changes directory. With a `budgetMs`, the call is abandoned (`timedOut`) when
+   * the service has not answered its lookup with an entry by then; an abandoned call's
+   * workspace is removed once the library is done with it.
    */
-  private exclusive<T>(
+  private call<T>(
     workspace: string | undefined,
     fn: () => Promise<T>,
     o: { chdir?: boolean; budgetMs?: number } = {},
   ): Promise<{ value?: T; observed: Observed; ms: number; timedOut: boolean }> {
     const run = async () => {
-      hookStdout();
-      const saved = process.env.GITHUB_WORKSPACE;
-      const cwd = process.cwd();
+      hook();
       const observed: Observed = { failed: false, retried: false, rateLimited: false };
+      const dir = workspace === undefined ? undefined : resolve(workspace);
+      const cwd = process.cwd();
       const started = Date.now();
-      if (workspace !== undefined) {
-        const dir = resolve(workspace);
-        process.env.GITHUB_WORKSPACE = dir;
-        if (o.chdir) process.chdir(dir);
-      }
-      observer = observed;
+      if (dir !== undefined && o.chdir) process.chdir(dir);
       let timer: NodeJS.Timeout | undefined;
       try {
-        const call = fn();
+        const call = current.run({ observed, ...(dir !== undefined ? { workspace: dir } : {}) }, fn);
         if (o.budgetMs === undefined) return { value: await call, observed, ms: Date.now() - started, timedOut: false };
         const expired = Symbol('expired');
-        const budget = new Promise<typeof expired>((r) => {
-          timer = setTimeout(() => r(expired), o.budgetMs);
+        const budget = new Promise<T | typeof expired>((r) => {
+          timer = setTimeout(() => r(observed.found !== undefined ? call : expired), o.budgetMs);
         });
         const first = await Promise.race([call, budget]);
         if (first === expired) {
           ActionsCache.abandonedCalls++;
-          void call.then(
-            () => ActionsCache.abandonedCalls--,
-            () => ActionsCache.abandonedCalls--,
-          );
+          void call
+            .catch(() => {})
+            .then(async () => {
+              if (dir !== undefined) await rm(dir, { recursive: true, force: true }).catch(() => {});
+              ActionsCache.abandonedCalls--;
+            });
           return { observed, ms: Date.now() - started, timedOut: true };
         }
         return { value: first as T, observed, ms: Date.now() - started, timedOut: false };
       } finally {
         clearTimeout(timer);
-        if (observer === observed) observer = undefined;
-        if (workspace !== undefined) {
-          if (o.chdir) process.chdir(cwd);
-          if (saved === undefined) delete process.env.GITHUB_WORKSPACE;
-          else process.env.GITHUB_WORKSPACE = saved;
-        }
+        if (dir !== undefined && o.chdir) process.chdir(cwd);
       }
     };
-    const p = ActionsCache.queue.then(run, run);
-    ActionsCache.queue = p.catch(() => {});
+    if (!o.chdir) return run();
+    const p = ActionsCache.saves.then(run, run);
+    ActionsCache.saves = p.catch(() => {});
     return p;
   }
 
@@ -193,13 +225,38 @@ export class ActionsCache {
    * Looks `key` (then each restore key, as the service matches them) up without downloading:
    * a download-side call, not rate-limited. Bounded by the lookup budget.
    */
-  async lookup(path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
+  lookup(path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
+    // A lookup reads no file: it needs no workspace (and so can run on after being abandoned).
+    return this.attempt(undefined, path, key, restoreKeys);
+  }
+
+  /**
+   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`.
+   * Until the library has shown that it announces what its lookup found, a bounded lookup of
+   * our own goes first (a dead service costs the budget, not the library's half minute of
+   * retries), then the download of exactly the entry found; after that, one call does both,
+   * bounded by the same budget until the service has answered its lookup.
+   */
+  async restore(workspace: string, path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
+    if (ActionsCache.announcesHits) return this.attempt(workspace, path, key, restoreKeys);
+    const found = await this.lookup(path, key, restoreKeys);
+    if (found.outcome !== 'restored' || !found.key) return found;
+    return this.attempt(workspace, path, found.key, []);
+  }
+
+  /**
+   * One restoreCache call: a lookup without `workspace`, else a restore into it. The breaker
+   * hears how it went; a call without an answer within the lookup budget is abandoned.
+   */
+  private async attempt(workspace: string | undefined, path: string, key: string, restoreKeys: string[]): Promise<RestoreResult> {
     if (!this.breaker.allow()) return { outcome: 'unavailable' };
+    const download = this.download(workspace === undefined);
+    let found: string | undefined;
     try {
-      // A lookup reads no file: it needs no workspace (and so can run on after being abandoned).
-      const r = await this.exclusive(undefined, () => cache.restoreCache([path], key, restoreKeys, this.download(true)), {
+      const r = await this.call(workspace, () => cache.restoreCache([path], key, restoreKeys, download), {
         budgetMs: this.opts.lookupBudgetMs ?? 10_000,
       });
+      found = r.observed.found;
       if (r.timedOut) {
         this.breaker.trip();
         return { outcome: 'unavailable' };
@@ -207,6 +264,12 @@ export class ActionsCache {
       if (r.value !== undefined) {
         this.breaker.success();
         return { outcome: 'restored', key: r.value };
+      }
+      if (found !== undefined) {
+        // The service named the entry: its download or extraction failed.
+        if (r.observed.retried) this.breaker.trip();
+        else this.breaker.failure();
+        return { outcome: 'broken', key: found };
       }
       if (r.observed.failed) {
         if (r.observed.retried || r.ms > SLOW_FAILURE_MS) this.breaker.trip();
@@ -219,32 +282,7 @@ export class ActionsCache {
       return { outcome: 'missing' };
     } catch {
       this.breaker.failure();
-      return { outcome: 'unavailable' };
-    }
-  }
-
-  /**
-   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`:
-   * a bounded lookup first (a dead service costs the budget, not the library's half minute of
-   * retries), then the download of exactly the entry found.
-   */
-  async restore(workspace: string, path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
-    const found = await this.lookup(path, key, restoreKeys);
-    if (found.outcome !== 'restored' || !found.key) return found;
-    if (!this.breaker.allow()) return { outcome: 'unavailable' };
-    try {
-      const r = await this.exclusive(workspace, () => cache.restoreCache([path], found.key!, [], this.download(false)));
-      if (r.value === found.key) {
-        this.breaker.success();
-        return { outcome: 'restored', key: found.key };
-      }
-      // The entry was there a moment ago: its download or extraction failed.
-      if (r.observed.retried) this.breaker.trip();
-      else this.breaker.failure();
-      return { outcome: 'broken', key: found.key };
-    } catch {
-      this.breaker.failure();
-      return { outcome: 'broken', key: found.key };
+      return found !== undefined ? { outcome: 'broken', key: found } : { outcome: 'unavailable' };
     }
   }
 
@@ -258,7 +296,7 @@ export class ActionsCache {
   /** Saves `path` of `workspace` as entry `key`. */
   async save(workspace: string, path: string, key: string): Promise<SaveResult> {
     if (!this.breaker.allow()) return { outcome: 'failed' };
-    const r = await this.exclusive(
+    const r = await this.call(
       workspace,
       async () => {
         try {

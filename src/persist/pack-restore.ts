@@ -2,6 +2,9 @@
 // pack holding it, the pack is restored from the Actions cache (one restore per pack however
 // many ask), every blob in it verified against its digest before it enters the store. A bad
 // blob is discarded (the caller then goes upstream); a missing or failing pack likewise.
+// Up to PARALLEL_RESTORES packs restore at once, each in its own staging directory (a pack's
+// time is mostly the service's round trips); a client's request goes before the prefetch's.
+// A blob already in the store (an earlier pack held it too) counts as restored, and once.
 import { readdir, rm, mkdir, open, lstat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -24,6 +27,7 @@ export interface RestoreReport {
   blobsRestored: number;
   blobsRejected: number;
   bytesRestored: number;
+  /** Wall time during which some pack restore ran (restores overlap: not their sum). */
   seconds: number;
   /**
    * Keys of the packs that turned out missing or broken: the save drops them from the index
@@ -31,6 +35,9 @@ export interface RestoreReport {
    */
   unusable: string[];
 }
+
+/** Packs restored at once. */
+const PARALLEL_RESTORES = 4;
 
 /** The file name a blob has inside a pack. */
 export function packFileName(d: Digest): string {
@@ -46,21 +53,34 @@ export class PackRestorer {
   private readonly settled = new Map<string, Set<string>>();
   /** Packs not restored (yet) because the service was failing. */
   private readonly unavailable = new Set<string>();
-  readonly report: RestoreReport = {
-    packsRestored: 0,
-    packsMissing: 0,
-    packsBroken: 0,
-    packsUnavailable: 0,
-    blobsRestored: 0,
-    blobsRejected: 0,
-    bytesRestored: 0,
-    seconds: 0,
-    unusable: [],
-  };
+  /** Blobs counted in the report (a blob held by two packs is counted once). */
+  private readonly counted = new Set<string>();
+  /** Pack restores running, and those waiting for a turn (requests first, then the prefetch). */
+  private running = 0;
+  private readonly waiting: { resume: () => void; urgent: boolean }[] = [];
+  /** Since when some pack restore has been running (the report's seconds are wall time, not a sum). */
+  private busySince = 0;
+  /** Milliseconds during which some pack restore ran, before busySince. */
+  private busyMs = 0;
+  readonly report: RestoreReport;
 
   constructor(private readonly storage: Storage, index: PersistIndex, private readonly cache: ActionsCache, private readonly stagingDir: string) {
     this.packOf = packOfBlob(index);
     this.packs = index.packs;
+    const busyMs = () => this.busyMs + (this.running > 0 ? Date.now() - this.busySince : 0);
+    this.report = {
+      packsRestored: 0,
+      packsMissing: 0,
+      packsBroken: 0,
+      packsUnavailable: 0,
+      blobsRestored: 0,
+      blobsRejected: 0,
+      bytesRestored: 0,
+      get seconds() {
+        return busyMs() / 1000;
+      },
+      unusable: [],
+    };
   }
 
   /** True when some pack holds `d`. */
@@ -75,24 +95,57 @@ export class PackRestorer {
     const settled = this.settled.get(key);
     if (settled) return settled.has(d.value) && (await this.storage.blobs.stat(d)) !== undefined;
     try {
-      const restored = await this.flights.run(key, () => this.restorePack(key)).promise;
+      const restored = await this.restoreOnce(key, true);
       return restored.has(d.value);
     } catch {
       return false;
     }
   }
 
-  /** Restores every pack in the background (the Action's prefetch input). */
-  prefetchAll(): Promise<void> {
+  /** Restores every pack in the background (the Action's prefetch input), as many at once as requests may. */
+  async prefetchAll(): Promise<void> {
     const keys = [...new Set(this.packOf.values())];
-    return keys.reduce(
-      (p, key) => p.then(() => (this.settled.has(key) ? undefined : this.flights.run(key, () => this.restorePack(key)).promise.then(() => {}, () => {}))),
-      Promise.resolve(),
-    );
+    const worker = async (): Promise<void> => {
+      for (let key = keys.shift(); key !== undefined; key = keys.shift()) {
+        if (!this.settled.has(key)) await this.restoreOnce(key, false).catch(() => {});
+      }
+    };
+    await Promise.all(Array.from({ length: PARALLEL_RESTORES }, worker));
+  }
+
+  /** Restores pack `key` once however many ask, when its turn comes. */
+  private restoreOnce(key: string, urgent: boolean): Promise<Set<string>> {
+    return this.flights.run(key, async () => {
+      await this.turn(urgent);
+      try {
+        return await this.restorePack(key);
+      } finally {
+        this.done();
+      }
+    }).promise;
+  }
+
+  /** Waits for one of the PARALLEL_RESTORES turns (an urgent wait goes before the others). */
+  private async turn(urgent: boolean): Promise<void> {
+    if (this.running < PARALLEL_RESTORES) {
+      if (this.running++ === 0) this.busySince = Date.now();
+      return;
+    }
+    await new Promise<void>((resume) => {
+      const firstPrefetch = this.waiting.findIndex((w) => !w.urgent);
+      const at = urgent && firstPrefetch !== -1 ? firstPrefetch : this.waiting.length;
+      this.waiting.splice(at, 0, { resume, urgent });
+    });
+  }
+
+  /** Hands a finished restore's turn to the next waiting one. */
+  private done(): void {
+    const next = this.waiting.shift();
+    if (next) return next.resume();
+    if (--this.running === 0) this.busyMs += Date.now() - this.busySince;
   }
 
   private async restorePack(key: string): Promise<Set<string>> {
-    const started = Date.now();
     const workspace = join(this.stagingDir, `restore-${randomBytes(6).toString('hex')}`);
     await mkdir(workspace, { recursive: true });
     const restored = new Set<string>();
@@ -117,6 +170,10 @@ export class PackRestorer {
           const d = tryParseDigest(name.replace('-', ':'));
           if (!d || packFileName(d) !== name) continue;
           const file = join(dir, name);
+          if ((await this.storage.blobs.stat(d)) !== undefined) {
+            restored.add(d.value);
+            continue;
+          }
           // Only regular files (never a link out of the pack) whose bytes hash to their name.
           if ((await lstat(file)).isSymbolicLink()) {
             this.report.blobsRejected++;
@@ -128,6 +185,8 @@ export class PackRestorer {
             continue;
           }
           restored.add(d.value);
+          if (this.counted.has(d.value)) continue;
+          this.counted.add(d.value);
           this.report.blobsRestored++;
           this.report.bytesRestored += size;
         }
@@ -143,7 +202,6 @@ export class PackRestorer {
       }
       return restored;
     } finally {
-      this.report.seconds += (Date.now() - started) / 1000;
       await rm(workspace, { recursive: true, force: true });
     }
   }
