@@ -3,7 +3,8 @@
 // many ask), every blob in it verified against its digest before it enters the store. A bad
 // blob is discarded (the caller then goes upstream); a missing or failing pack likewise.
 // Up to PARALLEL_RESTORES packs restore at once, each in its own staging directory (a pack's
-// time is mostly the service's round trips); a client's request goes before the prefetch's.
+// time is mostly the service's round trips); the prefetch takes at most PARALLEL_PREFETCH of
+// those turns, and a client's request waiting for a turn goes before the prefetch's.
 // A blob already in the store (an earlier pack held it too) counts as restored, and once.
 import { readdir, rm, mkdir, open, lstat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -38,6 +39,8 @@ export interface RestoreReport {
 
 /** Packs restored at once. */
 const PARALLEL_RESTORES = 4;
+/** Of those, at most this many for the prefetch: the rest stay free for clients' requests. */
+const PARALLEL_PREFETCH = 3;
 
 /** The file name a blob has inside a pack. */
 export function packFileName(d: Digest): string {
@@ -102,7 +105,7 @@ export class PackRestorer {
     }
   }
 
-  /** Restores every pack in the background (the Action's prefetch input), as many at once as requests may. */
+  /** Restores every pack in the background (the Action's prefetch input), PARALLEL_PREFETCH at a time. */
   async prefetchAll(): Promise<void> {
     const keys = [...new Set(this.packOf.values())];
     const worker = async (): Promise<void> => {
@@ -110,7 +113,7 @@ export class PackRestorer {
         if (!this.settled.has(key)) await this.restoreOnce(key, false).catch(() => {});
       }
     };
-    await Promise.all(Array.from({ length: PARALLEL_RESTORES }, worker));
+    await Promise.all(Array.from({ length: PARALLEL_PREFETCH }, worker));
   }
 
   /** Restores pack `key` once however many ask, when its turn comes. */
