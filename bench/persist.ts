@@ -340,7 +340,7 @@ function note(rc: Run2[], base: Run2[]): string {
   return (
     `wall ${s(m(rc, (r) => r.wall))} vs ${s(m(base, (r) => r.wall))} (medians of ${rc.length}; runs ${rc.map((r) => (r.wall / 1000).toFixed(2)).join(', ')} vs ${base.map((r) => (r.wall / 1000).toFixed(2)).join(', ')}); ` +
     `${LABEL[rc[0]!.variant]}: main ${s(m(rc, (r) => r.main))} (index restore ${s(m(rc, (r) => r.indexRestore ?? Number.NaN))}, server ready ${s(m(rc, (r) => r.ready))} after main's start), pulls ${s(m(rc, (r) => r.pulls))}, ` +
-    `${m(rc, (r) => r.packsRestored ?? 0)} packs restored in ${s(m(rc, (r) => r.packRestores ?? Number.NaN))} (server's sum), ` +
+    `${m(rc, (r) => r.packsRestored ?? 0)} packs restored in ${s(m(rc, (r) => r.packRestores ?? Number.NaN))} (server's wall time restoring), ` +
     `${(m(rc, (r) => r.cacheBytes) / MB).toFixed(0)} MB from the cache service incl. index; ` +
     `${LABEL[base[0]!.variant]}: ${baseParts}main ${s(m(base, (r) => r.main))} (server ready ${s(m(base, (r) => r.ready))} after main's start), pulls ${s(m(base, (r) => r.pulls))}`
   );
