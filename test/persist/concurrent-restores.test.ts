@@ -2,10 +2,11 @@
 // for them one after another): the real @actions/cache client in this process, against the
 // service stand-in, restores several packs together (4 at a time, of which the prefetch takes
 // at most 3), each into its own staging directory, every blob verified and counted once; a blob
-// that two packs hold enters the store once and both packs count as restored.
+// that two packs hold enters the store once and both packs count as restored. Once restores go
+// without a lookup of their own, a service failing from then on still costs one lookup budget.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { type ActionsCacheService, startActionsCacheService } from '../helpers/actions-cache-service.js';
@@ -39,7 +40,7 @@ interface Fixture {
   savePack: (blobs: Blob[]) => Promise<string>;
 }
 
-async function fixture(t: TestContext): Promise<Fixture> {
+async function fixture(t: TestContext, cacheOptions: ConstructorParameters<typeof ActionsCache>[0] = {}): Promise<Fixture> {
   const dir = (await tempDir('rc-persist-', t)).path;
   const svc = await startActionsCacheService();
   t.after(() => svc.stop());
@@ -52,7 +53,7 @@ async function fixture(t: TestContext): Promise<Fixture> {
   });
   const storage = await openStorage(join(dir, 'store'));
   t.after(() => storage.close());
-  const cache = new ActionsCache();
+  const cache = new ActionsCache(cacheOptions);
   const index = emptyIndex();
   const savePack = async (blobs: Blob[]) => {
     const key = packKey('regcache', blobs.map((b) => b.digest));
@@ -132,4 +133,32 @@ test('a blob held by two packs restored at once: it enters the store once, both 
   assert.equal(r.blobsRestored, 3, 'the shared blob counted once');
   assert.equal(r.bytesRestored, shared.data.length + onlyA.data.length + onlyB.data.length);
   assert.equal(r.blobsRejected + r.packsBroken, 0);
+});
+
+test('the service failing once restores went without their own lookup: one budget, then upstream', { skip, timeout: 120_000 }, async (t) => {
+  const budgetMs = 2_000;
+  const f = await fixture(t, { lookupBudgetMs: budgetMs });
+  const packs = Array.from({ length: 3 }, () => [blob(16 * 1024)]);
+  for (const p of packs) await f.savePack(p);
+  const staging = join(f.dir, 'staging');
+  const restorer = new PackRestorer(f.storage, f.index, f.cache, staging);
+  assert.equal(await restorer.fetch(parseDigest(packs[0]![0]!.digest)), true);
+  assert.equal(ActionsCache.announcesHits, true, 'the library named the entry it found: later restores skip our lookup');
+
+  f.svc.setDown('unavailable');
+  const t0 = Date.now();
+  const got = await Promise.all(packs.slice(1).map((p) => restorer.fetch(parseDigest(p[0]!.digest))));
+  const ms = Date.now() - t0;
+
+  assert.deepEqual(got, [false, false], 'both blobs go upstream');
+  assert.ok(ms < 2 * budgetMs + 3_000, `${ms} ms: the budget, not the client's retries (~25-35 s)`);
+  const r = restorer.report;
+  assert.equal(r.packsUnavailable, 2);
+  assert.equal(r.packsBroken + r.packsMissing, 0);
+  assert.deepEqual(r.unusable, [], 'kept in the index for the next run');
+  // The abandoned calls end (the service is gone) and leave no staging directory behind.
+  await f.svc.stop();
+  for (const until = Date.now() + 60_000; ActionsCache.abandoned && Date.now() < until; ) await new Promise((r) => setTimeout(r, 200));
+  assert.equal(ActionsCache.abandoned, false);
+  assert.deepEqual(await readdir(staging), []);
 });
