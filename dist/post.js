@@ -9446,8 +9446,8 @@ var require_retry_handler = __commonJS({
       wrapRequestBody
     } = require_util();
     function calculateRetryAfterHeader(retryAfter) {
-      const current = Date.now();
-      return new Date(retryAfter).getTime() - current;
+      const current2 = Date.now();
+      return new Date(retryAfter).getTime() - current2;
     }
     __name(calculateRetryAfterHeader, "calculateRetryAfterHeader");
     function validatePartialResponseContentLength(headers, range3, statusCode, retryCount) {
@@ -23107,11 +23107,11 @@ var require_parse_proxy_response = __commonJS({
             }
             const key = header2.slice(0, firstColon).toLowerCase();
             const value = header2.slice(firstColon + 1).trimStart();
-            const current = headers[key];
-            if (typeof current === "string") {
-              headers[key] = [current, value];
-            } else if (Array.isArray(current)) {
-              current.push(value);
+            const current2 = headers[key];
+            if (typeof current2 === "string") {
+              headers[key] = [current2, value];
+            } else if (Array.isArray(current2)) {
+              current2.push(value);
             } else {
               headers[key] = value;
             }
@@ -44130,14 +44130,14 @@ var require_cache2 = __commonJS({
     __name(makeCacheKey, "makeCacheKey");
     function appendHeader(headers, key, val) {
       const headerName = key.toLowerCase();
-      const current = headers[headerName];
+      const current2 = headers[headerName];
       const values = Array.isArray(val) ? val : [val];
-      if (current === void 0) {
+      if (current2 === void 0) {
         headers[headerName] = Array.isArray(val) ? val.slice() : val;
-      } else if (Array.isArray(current)) {
-        current.push(...values);
+      } else if (Array.isArray(current2)) {
+        current2.push(...values);
       } else {
-        headers[headerName] = [current, ...values];
+        headers[headerName] = [current2, ...values];
       }
     }
     __name(appendHeader, "appendHeader");
@@ -57645,10 +57645,10 @@ function withExplicitLists(config, insecure) {
 __name(withExplicitLists, "withExplicitLists");
 async function restoreDocker(change) {
   return withFileLock(lockPath(change.path), async () => {
-    const current = await readFileMaybe(change.path);
-    const unchanged = current !== null && current.equals(Buffer.from(change.written, "base64"));
+    const current2 = await readFileMaybe(change.path);
+    const unchanged = current2 !== null && current2.equals(Buffer.from(change.written, "base64"));
     const outcome = unchanged ? "restored" : "edited";
-    const target = unchanged ? change.original === null ? null : Buffer.from(change.original, "base64") : Buffer.from(`${JSON.stringify(removeMirror(parseConfig(current, change.path), change.mirror, change.insecure), null, 2)}
+    const target = unchanged ? change.original === null ? null : Buffer.from(change.original, "base64") : Buffer.from(`${JSON.stringify(removeMirror(parseConfig(current2, change.path), change.mirror, change.insecure), null, 2)}
 `);
     const targetConfig = parseConfig(target, change.path);
     const explicit = withExplicitLists(targetConfig, change.insecure);
@@ -66377,9 +66377,9 @@ var EntityDecoder = class {
    * @param {string} context  — used in error messages ('external' | 'input')
    * @returns {boolean}  true = accept, false = skip
    */
-  _applyRegistrationHook(hook, name, value, context3) {
-    if (!hook) return true;
-    const action5 = hook(name, value);
+  _applyRegistrationHook(hook2, name, value, context3) {
+    if (!hook2) return true;
+    const action5 = hook2(name, value);
     if (action5 === ENTITY_ACTION.BLOCK) return false;
     if (action5 === ENTITY_ACTION.THROW) {
       throw new Error(
@@ -68001,8 +68001,8 @@ var MatcherView = class {
   hasAttr(attrName) {
     const path12 = this._matcher.path;
     if (path12.length === 0) return false;
-    const current = path12[path12.length - 1];
-    return current.values !== void 0 && attrName in current.values;
+    const current2 = path12[path12.length - 1];
+    return current2.values !== void 0 && attrName in current2.values;
   }
   /**
    * Get the value of a "kept" attribute from the nearest ancestor (or
@@ -68176,9 +68176,9 @@ var Matcher = class {
    */
   updateCurrent(attrValues) {
     if (this.path.length > 0) {
-      const current = this.path[this.path.length - 1];
+      const current2 = this.path[this.path.length - 1];
       if (attrValues !== null && attrValues !== void 0) {
-        current.values = attrValues;
+        current2.values = attrValues;
       }
     }
   }
@@ -68212,8 +68212,8 @@ var Matcher = class {
    */
   hasAttr(attrName) {
     if (this.path.length === 0) return false;
-    const current = this.path[this.path.length - 1];
-    return current.values !== void 0 && attrName in current.values;
+    const current2 = this.path[this.path.length - 1];
+    return current2.values !== void 0 && attrName in current2.values;
   }
   /**
    * Get the value of a "kept" attribute from the nearest ancestor (or
@@ -98466,6 +98466,8 @@ function saveCacheV2(paths_1, key_1, options_1) {
 __name(saveCacheV2, "saveCacheV2");
 
 // src/persist/actions-cache.ts
+import { AsyncLocalStorage } from "node:async_hooks";
+import { rm as rm7 } from "node:fs/promises";
 import { resolve as resolve4 } from "node:path";
 
 // src/storage/layout.ts
@@ -99869,25 +99871,38 @@ var FAILURE_LINE = /^::(?:warning|error)(?: [^:]*)?::Failed to (?:restore|save):
 var RATE_LIMIT_LINE = /rate limit will reset in (\d+) seconds/;
 var RETRY_LINE = /^Attempt \d+ of \d+ failed with error/m;
 var RATE_LIMITED_LINE = /^::(?:warning|error)(?: [^:]*)?::You've hit a rate limit/m;
-var observer;
+var FOUND_LINE = /^Cache hit for(?: restore-key)?: (\S+)/m;
+var current = new AsyncLocalStorage();
 var hooked = false;
-function hookStdout() {
+function hook() {
   if (hooked) return;
   hooked = true;
   const write = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((chunk, ...rest) => {
+    const observer = current.getStore()?.observed;
     if (observer && (typeof chunk === "string" || Buffer.isBuffer(chunk))) {
       const text = String(chunk);
       if (FAILURE_LINE.test(text)) observer.failed = true;
       if (RETRY_LINE.test(text)) observer.retried = true;
       if (RATE_LIMITED_LINE.test(text)) observer.rateLimited = true;
+      const hit = FOUND_LINE.exec(text);
+      if (hit) {
+        observer.found = hit[1];
+        ActionsCache.announcesHits = true;
+      }
       const m = RATE_LIMIT_LINE.exec(text);
       if (m) observer.retryAfterMs = Number(m[1]) * 1e3;
     }
     return write(chunk, ...rest);
   });
+  const env = process.env;
+  process.env = new Proxy(env, {
+    get: /* @__PURE__ */ __name((target, name) => name === "GITHUB_WORKSPACE" && current.getStore()?.workspace || Reflect.get(target, name), "get"),
+    // Without the proxy as receiver: process.env takes only plain assignments.
+    set: /* @__PURE__ */ __name((target, name, value) => Reflect.set(target, name, value), "set")
+  });
 }
-__name(hookStdout, "hookStdout");
+__name(hook, "hook");
 var ActionsCache = class _ActionsCache {
   constructor(opts = {}) {
     this.opts = opts;
@@ -99897,8 +99912,14 @@ var ActionsCache = class _ActionsCache {
   static {
     __name(this, "ActionsCache");
   }
-  /** One call at a time in the process (GITHUB_WORKSPACE and the working directory are the process's). */
-  static queue = Promise.resolve();
+  /** Saves one at a time in the process (they change the working directory). */
+  static saves = Promise.resolve();
+  /**
+   * True once the library printed its "Cache hit for" line in this process (service v2): a
+   * restore can then go without a lookup of its own first and still be bounded by the lookup
+   * budget, which runs until that line.
+   */
+  static announcesHits = false;
   breaker;
   /** Library calls still running after their budget ran out (the process should not wait for them). */
   static abandonedCalls = 0;
@@ -99911,56 +99932,51 @@ var ActionsCache = class _ActionsCache {
     return _ActionsCache.abandonedCalls > 0;
   }
   /**
-   * Runs `fn` alone, watching what the library prints. With a `workspace`, it is GITHUB_WORKSPACE
-   * (where tar archives from and extracts to) during the call and, with `chdir`, the working
-   * directory too: saveCache globs the path patterns relative to the working directory, not
-   * to GITHUB_WORKSPACE (a save from any other directory finds nothing and uploads nothing).
-   * Restores do not glob, so the server, whose other work may use relative paths, never
-   * changes directory. With a `budgetMs`, the call is abandoned after that long (`timedOut`).
+   * Runs `fn` in its own context, watching what the library prints. With a `workspace`, that is
+   * GITHUB_WORKSPACE for the call; with `chdir` the working directory too, and the call then
+   * waits for the saves before it: saveCache globs the path patterns relative to the working
+   * directory, not to GITHUB_WORKSPACE (a save from any other directory finds nothing and
+   * uploads nothing). Restores do not glob, so the server, whose other work may use relative
+   * paths, never changes directory. With a `budgetMs`, the call is abandoned (`timedOut`) when
+   * the service has not answered its lookup with an entry by then; an abandoned call's
+   * workspace is removed once the library is done with it.
    */
-  exclusive(workspace, fn, o = {}) {
+  call(workspace, fn, o = {}) {
     const run3 = /* @__PURE__ */ __name(async () => {
-      hookStdout();
-      const saved = process.env.GITHUB_WORKSPACE;
-      const cwd = process.cwd();
+      hook();
       const observed = { failed: false, retried: false, rateLimited: false };
+      const dir = workspace === void 0 ? void 0 : resolve4(workspace);
+      const cwd = process.cwd();
       const started = Date.now();
-      if (workspace !== void 0) {
-        const dir = resolve4(workspace);
-        process.env.GITHUB_WORKSPACE = dir;
-        if (o.chdir) process.chdir(dir);
-      }
-      observer = observed;
+      if (dir !== void 0 && o.chdir) process.chdir(dir);
       let timer;
       try {
-        const call = fn();
+        const call = current.run({ observed, ...dir !== void 0 ? { workspace: dir } : {} }, fn);
         if (o.budgetMs === void 0) return { value: await call, observed, ms: Date.now() - started, timedOut: false };
         const expired = /* @__PURE__ */ Symbol("expired");
         const budget = new Promise((r) => {
-          timer = setTimeout(() => r(expired), o.budgetMs);
+          timer = setTimeout(() => r(observed.found !== void 0 ? call : expired), o.budgetMs);
         });
         const first = await Promise.race([call, budget]);
         if (first === expired) {
           _ActionsCache.abandonedCalls++;
-          void call.then(
-            () => _ActionsCache.abandonedCalls--,
-            () => _ActionsCache.abandonedCalls--
-          );
+          void call.catch(() => {
+          }).then(async () => {
+            if (dir !== void 0) await rm7(dir, { recursive: true, force: true }).catch(() => {
+            });
+            _ActionsCache.abandonedCalls--;
+          });
           return { observed, ms: Date.now() - started, timedOut: true };
         }
         return { value: first, observed, ms: Date.now() - started, timedOut: false };
       } finally {
         clearTimeout(timer);
-        if (observer === observed) observer = void 0;
-        if (workspace !== void 0) {
-          if (o.chdir) process.chdir(cwd);
-          if (saved === void 0) delete process.env.GITHUB_WORKSPACE;
-          else process.env.GITHUB_WORKSPACE = saved;
-        }
+        if (dir !== void 0 && o.chdir) process.chdir(cwd);
       }
     }, "run");
-    const p = _ActionsCache.queue.then(run3, run3);
-    _ActionsCache.queue = p.catch(() => {
+    if (!o.chdir) return run3();
+    const p = _ActionsCache.saves.then(run3, run3);
+    _ActionsCache.saves = p.catch(() => {
     });
     return p;
   }
@@ -99972,12 +99988,35 @@ var ActionsCache = class _ActionsCache {
    * Looks `key` (then each restore key, as the service matches them) up without downloading:
    * a download-side call, not rate-limited. Bounded by the lookup budget.
    */
-  async lookup(path12, key, restoreKeys = []) {
+  lookup(path12, key, restoreKeys = []) {
+    return this.attempt(void 0, path12, key, restoreKeys);
+  }
+  /**
+   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`.
+   * Until the library has shown that it announces what its lookup found, a bounded lookup of
+   * our own goes first (a dead service costs the budget, not the library's half minute of
+   * retries), then the download of exactly the entry found; after that, one call does both,
+   * bounded by the same budget until the service has answered its lookup.
+   */
+  async restore(workspace, path12, key, restoreKeys = []) {
+    if (_ActionsCache.announcesHits) return this.attempt(workspace, path12, key, restoreKeys);
+    const found = await this.lookup(path12, key, restoreKeys);
+    if (found.outcome !== "restored" || !found.key) return found;
+    return this.attempt(workspace, path12, found.key, []);
+  }
+  /**
+   * One restoreCache call: a lookup without `workspace`, else a restore into it. The breaker
+   * hears how it went; a call without an answer within the lookup budget is abandoned.
+   */
+  async attempt(workspace, path12, key, restoreKeys) {
     if (!this.breaker.allow()) return { outcome: "unavailable" };
+    const download = this.download(workspace === void 0);
+    let found;
     try {
-      const r = await this.exclusive(void 0, () => restoreCache([path12], key, restoreKeys, this.download(true)), {
+      const r = await this.call(workspace, () => restoreCache([path12], key, restoreKeys, download), {
         budgetMs: this.opts.lookupBudgetMs ?? 1e4
       });
+      found = r.observed.found;
       if (r.timedOut) {
         this.breaker.trip();
         return { outcome: "unavailable" };
@@ -99985,6 +100024,11 @@ var ActionsCache = class _ActionsCache {
       if (r.value !== void 0) {
         this.breaker.success();
         return { outcome: "restored", key: r.value };
+      }
+      if (found !== void 0) {
+        if (r.observed.retried) this.breaker.trip();
+        else this.breaker.failure();
+        return { outcome: "broken", key: found };
       }
       if (r.observed.failed) {
         if (r.observed.retried || r.ms > SLOW_FAILURE_MS) this.breaker.trip();
@@ -99996,30 +100040,7 @@ var ActionsCache = class _ActionsCache {
       return { outcome: "missing" };
     } catch {
       this.breaker.failure();
-      return { outcome: "unavailable" };
-    }
-  }
-  /**
-   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`:
-   * a bounded lookup first (a dead service costs the budget, not the library's half minute of
-   * retries), then the download of exactly the entry found.
-   */
-  async restore(workspace, path12, key, restoreKeys = []) {
-    const found = await this.lookup(path12, key, restoreKeys);
-    if (found.outcome !== "restored" || !found.key) return found;
-    if (!this.breaker.allow()) return { outcome: "unavailable" };
-    try {
-      const r = await this.exclusive(workspace, () => restoreCache([path12], found.key, [], this.download(false)));
-      if (r.value === found.key) {
-        this.breaker.success();
-        return { outcome: "restored", key: found.key };
-      }
-      if (r.observed.retried) this.breaker.trip();
-      else this.breaker.failure();
-      return { outcome: "broken", key: found.key };
-    } catch {
-      this.breaker.failure();
-      return { outcome: "broken", key: found.key };
+      return found !== void 0 ? { outcome: "broken", key: found } : { outcome: "unavailable" };
     }
   }
   /** True when entry `key` exists; undefined when the service could not tell. */
@@ -100031,7 +100052,7 @@ var ActionsCache = class _ActionsCache {
   /** Saves `path` of `workspace` as entry `key`. */
   async save(workspace, path12, key) {
     if (!this.breaker.allow()) return { outcome: "failed" };
-    const r = await this.exclusive(
+    const r = await this.call(
       workspace,
       async () => {
         try {
@@ -100197,7 +100218,7 @@ async function exportRepositories(storage, repos, into, inline, skip) {
 __name(exportRepositories, "exportRepositories");
 
 // src/persist/save.ts
-import { link, mkdir as mkdir5, rm as rm7, writeFile as writeFile3 } from "node:fs/promises";
+import { link, mkdir as mkdir5, rm as rm8, writeFile as writeFile3 } from "node:fs/promises";
 import { randomBytes as randomBytes2 } from "node:crypto";
 import { join as join14 } from "node:path";
 
@@ -100313,12 +100334,12 @@ async function saveNewContent(o) {
   const unusable = new Set((o.unusable ?? []).filter((k) => o.restored.packs[k] !== void 0));
   const restored = withoutPacks(o.restored, unusable);
   report.packsDropped = unusable.size;
-  const current = await exportIndex(o.storage, { registry: !!o.registry });
+  const current2 = await exportIndex(o.storage, { registry: !!o.registry });
   for (const key of unusable) {
     for (const v of o.restored.packs[key].digests) {
       const d = tryParseDigest(v);
       if (!d || await o.storage.blobs.stat(d) === void 0) continue;
-      for (const [from, into] of [[o.restored.blobs, current.blobs], ...current.registry ? [[o.restored.registry?.blobs ?? {}, current.registry.blobs]] : []]) {
+      for (const [from, into] of [[o.restored.blobs, current2.blobs], ...current2.registry ? [[o.restored.registry?.blobs ?? {}, current2.registry.blobs]] : []]) {
         for (const [repo, digests] of Object.entries(from)) {
           if (!digests.includes(v)) continue;
           const list = into[repo] ??= [];
@@ -100327,9 +100348,9 @@ async function saveNewContent(o) {
       }
     }
   }
-  const known = /* @__PURE__ */ new Set([...packOfBlob(restored).keys(), ...Object.keys(current.inline), ...Object.keys(restored.inline)]);
-  const blobsByRepo = { ...current.blobs };
-  for (const [repo, digests] of Object.entries(current.registry?.blobs ?? {})) blobsByRepo[`~5000/${repo}`] = digests;
+  const known = /* @__PURE__ */ new Set([...packOfBlob(restored).keys(), ...Object.keys(current2.inline), ...Object.keys(restored.inline)]);
+  const blobsByRepo = { ...current2.blobs };
+  for (const [repo, digests] of Object.entries(current2.registry?.blobs ?? {})) blobsByRepo[`~5000/${repo}`] = digests;
   const sizes = /* @__PURE__ */ new Map();
   for (const digests of Object.values(blobsByRepo)) {
     for (const v of digests) {
@@ -100338,7 +100359,7 @@ async function saveNewContent(o) {
       if (size !== void 0) sizes.set(v, size);
     }
   }
-  const added = { ...current, packs: {} };
+  const added = { ...current2, packs: {} };
   const staging = join14(o.storage.layout.tmpDir, `save-${randomBytes2(6).toString("hex")}`);
   try {
     let budgetBytes = o.maxSaveBytes;
@@ -100363,7 +100384,7 @@ async function saveNewContent(o) {
       const workspace = join14(staging, key);
       await stagePack(o.storage, workspace, group.digests);
       const r = await o.cache.save(workspace, PACK_PATH, key);
-      await rm7(workspace, { recursive: true, force: true });
+      await rm8(workspace, { recursive: true, force: true });
       if (r.outcome === "saved") {
         added.packs[key] = { digests: group.digests, size: group.size };
         report.packsSaved++;
@@ -100413,7 +100434,7 @@ async function saveNewContent(o) {
       }
     }
   } finally {
-    await rm7(staging, { recursive: true, force: true });
+    await rm8(staging, { recursive: true, force: true });
     report.seconds = (Date.now() - started) / 1e3;
   }
   return report;
