@@ -115,7 +115,7 @@ export function readInputs(get: InputGetter, env: NodeJS.ProcessEnv = process.en
     save: saveMode(get),
     keyPrefix: keyPrefix(get),
     maxSaveBytes: get('max-save-size').trim() ? parseByteSize(get('max-save-size'), 'max-save-size') : 2 * 1024 ** 3,
-    prefetch: bool(get, 'prefetch', false),
+    prefetch: bool(get, 'prefetch', true),
     persistRegistry: bool(get, 'persist-registry', false),
     matrix: get('matrix').trim(),
   };

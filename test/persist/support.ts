@@ -229,6 +229,9 @@ export async function startJob(t: TestContext, o: JobOptions): Promise<StartedJo
     upstreams: `docker.io=${o.upstream.url}`,
     'configure-docker': 'false',
     'configure-containerd': 'false',
+    // The scenarios pin down restores on demand (what a client asks for, when it asks);
+    // the background prefetch, the Action's default, has its own test (prefetch.test.ts).
+    prefetch: 'false',
     ...o.inputs,
   };
   const upstreamBefore = (await o.upstream.accessLog()).length;

@@ -1,0 +1,45 @@
+// The Action's default restore (issue 5): with `prefetch` left unset, the server restores every
+// pack the index names in the background from its start, before any client asks, so that the
+// job's pulls find their layers on disk. Run 1 saves two images; run 2 waits without pulling
+// until both packs were downloaded, then pulls: no upstream blob GET, each pack downloaded once.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { startActionsCacheService } from '../helpers/actions-cache-service.js';
+import { startDistribution } from '../helpers/distribution.js';
+import { tempDir, waitFor } from '../helpers/proc.js';
+import { skipUnless } from '../helpers/tools.js';
+import { seedImage } from '../helpers/upstream-images.js';
+import { blobGets, createdPacks, downloadsOf, pullThroughCache, runJob, serverStats, startJob } from './support.js';
+
+const skip = skipUnless(['docker-registry', 'zstd']);
+
+test('by default every pack is restored in the background at start; the pulls then ask the upstream for no blob', { skip, timeout: 120_000 }, async (t) => {
+  const dir = await tempDir('rc-persist-', t);
+  const svc = await startActionsCacheService();
+  t.after(() => svc.stop());
+  const upstream = await startDistribution();
+  t.after(() => upstream.stop());
+  const images = [
+    { name: 'library/one', reference: 'v1', image: await seedImage(upstream.url, 'library/one', 'v1', { layers: 3 }) },
+    { name: 'library/two', reference: 'v1', image: await seedImage(upstream.url, 'library/two', 'v1', { layers: 3 }) },
+  ];
+  const first = await runJob(t, { svc, upstream, dir: join(dir.path, 'run1'), runner: { runId: 1 }, inputs: { save: 'true' } }, (url) => pullThroughCache(url, images));
+  const packs = createdPacks(first);
+  assert.equal(packs.length, 2, 'run 1 saved one pack per image');
+
+  // `prefetch: ''` is the input left unset (the runner passes the action.yml default).
+  const before = svc.records().requests.length;
+  const job = await startJob(t, { svc, upstream, dir: join(dir.path, 'run2'), runner: { runId: 2 }, inputs: { save: 'false', prefetch: '' } });
+  const downloaded = await waitFor(() => {
+    const d = downloadsOf(svc.records().requests.slice(before), packs);
+    return d.length >= packs.length ? d : undefined;
+  }, { what: 'both packs downloaded with no client asking', timeoutMs: 30_000 });
+  assert.deepEqual(new Set(downloaded.map((e) => e.key)), new Set(packs.map((e) => e.key)));
+
+  await pullThroughCache(job.cacheUrl, images);
+  const run = await job.finish();
+  assert.deepEqual(blobGets(run.upstream), [], 'every layer came from the prefetched packs');
+  assert.equal(downloadsOf(run.requests, packs).length, packs.length, 'each pack downloaded once');
+  assert.equal((await serverStats(run)).extras.persist?.packsRestored, packs.length);
+});
