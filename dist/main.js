@@ -57460,7 +57460,7 @@ function readInputs(get, env = process.env) {
     save: saveMode(get),
     keyPrefix: keyPrefix(get),
     maxSaveBytes: get("max-save-size").trim() ? parseByteSize(get("max-save-size"), "max-save-size") : 2 * 1024 ** 3,
-    prefetch: bool(get, "prefetch", false),
+    prefetch: bool(get, "prefetch", true),
     persistRegistry: bool(get, "persist-registry", false),
     matrix: get("matrix").trim()
   };
