@@ -12,6 +12,11 @@ import { RegistryError, type Digest } from '../oci/index.js';
 /** Bytes withheld from readers until the blob is verified. */
 const HOLDBACK = 64 * 1024;
 const READ_CHUNK = 1024 * 1024;
+/**
+ * While the download runs, a reader waits until this much is readable before it reads: one
+ * read and one socket write per 256 KiB instead of one per upstream chunk (~16-64 KiB).
+ */
+const MIN_READ = 256 * 1024;
 
 /** Where a fill stands. */
 export type FillState = 'filling' | 'committed' | 'failed';
@@ -118,7 +123,8 @@ export class BlobFill {
             }
             if (fill.state === 'failed') throw fill.failure();
             const allowed = Math.min(fill.readable(), end);
-            if (pos < allowed) {
+            const enough = allowed >= end || fill.state !== 'filling' || allowed - pos >= MIN_READ;
+            if (pos < allowed && enough) {
               const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, allowed - pos));
               const { bytesRead } = await fh.read(buf, 0, buf.byteLength, pos);
               if (bytesRead === 0) throw new Error('blob file ended early');
