@@ -57970,6 +57970,7 @@ var DEFAULT_UPLOAD_MAX_AGE_MS = 24 * 60 * 60 * 1e3;
 // src/proxy/blob-fill.ts
 var HOLDBACK = 64 * 1024;
 var READ_CHUNK2 = 1024 * 1024;
+var MIN_READ = 256 * 1024;
 
 // src/proxy/upstream-client.ts
 var import_undici2 = __toESM(require_undici2(), 1);

@@ -99803,6 +99803,7 @@ __name(openStorage, "openStorage");
 // src/proxy/blob-fill.ts
 var HOLDBACK = 64 * 1024;
 var READ_CHUNK2 = 1024 * 1024;
+var MIN_READ = 256 * 1024;
 
 // src/proxy/upstream-client.ts
 var import_undici2 = __toESM(require_undici2(), 1);
