@@ -16,14 +16,14 @@
 // of a small other image (its upstream connections, auth ping, JIT), so "cold" means the content
 // is not cached, not that the process just started. The upstream is not pinned (it stands for a
 // remote machine); the caches run on the servers' CPU, the client and the proxy in this process.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Pool } from 'undici';
 import type { BenchContext, Row, Section } from './run.js';
 import { startDistribution, startRegcache, type ServerHandle } from './servers.js';
 import { startShaper, type Shaper, type Shaping } from './shaper.js';
-import { OCI_MANIFEST, cpuSeconds, imageBytes, measure, openPool, pullBlobs, pushImages, type BlobData, type BlobRef, type Image, type Measured } from './workloads.js';
+import { OCI_MANIFEST, cpuSeconds, imageBytes, makeImage, measure, openPool, pullBlobs, pushImages, type BlobRef, type Image, type Measured } from './workloads.js';
 
 const MB = 1e6;
 const MiB = 1024 * 1024;
@@ -51,22 +51,8 @@ const MANIFEST_ACCEPT = [
 ].join(', ');
 
 /** An image of random layers of the given sizes (MiB) with its config and OCI manifest. */
-function makeImage(repo: string, tag: string, layersMiB: number[]): Image {
-  const blob = (data: Buffer): BlobData => ({ digest: sha256(data), data });
-  const layers = layersMiB.map((mib) => blob(randomBytes(Math.round(mib * MiB))));
-  const config = blob(Buffer.from(JSON.stringify({
-    architecture: 'amd64',
-    os: 'linux',
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
-    config: { Labels: { 'bench.nonce': randomBytes(8).toString('hex') } },
-  })));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.data.byteLength },
-    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: l.digest, size: l.data.byteLength })),
-  }));
-  return { repo, tag, config, layers, manifest, manifestDigest: sha256(manifest) };
+function makeImageMiB(repo: string, tag: string, layersMiB: number[]): Image {
+  return makeImage(repo, tag, layersMiB.map((mib) => Math.round(mib * MiB)));
 }
 
 function sha256(data: Buffer): string {
@@ -242,9 +228,9 @@ export const cacheSection: Section = {
   id: 'cache',
   async run(ctx) {
     ctx.log('cache: generating images, starting and seeding the upstream');
-    const primer = makeImage('bench/cache-primer', 'v1', [1, 0.01]);
-    const small = makeImage('bench/cache-image', 'v1', LAYERS_MIB);
-    const big = makeImage('bench/cache-image-big', 'v1', LAYERS_MIB.map((m) => m * LOOPBACK_SCALE));
+    const primer = makeImageMiB('bench/cache-primer', 'v1', [1, 0.01]);
+    const small = makeImageMiB('bench/cache-image', 'v1', LAYERS_MIB);
+    const big = makeImageMiB('bench/cache-image-big', 'v1', LAYERS_MIB.map((m) => m * LOOPBACK_SCALE));
     const upstream = await startDistribution({ parentDir: ctx.tmp });
     const shaped = await startShaper(upstream.url, SHAPING);
     const counter = await startShaper(upstream.url);

@@ -73,26 +73,27 @@ function blob(data: Buffer): BlobData {
   return { digest: sha256(data), data };
 }
 
+/** An image of random layers of the given sizes (bytes), with its config and OCI manifest. */
+export function makeImage(repo: string, tag: string, layerSizes: readonly number[]): Image {
+  const layers = layerSizes.map((size) => blob(randomBytes(size)));
+  const config = blob(Buffer.from(JSON.stringify({
+    architecture: 'amd64',
+    os: 'linux',
+    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
+    config: { Labels: { 'bench.nonce': randomBytes(8).toString('hex') } },
+  })));
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.data.byteLength },
+    layers: layers.map((l) => ({ mediaType: OCI_LAYER, digest: l.digest, size: l.data.byteLength })),
+  }));
+  return { repo, tag, config, layers, manifest, manifestDigest: sha256(manifest) };
+}
+
 /** Makes `count` images of `layers` random layers of `layerSize` bytes each. */
 export function makeImages(opts: { count: number; layers: number; layerSize: number; repo: (i: number) => string; tag: string }): Image[] {
-  const images: Image[] = [];
-  for (let i = 0; i < opts.count; i++) {
-    const layers = Array.from({ length: opts.layers }, () => blob(randomBytes(opts.layerSize)));
-    const config = blob(Buffer.from(JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
-      config: { Labels: { 'bench.nonce': randomBytes(8).toString('hex') } },
-    })));
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.data.byteLength },
-      layers: layers.map((l) => ({ mediaType: OCI_LAYER, digest: l.digest, size: l.data.byteLength })),
-    }));
-    images.push({ repo: opts.repo(i), tag: opts.tag, config, layers, manifest, manifestDigest: sha256(manifest) });
-  }
-  return images;
+  return Array.from({ length: opts.count }, (_, i) => makeImage(opts.repo(i), opts.tag, Array.from({ length: opts.layers }, () => opts.layerSize)));
 }
 
 /** Every layer of `images` as blobs to pull. */

@@ -11,9 +11,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { type ActionsCacheService, startActionsCacheService } from '../helpers/actions-cache-service.js';
-import { type Distribution, startDistribution } from '../helpers/distribution.js';
-import { run, tempDir } from '../helpers/proc.js';
+import type { ActionsCacheService } from '../helpers/actions-cache-service.js';
+import type { Distribution } from '../helpers/distribution.js';
+import { run } from '../helpers/proc.js';
 import { skipUnless, toolPath } from '../helpers/tools.js';
 import { seedImage, type TestImage } from '../helpers/upstream-images.js';
 import { packKey } from '../../src/persist/index.js';
@@ -31,6 +31,7 @@ import {
   runJob,
   serverStats,
   twirpCalls,
+  persistWorld,
 } from './support.js';
 
 const skip = skipUnless(['docker-registry', 'zstd']);
@@ -46,11 +47,7 @@ interface Fixture {
 }
 
 async function fixture(t: TestContext): Promise<Fixture> {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   const a = await seedImage(upstream.url, 'library/a', 'v1', { layers: 3 });
   const b = await seedImage(upstream.url, 'library/b', 'v1', { layers: 2 });
   const pull = (url: string) =>

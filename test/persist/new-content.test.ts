@@ -7,9 +7,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startActionsCacheService } from '../helpers/actions-cache-service.js';
-import { startDistribution } from '../helpers/distribution.js';
-import { tempDir } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 import { pushImage, randomImage, seedImage } from '../helpers/upstream-images.js';
 import { formatBytes } from '../../src/action/summary.js';
@@ -25,16 +22,13 @@ import {
   serverStats,
   startJob,
   twirpCalls,
+  persistWorld,
 } from './support.js';
 
 const skip = skipUnless(['docker-registry', 'zstd']);
 
 test('a new tag sharing base layers: only its new layers are uploaded, in a new pack', { skip, timeout: 60_000 }, async (t) => {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   // Sizes that tell the packs apart: base layers 96 KiB, v1's own layer 64 KiB, v2's 40 KiB.
   const base = randomImage({ layers: 2, layerSize: 96 * 1024 }).layers;
   const v1 = await pushImage(upstream.url, 'library/app', 'v1', randomImage({ baseLayers: base, layers: 1, layerSize: 64 * 1024 }));
@@ -73,11 +67,7 @@ test('a new tag sharing base layers: only its new layers are uploaded, in a new 
 });
 
 test('two matrix legs of one run pull the same new image: the second finds the pack with a lookup and uploads only its index', { skip, timeout: 60_000 }, async (t) => {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   const image = await seedImage(upstream.url, 'library/shared', 'v1', { layers: 3 });
   const pull = (url: string) => pullThroughCache(url, [{ name: 'library/shared', reference: 'v1', image }]);
 

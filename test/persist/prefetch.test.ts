@@ -5,21 +5,15 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startActionsCacheService } from '../helpers/actions-cache-service.js';
-import { startDistribution } from '../helpers/distribution.js';
-import { tempDir, waitFor } from '../helpers/proc.js';
+import { waitFor } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 import { seedImage } from '../helpers/upstream-images.js';
-import { blobGets, createdPacks, downloadsOf, pullThroughCache, runJob, serverStats, startJob } from './support.js';
+import { blobGets, createdPacks, downloadsOf, pullThroughCache, runJob, serverStats, startJob, persistWorld } from './support.js';
 
 const skip = skipUnless(['docker-registry', 'zstd']);
 
 test('by default every pack is restored in the background at start; the pulls then ask the upstream for no blob', { skip, timeout: 120_000 }, async (t) => {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   const images = [
     { name: 'library/one', reference: 'v1', image: await seedImage(upstream.url, 'library/one', 'v1', { layers: 3 }) },
     { name: 'library/two', reference: 'v1', image: await seedImage(upstream.url, 'library/two', 'v1', { layers: 3 }) },

@@ -9,13 +9,12 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { type ActionsCacheService, startActionsCacheService } from '../helpers/actions-cache-service.js';
-import { type Distribution, startDistribution } from '../helpers/distribution.js';
-import { tempDir } from '../helpers/proc.js';
+import type { ActionsCacheService } from '../helpers/actions-cache-service.js';
+import type { Distribution } from '../helpers/distribution.js';
 import { skipUnless } from '../helpers/tools.js';
 import { fetchBytes, pullImage, pushImage, randomImage, seedImage, type TestImage } from '../helpers/upstream-images.js';
 import { packKey } from '../../src/persist/index.js';
-import { blobGets, createdIndexes, createdPacks, lookupsOf, pullThroughCache, restoredIndex, serverStats, startJob, type JobOptions, type JobRun } from './support.js';
+import { blobGets, createdIndexes, createdPacks, lookupsOf, pullThroughCache, restoredIndex, serverStats, startJob, type JobOptions, type JobRun, persistWorld } from './support.js';
 
 const skip = skipUnless(['docker-registry', 'zstd']);
 
@@ -26,11 +25,7 @@ interface Fixture {
 }
 
 async function fixture(t: TestContext): Promise<Fixture> {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   return { dir: dir.path, svc, upstream };
 }
 

@@ -7,12 +7,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startActionsCacheService } from '../helpers/actions-cache-service.js';
-import { startDistribution } from '../helpers/distribution.js';
-import { tempDir } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 import { seedImage } from '../helpers/upstream-images.js';
-import { assertSummaryMatchesRecords, createdIndexes, createdPacks, isPackKey, keyOf, pullThroughCache, runJob, twirpCalls } from './support.js';
+import { assertSummaryMatchesRecords, createdIndexes, createdPacks, isPackKey, keyOf, pullThroughCache, runJob, twirpCalls, persistWorld } from './support.js';
 
 const skip = skipUnless(['docker-registry', 'zstd']);
 const IMAGES = 30;
@@ -21,11 +18,7 @@ const CREATES_PER_MINUTE = 5;
 const MAX_PACKS = 8; // post's bound
 
 test('300 new layers under a low creation rate limit: bounded entries, the index saved after the window, no failure', { skip, timeout: 150_000 }, async (t) => {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService({ createsPerMinute: CREATES_PER_MINUTE });
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t, { createsPerMinute: CREATES_PER_MINUTE });
   const images = await Promise.all(
     Array.from({ length: IMAGES }, async (_, i) => ({ name: `library/small-${i}`, reference: 'v1', image: await seedImage(upstream.url, `library/small-${i}`, 'v1', { layers: LAYERS, layerSize: 1024 }) })),
   );

@@ -9,12 +9,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { type ActionsCacheService, type DownMode, startActionsCacheService } from '../helpers/actions-cache-service.js';
-import { type Distribution, startDistribution } from '../helpers/distribution.js';
-import { tempDir } from '../helpers/proc.js';
+import type { ActionsCacheService, DownMode } from '../helpers/actions-cache-service.js';
+import type { Distribution } from '../helpers/distribution.js';
 import { skipUnless } from '../helpers/tools.js';
 import { seedImage, type TestImage } from '../helpers/upstream-images.js';
-import { assertSummaryMatchesRecords, blobGets, createdPacks, pullThroughCache, runJob, serverStats, startJob, twirpCalls } from './support.js';
+import { assertSummaryMatchesRecords, blobGets, createdPacks, pullThroughCache, runJob, serverStats, startJob, twirpCalls, persistWorld } from './support.js';
 
 const skip = skipUnless(['docker-registry', 'zstd']);
 
@@ -28,11 +27,7 @@ interface Fixture {
 
 /** A cache holding two images (a run that saved them), and a third image only upstream. */
 async function populated(t: TestContext): Promise<Fixture> {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   const images = [
     await seedImage(upstream.url, 'library/one', 'v1', { layers: 3 }),
     await seedImage(upstream.url, 'library/two', 'v1', { layers: 3 }),

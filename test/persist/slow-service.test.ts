@@ -5,13 +5,10 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { startActionsCacheService } from '../helpers/actions-cache-service.js';
-import { startDistribution } from '../helpers/distribution.js';
-import { tempDir } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 import { seedImage } from '../helpers/upstream-images.js';
 import { packKey } from '../../src/persist/index.js';
-import { createdIndexes, createdPacks, pullThroughCache, startJob } from './support.js';
+import { createdIndexes, createdPacks, pullThroughCache, startJob, persistWorld } from './support.js';
 
 const skip = skipUnless(['docker-registry', 'zstd']);
 
@@ -19,11 +16,7 @@ const skip = skipUnless(['docker-registry', 'zstd']);
 const SLOW_LOOKUP_MS = 6_500;
 
 async function fixture(t: TestContext) {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   return { dir: dir.path, svc, upstream };
 }
 

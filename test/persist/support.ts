@@ -20,8 +20,9 @@ import type {
   RunnerEnvOptions,
   TwirpRequestRecord,
 } from '../helpers/actions-cache-service.js';
-import { TWIRP_PREFIX } from '../helpers/actions-cache-service.js';
-import type { AccessLogEntry, Distribution } from '../helpers/distribution.js';
+import { TWIRP_PREFIX, type ActionsCacheServiceOptions, startActionsCacheService } from '../helpers/actions-cache-service.js';
+import { type AccessLogEntry, type Distribution, startDistribution } from '../helpers/distribution.js';
+import { type TempDir, tempDir } from '../helpers/proc.js';
 import { OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, type Blob, type TestImage, fetchBytes, sha256 } from '../helpers/upstream-images.js';
 import { busyboxRootfsTar } from '../helpers/rootfs.js';
 
@@ -162,6 +163,16 @@ export const bytesOf = (blobs: readonly Blob[]) => blobs.reduce((a, b) => a + b.
 
 // ---------------------------------------------------------------------------------------------
 // Jobs
+
+/** What a scenario starts from: a temp dir, the Actions cache stand-in and an upstream distribution, all gone after the test. */
+export async function persistWorld(t: TestContext, service: ActionsCacheServiceOptions = {}): Promise<{ dir: TempDir; svc: ActionsCacheService; upstream: Distribution }> {
+  const dir = await tempDir('rc-persist-', t);
+  const svc = await startActionsCacheService(service);
+  t.after(() => svc.stop());
+  const upstream = await startDistribution();
+  t.after(() => upstream.stop());
+  return { dir, svc, upstream };
+}
 
 /** How a job is set up. */
 export interface JobOptions {

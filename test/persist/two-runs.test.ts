@@ -11,10 +11,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type Dockerd } from '../helpers/dockerd.js';
-import { startActionsCacheService } from '../helpers/actions-cache-service.js';
-import { startDistribution } from '../helpers/distribution.js';
 import { startTestHost } from '../helpers/actions-runner.js';
-import { tempDir } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 import { pushImage, seedImage } from '../helpers/upstream-images.js';
 import {
@@ -31,6 +28,7 @@ import {
   runJob,
   serverStats,
   twirpCalls,
+  persistWorld,
 } from './support.js';
 import { formatBytes } from '../../src/action/summary.js';
 
@@ -38,11 +36,7 @@ const skipDocker = skipUnless(['dockerd', 'containerd', 'docker', 'docker-regist
 const skipHttp = skipUnless(['docker-registry', 'zstd']);
 
 test('two runs on fresh runners: run 2 pulls every layer from restored packs, no upstream blob GET, no new entry', { skip: skipDocker, timeout: 120_000 }, async (t) => {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   const name = `app-${Math.random().toString(36).slice(2, 8)}`;
   const image = await pushImage(upstream.url, `library/${name}`, 'v1', await dockerImage(3));
   const layers = image.layers.length; // busybox + 3: N blobs that must come from packs in run 2
@@ -106,11 +100,7 @@ async function stopDockerd(d: Dockerd): Promise<void> {
 }
 
 test('entries restore under another GITHUB_WORKSPACE and RUNNER_TEMP', { skip: skipHttp, timeout: 60_000 }, async (t) => {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   const image = await seedImage(upstream.url, 'library/elsewhere', 'v1', { layers: 3 });
   const pull = (url: string) => pullThroughCache(url, [{ name: 'library/elsewhere', reference: 'v1', image }]);
 
@@ -134,11 +124,7 @@ test('entries restore under another GITHUB_WORKSPACE and RUNNER_TEMP', { skip: s
 });
 
 test('save: auto saves a push to the default branch; a pull request run restores and saves nothing', { skip: skipHttp, timeout: 60_000 }, async (t) => {
-  const dir = await tempDir('rc-persist-', t);
-  const svc = await startActionsCacheService();
-  t.after(() => svc.stop());
-  const upstream = await startDistribution();
-  t.after(() => upstream.stop());
+  const { dir, svc, upstream } = await persistWorld(t);
   const cached = await seedImage(upstream.url, 'library/base', 'v1', { layers: 2 });
   const added = await seedImage(upstream.url, 'library/pr-only', 'v1', { layers: 2 });
   const event = { repository: { default_branch: 'main' } };
