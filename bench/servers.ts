@@ -8,12 +8,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { SERVER_NODE_FLAGS, hasHeapFlags } from '../src/server/node-flags.js';
+import { freePort, tailFile, terminateChild } from '../test/helpers/proc.js';
 
 /** The repository root (bench/..). */
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -125,7 +125,7 @@ export async function startRegcache(opts: RegcacheOptions): Promise<ServerHandle
     await waitFor(READY_TIMEOUT_MS, child, logFile, () => answers(url));
     return handle('regcache', child, { url, dir, storageDir, logFile, cpu: opts.cpu });
   } catch (err) {
-    await terminate(child);
+    await terminateChild(child, STOP_GRACE_MS);
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
@@ -156,7 +156,7 @@ export async function startDistribution(opts: DistributionOptions): Promise<Serv
       return handle('distribution', child, { url, dir, storageDir, logFile, cpu: opts.cpu });
     } catch (err) {
       lastError = err;
-      await terminate(child);
+      await terminateChild(child, STOP_GRACE_MS);
       // Another process may have taken the port between the probe and distribution's bind.
       if (!(await readFile(logFile, 'utf8').catch(() => '')).includes('address already in use')) break;
     }
@@ -210,18 +210,6 @@ export function resetPeakRss(pid: number): boolean {
   }
 }
 
-/** Asks the kernel for a free TCP port on 127.0.0.1 (released before returning). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return address.port;
-}
 
 /** Spawns `cmd` with stdout and stderr appended to `logFile` (never the benchmark's pipes). */
 async function spawnLogged(cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv): Promise<ChildProcess> {
@@ -246,13 +234,13 @@ async function waitFor<T>(timeoutMs: number, child: ChildProcess, logFile: strin
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${child.spawnfile} exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${await tail(logFile)}`);
+      throw new Error(`${child.spawnfile} exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${tailFile(logFile, 4096)}`);
     }
     const value = await probe().catch(() => undefined);
     if (value !== undefined) return value;
     await sleep(25);
   }
-  throw new Error(`${child.spawnfile} not ready within ${timeoutMs} ms:\n${await tail(logFile)}`);
+  throw new Error(`${child.spawnfile} not ready within ${timeoutMs} ms:\n${tailFile(logFile, 4096)}`);
 }
 
 /** True once GET /v2/ answers with any status. */
@@ -262,20 +250,7 @@ async function answers(url: string): Promise<true | undefined> {
   return true;
 }
 
-async function tail(file: string): Promise<string> {
-  const text = await readFile(file, 'utf8').catch(() => '');
-  return text.split('\n').slice(-20).join('\n');
-}
 
-/** SIGTERM by PID, SIGKILL after the grace period; resolves once the process has exited. */
-async function terminate(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  await exited;
-  clearTimeout(timer);
-}
 
 interface HandleParts {
   url: string;
@@ -293,7 +268,7 @@ function handle(name: string, child: ChildProcess, parts: HandleParts): ServerHa
     ...parts,
     stop() {
       stopping ??= (async () => {
-        await terminate(child);
+        await terminateChild(child, STOP_GRACE_MS);
         // BENCH_KEEP_LOGS=<dir> keeps each server's log (e.g. of --regcache-node-args=--trace-gc).
         const keep = process.env.BENCH_KEEP_LOGS;
         if (keep) await copyFile(parts.logFile, join(keep, `${name}-${child.pid}.log`)).catch(() => {});

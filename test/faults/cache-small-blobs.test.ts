@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import type { RunningServer } from '../../src/server/index.js';
 import { type Distribution, startDistribution } from '../helpers/distribution.js';
-import { type Fault, type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256 } from '../helpers/fault-proxy.js';
+import { type Fault, type FaultProxy, fetchRaw, pushBlob, sha256, errorCode } from '../helpers/fault-proxy.js';
 import { waitFor } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 import { cacheBehindFaults } from './cache-fixture.js';
@@ -25,14 +25,6 @@ interface Fixture {
   server: RunningServer;
   storage: string;
   blobUrl: string;
-}
-
-function errorCode(r: RawResponse): string | undefined {
-  try {
-    return (JSON.parse(r.body.toString('utf8')) as { errors?: Array<{ code?: string }> }).errors?.[0]?.code;
-  } catch {
-    return undefined;
-  }
 }
 
 describe('pull-through cache: failed downloads of small blobs', { skip: skipUnless(['docker-registry']) }, () => {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import type { RunningServer, ServerOptions } from '../../src/server/index.js';
 import { type Distribution, startDistribution } from '../helpers/distribution.js';
-import { type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256 } from '../helpers/fault-proxy.js';
+import { type FaultProxy, type RawResponse, fetchRaw, pushBlob, sha256, errorCode } from '../helpers/fault-proxy.js';
 import { skipUnless } from '../helpers/tools.js';
 import { cacheBehindFaults } from './cache-fixture.js';
 
@@ -22,14 +22,6 @@ interface Fixture {
   proxy: FaultProxy;
   server: RunningServer;
   blobUrl: string;
-}
-
-function errorCode(r: RawResponse): string | undefined {
-  try {
-    return (JSON.parse(r.body.toString('utf8')) as { errors?: Array<{ code?: string }> }).errors?.[0]?.code;
-  } catch {
-    return undefined;
-  }
 }
 
 describe('pull-through cache: upstream error statuses', { skip: skipUnless(['docker-registry']) }, () => {

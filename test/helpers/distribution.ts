@@ -10,12 +10,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import bcrypt from 'bcryptjs';
 import { request } from 'undici';
+import { freePort, tailFile, terminateChild } from './proc.js';
 
 /** The distribution binary shipped by Debian's `docker-registry` package. */
 export const DISTRIBUTION_BINARY = process.env.REGCACHE_DISTRIBUTION_BIN ?? '/usr/bin/docker-registry';
@@ -72,18 +72,6 @@ const BCRYPT_COST = 4;
 /** Query parameter of the marker request `accessLog()` sends to know the log has caught up. */
 const SYNC_PARAM = 'regcache-accesslog-sync';
 
-/** Asks the kernel for a free TCP port on 127.0.0.1 (the port is released before returning). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no TCP address');
-  return address.port;
-}
 
 /**
  * Starts distribution with filesystem storage in a fresh temp dir, listening on a free port of
@@ -108,7 +96,7 @@ export async function startDistribution(opts: DistributionOptions = {}): Promise
         return running(child, { url, port, dir, storageDir, logFile });
       } catch (err) {
         lastError = err;
-        await terminate(child);
+        await terminateChild(child, STOP_GRACE_MS);
         // Another process may have taken the port between our probe and distribution's bind.
         if (!(await readFile(logFile, 'utf8')).includes('address already in use')) break;
       }
@@ -176,7 +164,7 @@ async function waitReady(url: string, child: ChildProcess, logFile: string): Pro
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`distribution exited (${child.exitCode ?? child.signalCode}) before answering:\n${await tail(logFile)}`);
+      throw new Error(`distribution exited (${child.exitCode ?? child.signalCode}) before answering:\n${tailFile(logFile, 4096)}`);
     }
     try {
       const res = await request(`${url}/v2/`, { headersTimeout: 1000, bodyTimeout: 1000 });
@@ -186,23 +174,10 @@ async function waitReady(url: string, child: ChildProcess, logFile: string): Pro
       await sleep(50);
     }
   }
-  throw new Error(`distribution did not answer GET /v2/ within ${READY_TIMEOUT_MS} ms:\n${await tail(logFile)}`);
+  throw new Error(`distribution did not answer GET /v2/ within ${READY_TIMEOUT_MS} ms:\n${tailFile(logFile, 4096)}`);
 }
 
-async function tail(file: string): Promise<string> {
-  const text = await readFile(file, 'utf8').catch(() => '');
-  return text.split('\n').slice(-20).join('\n');
-}
 
-/** Sends SIGTERM, then SIGKILL after the grace period, and resolves once the process is gone. */
-async function terminate(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  await exited;
-  clearTimeout(timer);
-}
 
 interface RunningParts {
   url: string;
@@ -237,7 +212,7 @@ function running(child: ChildProcess, parts: RunningParts): Distribution {
 
   function stop(): Promise<void> {
     stopping ??= (async () => {
-      await terminate(child);
+      await terminateChild(child, STOP_GRACE_MS);
       process.removeListener('exit', killOnExit);
       finalLog = await readFile(logFile, 'utf8').catch(() => '');
       await rm(dir, { recursive: true, force: true });

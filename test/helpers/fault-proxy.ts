@@ -355,6 +355,15 @@ export interface RawResponse {
   endedAt: number;
 }
 
+/** The code of the first error in an OCI error envelope body; undefined when the body is not one. */
+export function errorCode(r: { body: Buffer }): string | undefined {
+  try {
+    return (JSON.parse(r.body.toString('utf8')) as { errors?: Array<{ code?: string }> }).errors?.[0]?.code;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Options of {@link fetchRaw}. */
 export interface FetchRawOptions {
   method?: 'GET' | 'HEAD';

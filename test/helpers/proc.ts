@@ -4,7 +4,7 @@
 // in private temp dirs that are unmounted and removed on cleanup; ports come from the kernel
 // on 127.0.0.1. A process 'exit' hook sends SIGTERM to anything still running, so a crashed
 // test file does not leave daemons behind.
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -82,6 +82,16 @@ export function tailFile(path: string, maxBytes = 64 * 1024): string {
   } catch {
     return '';
   }
+}
+
+/** Sends SIGTERM to a child, SIGKILL after `graceMs`, and resolves once it has exited. */
+export async function terminateChild(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** Starts a long-running program with stdout+stderr appended to opts.logFile. */
