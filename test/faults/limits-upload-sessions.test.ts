@@ -91,6 +91,9 @@ test(`${SESSIONS} concurrent upload sessions: all answered, other requests serve
   console.log(`limits-upload-sessions (node ${process.version}): ${summary}`);
   t.diagnostic(summary);
   // The first rounds size the heap; then the peak levels off (nothing is kept per session).
-  assert.ok(third.end.hwm - second.end.hwm < 24 * 1024 * 1024, `the third round of ${SESSIONS} sessions grew the peak RSS by ${mib(third.end.hwm - second.end.hwm)}`);
+  // With V8's young generation capped at 8 MB, the heap sometimes finishes sizing only in the
+  // third round: its growth was 0-32.3 MiB in seven full runs on Node 20 and 24 (once over 24).
+  // 48 MiB still fails a leak of about 100 KiB per session.
+  assert.ok(third.end.hwm - second.end.hwm < 48 * 1024 * 1024, `the third round of ${SESSIONS} sessions grew the peak RSS by ${mib(third.end.hwm - second.end.hwm)}`);
   assert.ok(after.hwm < 320 * 1024 * 1024, `peak RSS ${mib(after.hwm)}`);
 });
