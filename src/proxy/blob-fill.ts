@@ -59,17 +59,13 @@ export class BlobFill {
   }
 
   private async run(source: FillSource, onBytes?: (n: number) => void): Promise<void> {
-    const self = this;
-    async function* counted(): AsyncGenerator<Uint8Array> {
-      for await (const chunk of source.body) {
-        yield chunk;
-        self.written += chunk.byteLength;
-        onBytes?.(chunk.byteLength);
-        self.notify();
-      }
-    }
     try {
-      await this.writer.write(counted(), this.size);
+      // Readers follow the temp file: `written` counts only bytes already in it.
+      await this.writer.write(source.body, this.size, (n) => {
+        this.written += n;
+        onBytes?.(n);
+        this.notify();
+      });
       await this.writer.commit(this.digest, this.size);
       this.state = 'committed';
     } catch (err) {
