@@ -57959,6 +57959,7 @@ var MANIFEST_MEDIA_TYPES = [...KINDS.keys()];
 
 // src/storage/blob-store.ts
 var READ_CHUNK = 64 * 1024;
+var MAX_GATHERED = 256 * 1024;
 
 // src/storage/registry-store.ts
 var MAX_MANIFEST_SIZE = 4 * 1024 * 1024;

@@ -98912,21 +98912,77 @@ __name(inferMediaType, "inferMediaType");
 
 // src/storage/blob-store.ts
 var READ_CHUNK = 64 * 1024;
-async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_INFINITY) {
-  let written = 0;
-  for await (const chunk of source) {
-    if (position + written + chunk.byteLength > limit) throw new TooLargeError(limit);
-    hash?.update(chunk);
-    let off = 0;
-    while (off < chunk.byteLength) {
-      const { bytesWritten } = await fh.write(chunk, off, chunk.byteLength - off, position + written + off);
-      off += bytesWritten;
+var MAX_GATHERED = 256 * 1024;
+async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_INFINITY, onWritten) {
+  let accepted = 0;
+  let handedOver = 0;
+  let gathered = [];
+  let gatheredBytes = 0;
+  let inFlight;
+  const failed = { happened: false };
+  let stopped = false;
+  const flush = /* @__PURE__ */ __name(() => {
+    const buffers = gathered;
+    const bytes = gatheredBytes;
+    const at = position + handedOver;
+    gathered = [];
+    gatheredBytes = 0;
+    handedOver += bytes;
+    inFlight = writeAllAt(fh, buffers, at).then(
+      () => {
+        inFlight = void 0;
+        onWritten?.(bytes);
+        if (gatheredBytes > 0 && !stopped) flush();
+      },
+      (error2) => {
+        inFlight = void 0;
+        if (!failed.happened) Object.assign(failed, { error: error2, happened: true });
+      }
+    );
+  }, "flush");
+  try {
+    for await (const chunk of source) {
+      if (failed.happened) throw failed.error;
+      if (chunk.byteLength === 0) continue;
+      if (position + accepted + chunk.byteLength > limit) throw new TooLargeError(limit);
+      hash?.update(chunk);
+      gathered.push(chunk);
+      gatheredBytes += chunk.byteLength;
+      accepted += chunk.byteLength;
+      if (!inFlight) flush();
+      else if (gatheredBytes >= MAX_GATHERED) await inFlight;
     }
-    written += chunk.byteLength;
+    while (inFlight) await inFlight;
+    if (failed.happened) throw failed.error;
+    if (gatheredBytes > 0) flush();
+    while (inFlight) await inFlight;
+    if (failed.happened) throw failed.error;
+    return accepted;
+  } finally {
+    stopped = true;
+    while (inFlight) await inFlight;
   }
-  return written;
 }
 __name(appendStream, "appendStream");
+async function writeAllAt(fh, buffers, position) {
+  let rest = buffers;
+  let at = position;
+  while (rest.length > 0) {
+    let { bytesWritten } = await fh.writev(rest, at);
+    if (bytesWritten === 0) throw new Error("the file system accepted no bytes");
+    at += bytesWritten;
+    const left = [];
+    for (const b of rest) {
+      if (bytesWritten >= b.byteLength) bytesWritten -= b.byteLength;
+      else {
+        left.push(bytesWritten > 0 ? b.subarray(bytesWritten) : b);
+        bytesWritten = 0;
+      }
+    }
+    rest = left;
+  }
+}
+__name(writeAllAt, "writeAllAt");
 async function hashFile(path12, algorithm) {
   const hash = newHash(algorithm);
   let size = 0;
@@ -98965,9 +99021,9 @@ var BlobWriter = class _BlobWriter {
   get written() {
     return this.size;
   }
-  /** Appends a stream of bytes; throws TooLargeError past `limit` total bytes. */
-  async write(source, limit) {
-    this.size += await appendStream(this.fh, source, this.hash, this.size, limit);
+  /** Appends a stream of bytes; throws TooLargeError past `limit` total bytes. `onWritten` hears of bytes once they are in the file. */
+  async write(source, limit, onWritten) {
+    this.size += await appendStream(this.fh, source, this.hash, this.size, limit, onWritten);
   }
   /**
    * Verifies the content against `expected` (and `expectedSize`), fsyncs it and publishes
