@@ -290,7 +290,12 @@ export class PullThroughCache implements RegistryReader {
         this.o.stats.manifestServed(name, refText, local.digest.value, 'local', withBody ? local.size : 0);
         return local;
       }
-      const fetched = await this.flight(`${name}@${refText}`, () => this.fetch(name, refText, reference.digest));
+      let fetched: StoredManifest | undefined;
+      try {
+        fetched = await this.flight(`${name}@${refText}`, () => this.fetch(name, refText, reference.digest));
+      } catch (err) {
+        throw upstreamToRegistryError(err);
+      }
       if (fetched) this.o.stats.manifestServed(name, refText, fetched.digest.value, 'upstream', withBody ? fetched.size : 0);
       return fetched;
     }

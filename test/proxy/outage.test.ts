@@ -19,7 +19,7 @@ function failedUpstreamRequests(s: StatsSnapshot, ns: string): number {
   return Object.entries(s.upstreams[ns]?.requests ?? {}).reduce((n, [k, v]) => (k.endsWith(' 0') ? n + v : n), 0);
 }
 
-test('upstream stopped: a cached tag is served stale; an uncached one gets a quick 503 UNAVAILABLE', { skip }, async (t) => {
+test('upstream stopped: a cached tag is served stale; an uncached tag or digest gets a quick 503 UNAVAILABLE', { skip }, async (t) => {
   const upstream = cleanup(t, await startDistribution());
   const image = await seedImage(upstream.url, 'library/app', 'v1');
   const other = await seedImage(upstream.url, 'library/app', 'v2');
@@ -36,6 +36,9 @@ test('upstream stopped: a cached tag is served stale; an uncached one gets a qui
 
   const missing = await expectError('GET', `${cache.cacheUrl}/v2/app/manifests/v2`);
   assert.deepEqual([missing.status, missing.code], [503, 'UNAVAILABLE']);
+  // By digest too (it was a 500 UNKNOWN: the fetch by digest did not map the upstream's failure).
+  const missingByDigest = await expectError('GET', `${cache.cacheUrl}/v2/app/manifests/${other.digest}`);
+  assert.deepEqual([missingByDigest.status, missingByDigest.code], [503, 'UNAVAILABLE'], missingByDigest.text);
   // Make sure the breaker has seen enough failures to open, whatever its threshold's slack.
   await expectError('GET', `${cache.cacheUrl}/v2/app/manifests/v2`);
   await expectError('GET', `${cache.cacheUrl}/v2/app/blobs/${other.config.digest}`);
