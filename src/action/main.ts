@@ -21,28 +21,29 @@ function addr(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Restores the persistence index (not the packs: they follow on demand). */
-async function restorePersistence(inputs: Inputs, state: ActionState, dir: string): Promise<void> {
-  if (!ActionsCache.available()) {
-    core.info('No GitHub Actions cache service in this job: regcache starts empty and saves nothing.');
-    return;
-  }
+/**
+ * Restores the persistence index (not the packs: they follow on demand), writes it where post
+ * finds it, and returns its text for the server.
+ */
+async function restorePersistence(inputs: Inputs, state: ActionState, dir: string): Promise<string> {
   const started = Date.now();
   const save = shouldSave(inputs.save, process.env, await defaultBranchOf(process.env));
   const indexFile = join(dir, 'persist-index.json');
   let restoredKey: string | undefined;
   let unavailable = false;
+  let text: string;
   if (inputs.restore) {
     const { index, key, outcome } = await restoreIndex(new ActionsCache({ timeoutMs: 30_000 }), inputs.keyPrefix, join(dir, 'persist-restore'));
-    await writeFile(indexFile, JSON.stringify(index));
+    text = JSON.stringify(index);
     restoredKey = key;
     unavailable = outcome === 'unavailable' || outcome === 'broken';
     if (key) core.info(`regcache: restored index ${key} (${Object.keys(index.packs).length} packs)`);
     else if (unavailable) core.warning('regcache: the GitHub Actions cache service failed or did not answer: starting with an empty cache');
     else core.info('regcache: no index in the Actions cache yet');
   } else {
-    await writeFile(indexFile, JSON.stringify(emptyIndex()));
+    text = JSON.stringify(emptyIndex());
   }
+  await writeFile(indexFile, text);
   state.persist = {
     indexFile,
     ...(restoredKey ? { restoredKey } : {}),
@@ -55,6 +56,7 @@ async function restorePersistence(inputs: Inputs, state: ActionState, dir: strin
     ...(unavailable ? { unavailable } : {}),
   };
   saveState(state);
+  return text;
 }
 
 async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> {
@@ -68,13 +70,18 @@ async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> 
   }
   const dir = join(process.env.RUNNER_TEMP || '/tmp', 'regcache');
   await mkdir(dir, { recursive: true });
-  try {
-    await restorePersistence(inputs, state, dir);
-  } catch (err) {
-    core.warning(`regcache: could not restore from the Actions cache: ${(err as Error).message}`);
+  // The index is restored while the server starts: the server takes it on its stdin.
+  let persistIndex: Promise<string> | undefined;
+  if (ActionsCache.available()) {
+    persistIndex = restorePersistence(inputs, state, dir).catch((err: unknown) => {
+      core.warning(`regcache: could not restore from the Actions cache: ${(err as Error).message}`);
+      return '';
+    });
+  } else {
+    core.info('No GitHub Actions cache service in this job: regcache starts empty and saves nothing.');
   }
   const started = await spawnServer({
-    ...(state.persist ? { persistIndex: state.persist.indexFile, prefetch: inputs.prefetch, persistRegistry: inputs.persistRegistry } : {}),
+    ...(persistIndex ? { persistIndex, prefetch: inputs.prefetch, persistRegistry: inputs.persistRegistry } : {}),
     registryAddr: addr(inputs.bindAddress, inputs.registryPort),
     cacheAddr: addr(inputs.bindAddress, cachePort),
     storage: inputs.storage,

@@ -1,6 +1,7 @@
-// Starts the regcache server as a detached process that outlives the step (stdio to a log
-// file, never the step's pipes: the runner waits for every holder of those), waits until
-// both ports answer, and stops it gracefully in post. Node gets the server's flags
+// Starts the regcache server as a detached process that outlives the step (stdout and stderr
+// to a log file, never the step's pipes: the runner waits for every holder of those; stdin a
+// pipe of our own when the persistence index is handed over on it), waits until both ports
+// answer, and stops it gracefully in post. Node gets the server's flags
 // (server/node-flags.ts) on the command line, the only place it takes heap sizes from.
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, existsSync, readFileSync } from 'node:fs';
@@ -30,8 +31,11 @@ export interface SpawnOptions {
   logLevel: string;
   /** Upstream credentials, handed over in the environment (never on the command line). */
   credentials: string[];
-  /** A restored persistence index for the server to import. */
-  persistIndex?: string;
+  /**
+   * A restored persistence index for the server to import: a file, or the index's text still
+   * being restored, handed over on the server's stdin once there (the server starts meanwhile).
+   */
+  persistIndex?: string | Promise<string>;
   prefetch?: boolean;
   /** Import the index's :5000 registry part (the `persist-registry` input). */
   persistRegistry?: boolean;
@@ -67,24 +71,38 @@ export async function spawnServer(o: SpawnOptions, timeoutMs = 20_000): Promise<
     '--tag-ttl', `${o.tagTtlMs}ms`,
     '--log-level', o.logLevel,
     ...o.upstreams.flatMap((u) => ['--upstream', u]),
-    ...(o.persistIndex ? ['--persist-index', o.persistIndex] : []),
+    ...(o.persistIndex !== undefined ? ['--persist-index', typeof o.persistIndex === 'string' ? o.persistIndex : '-'] : []),
     ...(o.prefetch ? ['--persist-prefetch'] : []),
-    ...(o.persistIndex && o.persistRegistry ? ['--persist-registry'] : []),
+    ...(o.persistIndex !== undefined && o.persistRegistry ? ['--persist-registry'] : []),
   ];
   const env = { ...process.env, REGCACHE_UPSTREAM_AUTH: o.credentials.join('\n') };
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env });
+  const handOver = typeof o.persistIndex === 'object' ? o.persistIndex : undefined;
+  const child = spawn(process.execPath, args, { detached: true, stdio: [handOver ? 'pipe' : 'ignore', log, log], env });
   closeSync(log);
   let exited: number | null = null;
   child.once('exit', (code) => (exited = code ?? -1));
   child.unref();
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  // The server is ready once it imported the index: the time limit runs from the hand-over.
+  let deadline = Date.now() + timeoutMs;
+  let handedOver = !handOver;
+  if (handOver) {
+    const stdin = child.stdin!;
+    stdin.on('error', () => {}); // the server exited: reported by the loop below
+    void handOver
+      .catch(() => '')
+      .then((text) => {
+        handedOver = true;
+        deadline = Date.now() + timeoutMs;
+        stdin.end(text);
+      });
+  }
+  while (!handedOver || Date.now() < deadline) {
     if (exited !== null) throw new Error(`regcache exited with code ${exited}: ${lastLines(o.logFile)}`);
     if (existsSync(o.readyFile)) {
       const ready = JSON.parse(readFileSync(o.readyFile, 'utf8')) as { registry: string; cache: string; pid: number };
       if (await answers(ready.registry) && await answers(ready.cache)) return { pid: ready.pid, registryUrl: ready.registry, cacheUrl: ready.cache };
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 10));
   }
   try {
     process.kill(child.pid!, 'SIGKILL');

@@ -34,7 +34,11 @@ export interface ServerOptions {
   tagTtlMs?: number;
   /** Bound of the cache's size in bytes (least recently used blobs are evicted beyond it). */
   maxCacheBytes?: number;
-  /** A persistence index restored from the Actions cache: imported at start, its packs restored on demand. */
+  /**
+   * A persistence index restored from the Actions cache: imported at start, its packs restored on
+   * demand. `-` reads it from standard input, to its end: the Action starts the server while it
+   * restores the index, and hands it over once restored (an empty input is an empty index).
+   */
   persistIndex?: string;
   /** Restore every pack of the index in the background at start. */
   persistPrefetch?: boolean;
@@ -182,6 +186,17 @@ async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   await rename(`${path}.tmp`, path);
 }
 
+/** Standard input, whole, as text ('' when there is none or it fails). */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  } catch {
+    return '';
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /**
  * Imports a restored index and returns the tier that restores its packs on demand, and with
  * `registry` the :5000 backend restoring the index's registry part. The persistence code (with
@@ -196,8 +211,11 @@ async function openPersistence(
   prefetch: boolean,
   registry: boolean,
 ): Promise<{ restorer?: PackRestorer; registry?: RestoringRegistry }> {
-  const { ActionsCache, PackRestorer, importIndex, importRegistry, parseIndex } = await import('../persist/index.js');
-  const index = parseIndex(await readFile(indexFile, 'utf8').catch(() => ''));
+  const [{ ActionsCache, PackRestorer, importIndex, importRegistry, parseIndex }, text] = await Promise.all([
+    import('../persist/index.js'),
+    indexFile === '-' ? readStdin() : readFile(indexFile, 'utf8').catch(() => ''),
+  ]);
+  const index = parseIndex(text);
   const imported = await importIndex(storage, index);
   stats.attach('persistIndex', () => imported);
   const restorer = ActionsCache.available() ? new PackRestorer(storage, index, new ActionsCache(), storage.layout.tmpDir) : undefined;
