@@ -57670,24 +57670,36 @@ async function spawnServer(o, timeoutMs = 2e4) {
     "--log-level",
     o.logLevel,
     ...o.upstreams.flatMap((u) => ["--upstream", u]),
-    ...o.persistIndex ? ["--persist-index", o.persistIndex] : [],
+    ...o.persistIndex !== void 0 ? ["--persist-index", typeof o.persistIndex === "string" ? o.persistIndex : "-"] : [],
     ...o.prefetch ? ["--persist-prefetch"] : [],
-    ...o.persistIndex && o.persistRegistry ? ["--persist-registry"] : []
+    ...o.persistIndex !== void 0 && o.persistRegistry ? ["--persist-registry"] : []
   ];
   const env = { ...process.env, REGCACHE_UPSTREAM_AUTH: o.credentials.join("\n") };
-  const child2 = spawn2(process.execPath, args, { detached: true, stdio: ["ignore", log2, log2], env });
+  const handOver = typeof o.persistIndex === "object" ? o.persistIndex : void 0;
+  const child2 = spawn2(process.execPath, args, { detached: true, stdio: [handOver ? "pipe" : "ignore", log2, log2], env });
   closeSync(log2);
   let exited = null;
   child2.once("exit", (code) => exited = code ?? -1);
   child2.unref();
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  let deadline = Date.now() + timeoutMs;
+  let handedOver = !handOver;
+  if (handOver) {
+    const stdin = child2.stdin;
+    stdin.on("error", () => {
+    });
+    void handOver.catch(() => "").then((text) => {
+      handedOver = true;
+      deadline = Date.now() + timeoutMs;
+      stdin.end(text);
+    });
+  }
+  while (!handedOver || Date.now() < deadline) {
     if (exited !== null) throw new Error(`regcache exited with code ${exited}: ${lastLines(o.logFile)}`);
     if (existsSync3(o.readyFile)) {
       const ready = JSON.parse(readFileSync2(o.readyFile, "utf8"));
       if (await answers(ready.registry) && await answers(ready.cache)) return { pid: ready.pid, registryUrl: ready.registry, cacheUrl: ready.cache };
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 10));
   }
   try {
     process.kill(child2.pid, "SIGKILL");
@@ -99130,26 +99142,24 @@ function addr(host, port2) {
 }
 __name(addr, "addr");
 async function restorePersistence(inputs, state3, dir) {
-  if (!ActionsCache.available()) {
-    info("No GitHub Actions cache service in this job: regcache starts empty and saves nothing.");
-    return;
-  }
   const started = Date.now();
   const save = shouldSave(inputs.save, process.env, await defaultBranchOf(process.env));
   const indexFile = join12(dir, "persist-index.json");
   let restoredKey;
   let unavailable = false;
+  let text;
   if (inputs.restore) {
     const { index, key, outcome } = await restoreIndex(new ActionsCache({ timeoutMs: 3e4 }), inputs.keyPrefix, join12(dir, "persist-restore"));
-    await writeFile3(indexFile, JSON.stringify(index));
+    text = JSON.stringify(index);
     restoredKey = key;
     unavailable = outcome === "unavailable" || outcome === "broken";
     if (key) info(`regcache: restored index ${key} (${Object.keys(index.packs).length} packs)`);
     else if (unavailable) warning("regcache: the GitHub Actions cache service failed or did not answer: starting with an empty cache");
     else info("regcache: no index in the Actions cache yet");
   } else {
-    await writeFile3(indexFile, JSON.stringify(emptyIndex()));
+    text = JSON.stringify(emptyIndex());
   }
+  await writeFile3(indexFile, text);
   state3.persist = {
     indexFile,
     ...restoredKey ? { restoredKey } : {},
@@ -99162,6 +99172,7 @@ async function restorePersistence(inputs, state3, dir) {
     ...unavailable ? { unavailable } : {}
   };
   saveState2(state3);
+  return text;
 }
 __name(restorePersistence, "restorePersistence");
 async function startRegcache(inputs, state3) {
@@ -99175,13 +99186,17 @@ async function startRegcache(inputs, state3) {
   }
   const dir = join12(process.env.RUNNER_TEMP || "/tmp", "regcache");
   await mkdir5(dir, { recursive: true });
-  try {
-    await restorePersistence(inputs, state3, dir);
-  } catch (err) {
-    warning(`regcache: could not restore from the Actions cache: ${err.message}`);
+  let persistIndex;
+  if (ActionsCache.available()) {
+    persistIndex = restorePersistence(inputs, state3, dir).catch((err) => {
+      warning(`regcache: could not restore from the Actions cache: ${err.message}`);
+      return "";
+    });
+  } else {
+    info("No GitHub Actions cache service in this job: regcache starts empty and saves nothing.");
   }
   const started = await spawnServer({
-    ...state3.persist ? { persistIndex: state3.persist.indexFile, prefetch: inputs.prefetch, persistRegistry: inputs.persistRegistry } : {},
+    ...persistIndex ? { persistIndex, prefetch: inputs.prefetch, persistRegistry: inputs.persistRegistry } : {},
     registryAddr: addr(inputs.bindAddress, inputs.registryPort),
     cacheAddr: addr(inputs.bindAddress, cachePort),
     storage: inputs.storage,
