@@ -1,6 +1,7 @@
 // The one place that turns a thrown error into an HTTP answer: OCI errors keep their code,
 // storage's domain errors are mapped to theirs, framework errors keep their 4xx status, and
 // anything else is a 500 UNKNOWN without internals. Bodies are the OCI error envelope.
+import type { IncomingMessage } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../oci/index.js';
 import {
@@ -41,19 +42,40 @@ export function toRegistryError(err: unknown): RegistryError {
 }
 
 /**
+ * How long the rest of a request body refused part-way is read (and discarded) after the answer
+ * before the connection is dropped. Closing as soon as the answer is out fails the write of a
+ * client still sending (it gets a FIN, or a reset), and undici, for one, then reports that error
+ * instead of the answer it already received.
+ */
+export const DRAIN_MS = 2000;
+
+/**
  * Writes the envelope for `err` (headers only for HEAD). An error that stopped a request body
- * part-way (a full disk, a size limit) leaves the rest of it on the connection, where the next
- * request would wait behind it until a timeout: such a connection is closed after the answer,
- * and what still arrives until then is discarded. (A body never read at all is drained by node.)
+ * part-way (a size limit, a full disk) leaves the rest of it on the connection: it is read and
+ * discarded, and the connection carries the next request once the body ended, or is dropped if
+ * the body goes on past DRAIN_MS. Where the reader destroyed the body stream (a blob upload's
+ * writer does, on an error) the connection is closed after the answer instead. (A body never
+ * read at all is drained by node.)
  */
 export function sendError(err: RegistryError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   reply.code(err.status).headers(err.headers);
   if (!request.raw.complete && request.raw.readableDidRead) {
-    reply.header('connection', 'close');
-    request.raw.resume();
+    // A body stream destroyed by its reader cannot be drained: the connection closes after the answer.
+    if (request.raw.destroyed) reply.header('connection', 'close');
+    else drainBriefly(request.raw);
   }
   if (request.method === 'HEAD') return reply.send();
   return reply.type('application/json').send(err.toEnvelope());
+}
+
+/** Discards the rest of `request`'s body; drops the connection unless the body ends within DRAIN_MS. */
+function drainBriefly(request: IncomingMessage): void {
+  const socket = request.socket;
+  const timer = setTimeout(() => socket?.destroy(), DRAIN_MS);
+  timer.unref();
+  request.once('end', () => clearTimeout(timer));
+  request.once('close', () => clearTimeout(timer));
+  request.resume();
 }
 
 /** fastify error handler: maps, logs what is ours to fix, answers with the envelope. */

@@ -53,12 +53,10 @@ export async function readBody(request: FastifyRequest, limit: number): Promise<
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of bodyStream(request)) {
+  // Leaving the loop early must not destroy the request: the error answer drains the rest.
+  for await (const chunk of bodyStream(request).iterator({ destroyOnReturn: false })) {
     size += (chunk as Buffer).byteLength;
-    if (size > limit) {
-      // The rest of the body stays unread: the connection cannot carry another request.
-      throw new RegistryError('SIZE_INVALID', `body exceeds ${limit} bytes`, { status: 413, detail: { limit }, headers: { connection: 'close' } });
-    }
+    if (size > limit) throw new RegistryError('SIZE_INVALID', `body exceeds ${limit} bytes`, { status: 413, detail: { limit } });
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks, size);
