@@ -28,8 +28,9 @@ export interface BlobInfo {
 /**
  * Bytes gathered into one write while the previous write is in flight, at most: past this the
  * reader of `source` waits for the disk. Writing a request's 64 KiB chunks one by one through the
- * libuv threadpool cost ~25% more CPU per byte pushed than gathering them (one thread hand-off
- * per write; bench/RESULTS.md, "Push: writes gathered").
+ * libuv threadpool cost 10-25% more CPU per byte pushed than gathering them (one thread hand-off
+ * per write; bench/RESULTS.md, finding 8). Gathers of 1 MiB made pushes slower after the first
+ * 512 MiB (the threadpool's kernel time tripled); 256 KiB held steady.
  */
 const MAX_GATHERED = 256 * 1024;
 
