@@ -41,6 +41,9 @@ export interface SpawnOptions {
   persistRegistry?: boolean;
 }
 
+/** Longest wait for the index to be handed over (its restore gives up after 30 s). */
+const HAND_OVER_LIMIT_MS = 60_000;
+
 /** True when `host:port` can be listened on now. */
 export function portFree(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -96,7 +99,9 @@ export async function spawnServer(o: SpawnOptions, timeoutMs = 20_000): Promise<
         stdin.end(text);
       });
   }
-  while (!handedOver || Date.now() < deadline) {
+  // The restore bounds itself (30 s); this bounds a hand-over that never comes, whatever the cause.
+  const handOverDeadline = Date.now() + HAND_OVER_LIMIT_MS + timeoutMs;
+  while (handedOver ? Date.now() < deadline : Date.now() < handOverDeadline) {
     if (exited !== null) throw new Error(`regcache exited with code ${exited}: ${lastLines(o.logFile)}`);
     if (existsSync(o.readyFile)) {
       const ready = JSON.parse(readFileSync(o.readyFile, 'utf8')) as { registry: string; cache: string; pid: number };

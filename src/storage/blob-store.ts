@@ -39,7 +39,8 @@ const MAX_GATHERED = 256 * 1024;
  * arrive while a write is in flight are gathered into the next write (one `writev`), so a fast
  * source gets few large writes and a slow one is written as it comes; at most MAX_GATHERED bytes
  * wait. `onWritten` hears of bytes once they are in the file. Returns the number of bytes
- * written; on an error no write is left in flight.
+ * written; on an error no write is left in flight. A failed write is reported when the next chunk
+ * arrives or the source ends (a sender that stalls meanwhile is cut off by the body timeout).
  */
 export async function appendStream(
   fh: FileHandle,
@@ -64,15 +65,23 @@ export async function appendStream(
     gathered = [];
     gatheredBytes = 0;
     handedOver += bytes;
+    // A failure (of the write, or of onWritten) is thrown by the loop, never left unhandled.
+    const fail = (error: unknown): void => {
+      if (!failed.happened) Object.assign(failed, { error, happened: true });
+    };
     inFlight = writeAllAt(fh, buffers, at).then(
       () => {
         inFlight = undefined;
-        onWritten?.(bytes);
+        try {
+          onWritten?.(bytes);
+        } catch (error) {
+          return fail(error);
+        }
         if (gatheredBytes > 0 && !stopped) flush();
       },
       (error: unknown) => {
         inFlight = undefined;
-        if (!failed.happened) Object.assign(failed, { error, happened: true });
+        fail(error);
       },
     );
   };

@@ -12,22 +12,33 @@ import { newHash } from '../../src/oci/index.js';
 import { appendStream } from '../../src/storage/blob-store.js';
 import { bytes, tempDir } from './fixtures.js';
 
-/** A real file handle whose writev calls are recorded (their sizes), then carried out. */
-function recordingWrites(fh: FileHandle): { fh: FileHandle; writes: number[] } {
+/** A real file handle whose writes are recorded (their sizes, and how many are running), then carried out. */
+function recordingWrites(fh: FileHandle): { fh: FileHandle; writes: number[]; running: () => number } {
   const writes: number[] = [];
+  let running = 0;
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    running++;
+    return p.finally(() => running--);
+  };
   const recorded = new Proxy(fh, {
     get(target, prop) {
       if (prop === 'writev') {
         return (buffers: Uint8Array[], position: number) => {
           writes.push(buffers.reduce((n, b) => n + b.byteLength, 0));
-          return target.writev(buffers, position);
+          return track(target.writev(buffers, position));
+        };
+      }
+      if (prop === 'write') {
+        return (buffer: Uint8Array, ...rest: [number, number, number]) => {
+          writes.push(rest[1] ?? buffer.byteLength);
+          return track(target.write(buffer, ...rest));
         };
       }
       const value = Reflect.get(target, prop) as unknown;
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },
   });
-  return { fh: recorded, writes };
+  return { fh: recorded, writes, running: () => running };
 }
 
 /** `data` in pieces of `size`, all available at once (a fast client). */
@@ -47,6 +58,7 @@ test('a fast source is written in fewer, larger writes, byte-exact and hashed', 
   assert.deepEqual(await readFile(join(dir, 'blob')), data);
   assert.equal(hash.digest('hex'), newHash('sha256').update(data).digest('hex'));
   const chunks = data.byteLength / (16 * 1024);
+  assert.equal(writes.reduce((a, b) => a + b, 0), data.byteLength, 'every byte went through the recorded writes');
   assert.ok(writes.length < chunks / 4, `${chunks} chunks of 16 KiB went to disk in ${writes.length} writes`);
   // A write gathers at most 256 KiB and the chunk that passed the mark.
   assert.ok(Math.max(...writes) <= 256 * 1024 + 16 * 1024, `largest write ${Math.max(...writes)} bytes`);
@@ -60,16 +72,18 @@ test('a slow source is written as it comes: each chunk is on disk before the nex
   const { fh, writes } = recordingWrites(file);
   let reported = 0;
   const seenAtEachChunk: Array<[number, number]> = [];
+  // The source sends its next chunk only once the previous one is reported written (or after
+  // 2 s): a writer that held a chunk back waiting for more would show here.
   async function* slow(): AsyncGenerator<Uint8Array> {
     for (let off = 0; off < data.byteLength; off += 1000) {
+      for (const until = Date.now() + 2000; reported < off && Date.now() < until; ) await sleep(5);
       seenAtEachChunk.push([off, reported]);
       yield data.subarray(off, off + 1000);
-      await sleep(20);
     }
   }
   await appendStream(fh, slow(), undefined, 0, Number.POSITIVE_INFINITY, (b) => (reported += b));
+  for (const [off, seen] of seenAtEachChunk) assert.equal(seen, off, `everything before byte ${off} was written before the next chunk came`);
   assert.deepEqual(writes, Array(8).fill(1000));
-  for (const [off, seen] of seenAtEachChunk) assert.equal(seen, off, `everything before byte ${off} was written before it was read`);
   assert.equal(reported, data.byteLength);
 });
 
@@ -94,7 +108,8 @@ test('a failed write surfaces as the error, with no write left in flight', async
   const dir = await tempDir(t);
   const path = join(dir, 'blob');
   await (await open(path, 'wx')).close();
-  const readOnly = await open(path, 'r');
+  const file = await open(path, 'r');
+  const { fh: readOnly, running } = recordingWrites(file);
   let pulled = 0;
   async function* source(): AsyncGenerator<Uint8Array> {
     for (let i = 0; i < 64; i++) {
@@ -103,7 +118,8 @@ test('a failed write surfaces as the error, with no write left in flight', async
     }
   }
   await assert.rejects(appendStream(readOnly, source(), undefined, 0), (err: NodeJS.ErrnoException) => err.code === 'EBADF');
-  // The source was not read to its end once the disk said no, and the handle is free to close.
+  assert.equal(running(), 0, 'no write is running once appendStream rejected');
+  // The source was not read to its end once the disk said no.
   assert.ok(pulled < 64, `${pulled} chunks pulled`);
-  await readOnly.close();
+  await file.close();
 });
