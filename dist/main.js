@@ -57635,6 +57635,7 @@ import { fileURLToPath } from "node:url";
 var SERVER_NODE_FLAGS = ["--initial-old-space-size=64"];
 
 // src/action/server-process.ts
+var HAND_OVER_LIMIT_MS = 6e4;
 function portFree(host, port2) {
   return new Promise((resolve4) => {
     const srv = createServer();
@@ -57693,7 +57694,8 @@ async function spawnServer(o, timeoutMs = 2e4) {
       stdin.end(text);
     });
   }
-  while (!handedOver || Date.now() < deadline) {
+  const handOverDeadline = Date.now() + HAND_OVER_LIMIT_MS + timeoutMs;
+  while (handedOver ? Date.now() < deadline : Date.now() < handOverDeadline) {
     if (exited !== null) throw new Error(`regcache exited with code ${exited}: ${lastLines(o.logFile)}`);
     if (existsSync3(o.readyFile)) {
       const ready = JSON.parse(readFileSync2(o.readyFile, "utf8"));

@@ -98928,15 +98928,22 @@ async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_
     gathered = [];
     gatheredBytes = 0;
     handedOver += bytes;
+    const fail = /* @__PURE__ */ __name((error2) => {
+      if (!failed.happened) Object.assign(failed, { error: error2, happened: true });
+    }, "fail");
     inFlight = writeAllAt(fh, buffers, at).then(
       () => {
         inFlight = void 0;
-        onWritten?.(bytes);
+        try {
+          onWritten?.(bytes);
+        } catch (error2) {
+          return fail(error2);
+        }
         if (gatheredBytes > 0 && !stopped) flush();
       },
       (error2) => {
         inFlight = void 0;
-        if (!failed.happened) Object.assign(failed, { error: error2, happened: true });
+        fail(error2);
       }
     );
   }, "flush");
