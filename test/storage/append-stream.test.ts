@@ -123,3 +123,32 @@ test('a failed write surfaces as the error, with no write left in flight', async
   assert.ok(pulled < 64, `${pulled} chunks pulled`);
   await file.close();
 });
+
+test('with more than 16 writers at once, chunks are written one by one (gathering would hold memory per writer)', async (t) => {
+  const dir = await tempDir(t);
+  // 16 other writers, each waiting for data that comes only at the end.
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  async function* idle(): AsyncGenerator<Uint8Array> {
+    await released;
+  }
+  const others: Promise<number>[] = [];
+  const handles: FileHandle[] = [];
+  for (let i = 0; i < 16; i++) {
+    const fh = await open(join(dir, `other-${i}`), 'wx');
+    handles.push(fh);
+    others.push(appendStream(fh, idle(), undefined, 0));
+  }
+  t.after(async () => {
+    release();
+    await Promise.all(others);
+    for (const fh of handles) await fh.close();
+  });
+  const data = bytes(1024 * 1024, 3);
+  const file = await open(join(dir, 'blob'), 'wx');
+  t.after(() => file.close());
+  const { fh, writes } = recordingWrites(file);
+  await appendStream(fh, fast(data, 16 * 1024), undefined, 0);
+  assert.deepEqual(writes, Array(64).fill(16 * 1024), 'the 17th writer wrote every chunk on its own');
+  assert.deepEqual(await readFile(join(dir, 'blob')), data);
+});
