@@ -98913,6 +98913,8 @@ __name(inferMediaType, "inferMediaType");
 // src/storage/blob-store.ts
 var READ_CHUNK = 64 * 1024;
 var MAX_GATHERED = 256 * 1024;
+var MAX_GATHERING_WRITERS = 16;
+var writers = 0;
 async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_INFINITY, onWritten) {
   let accepted = 0;
   let handedOver = 0;
@@ -98947,6 +98949,7 @@ async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_
       }
     );
   }, "flush");
+  writers++;
   try {
     for await (const chunk of source) {
       if (failed.happened) throw failed.error;
@@ -98957,7 +98960,7 @@ async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_
       gatheredBytes += chunk.byteLength;
       accepted += chunk.byteLength;
       if (!inFlight) flush();
-      else if (gatheredBytes >= MAX_GATHERED) await inFlight;
+      else if (gatheredBytes >= MAX_GATHERED || writers > MAX_GATHERING_WRITERS) await inFlight;
     }
     while (inFlight) await inFlight;
     if (failed.happened) throw failed.error;
@@ -98966,6 +98969,7 @@ async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_
     if (failed.happened) throw failed.error;
     return accepted;
   } finally {
+    writers--;
     stopped = true;
     while (inFlight) await inFlight;
   }
