@@ -37,8 +37,8 @@ const MAX_GATHERED = 256 * 1024;
 /**
  * Writers at once beyond which chunks are no longer gathered (each waits for its own write, one
  * chunk in flight): with 200 uploads at once, gathering raised the load test's peak RSS from 228
- * to 244-252 MB (Node 24, limit 250), and it buys nothing when the disk, not the threadpool
- * hand-off, is what the writers wait for.
+ * to 244-252 MB (Node 24, limit 250; 218-221 MB with this bound), while the push bench's 4
+ * uploads at a time keep the gain.
  */
 const MAX_GATHERING_WRITERS = 16;
 
