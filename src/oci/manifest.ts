@@ -71,6 +71,19 @@ function parseDescriptorList(v: unknown, where: string): Descriptor[] {
 }
 
 /**
+ * The blobs (config, layers) and child manifests `m` names, each once. Layers with `urls`
+ * (foreign layers) live elsewhere by definition. An index entry whose media type is not a
+ * manifest's names a blob: BuildKit's registry cache exporter pushes an index of its layers and
+ * cache config, which distribution accepts too.
+ */
+export function manifestReferences(m: ParsedManifest): { blobs: string[]; children: string[] } {
+  const blobs = new Set((m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest));
+  const children = new Set<string>();
+  for (const c of m.manifests) (manifestKind(c.mediaType) ? children : blobs).add(c.digest);
+  return { blobs: [...blobs], children: [...children] };
+}
+
+/**
  * Parses manifest bytes pushed with the given Content-Type. The media type is the
  * manifest's own `mediaType` field, else the Content-Type, else inferred from its shape;
  * the two must agree when both are given.

@@ -2,7 +2,7 @@
 // manifests that have it. Pushed content is complete, unlike the cache's: a tag of the :5000
 // registry is only worth carrying (or publishing) when its manifest, and every blob and child
 // manifest that manifest names, can be had again.
-import { parseManifest } from '../oci/index.js';
+import { manifestReferences, parseManifest } from '../oci/index.js';
 import { packOfBlob, type IndexedManifest, type IndexedRepositories, type PersistIndex } from './persist-index.js';
 
 /** The blobs (config, layers) and child manifests a manifest names. */
@@ -11,12 +11,10 @@ export interface ManifestNeeds {
   children: string[];
 }
 
-/** What `body` names; undefined when it is no manifest regcache can read. Foreign layers (`urls`) live elsewhere. */
+/** What `body` names (as the registry checks it on push); undefined when it is no manifest regcache can read. */
 export function manifestNeeds(body: Buffer, mediaType: string): ManifestNeeds | undefined {
   try {
-    const m = parseManifest(body, mediaType);
-    const blobs = (m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest);
-    return { blobs: [...new Set(blobs)], children: [...new Set(m.manifests.map((c) => c.digest))] };
+    return manifestReferences(parseManifest(body, mediaType));
   } catch {
     return undefined;
   }

@@ -9,7 +9,7 @@ import { Uploads, type UploadSession } from './uploads.js';
 import {
   RegistryError,
   digestOf,
-  manifestKind,
+  manifestReferences,
   parseManifest,
   tryParseDigest,
   type Descriptor,
@@ -199,16 +199,11 @@ export class RegistryStore implements RegistryBackend {
    */
   private async assertReferencesKnown(name: string, m: ParsedManifest): Promise<void> {
     const missing: string[] = [];
-    // Layers with `urls` (foreign layers) live elsewhere by definition. An index entry whose
-    // media type is not a manifest's names a blob: BuildKit's registry cache exporter pushes
-    // an index of its layers and cache config, which distribution accepts too.
-    const blobs = new Set((m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest));
-    const children = new Set<string>();
-    for (const c of m.manifests) (manifestKind(c.mediaType) ? children : blobs).add(c.digest);
-    await forEachLimited([...blobs], REFERENCE_CHECKS, async (digest) => {
+    const { blobs, children } = manifestReferences(m);
+    await forEachLimited(blobs, REFERENCE_CHECKS, async (digest) => {
       if (!(await this.mountBlob(name, tryParseDigest(digest)!))) missing.push(digest);
     });
-    await forEachLimited([...children], REFERENCE_CHECKS, async (digest) => {
+    await forEachLimited(children, REFERENCE_CHECKS, async (digest) => {
       if (!(await this.repositories.getManifest(name, tryParseDigest(digest)!))) missing.push(digest);
     });
     if (missing.length > 0) {

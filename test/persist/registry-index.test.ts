@@ -1,5 +1,6 @@
 // The index's registry part keeps only what can be served whole (pushed content is complete):
 // pruning after a pack left the index, and the merge of registry parts.
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { emptyIndex, mergeIndex, pruneRegistry, type PersistIndex } from '../../src/persist/index.js';
@@ -56,4 +57,29 @@ test("merging registry parts: the newer tag wins, manifests and blobs are a unio
   assert.deepEqual(merged.registry!.tags['team/app'], { v1: two.digest });
   assert.deepEqual(Object.keys(merged.registry!.manifests['team/app']!).sort(), [one.digest, two.digest].sort());
   assert.deepEqual(merged.tags, { 'team/app': { v1: one.digest } }, "a cache repository of the same name is another repository");
+});
+
+test("a BuildKit cache index (cache-to type=registry: an index of layer and cache-config blobs) is kept while a pack holds its blobs", () => {
+  const digest = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+  const [layer, config] = [digest('layer'), digest('cache config')];
+  const body = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer, size: 5 },
+      { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: config, size: 12 },
+    ],
+  }));
+  const cacheDigest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  const index = emptyIndex();
+  index.registry = {
+    tags: { 'team/cache': { main: cacheDigest } },
+    manifests: { 'team/cache': { [cacheDigest]: { mediaType: 'application/vnd.oci.image.index.v1+json', body: body.toString('base64') } } },
+    blobs: { 'team/cache': [layer, config] },
+  };
+  index.packs['rc-pack-cache'] = { digests: [layer, config], size: 17 };
+  // Its entries are blobs, as the registry checked them on push: not child manifests that are missing.
+  assert.deepEqual(pruneRegistry(index).registry!.tags['team/cache'], { main: cacheDigest });
+  delete index.packs['rc-pack-cache'];
+  assert.equal(pruneRegistry(index).registry, undefined, 'and leaves once its blobs are gone');
 });
