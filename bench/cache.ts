@@ -16,14 +16,13 @@
 // of a small other image (its upstream connections, auth ping, JIT), so "cold" means the content
 // is not cached, not that the process just started. The upstream is not pinned (it stands for a
 // remote machine); the caches run on the servers' CPU, the client and the proxy in this process.
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Pool } from 'undici';
 import type { BenchContext, Row, Section } from './run.js';
 import { startDistribution, startRegcache, type ServerHandle } from './servers.js';
 import { startShaper, type Shaper, type Shaping } from './shaper.js';
-import { OCI_MANIFEST, cpuSeconds, imageBytes, makeImage, measure, openPool, pullBlobs, pushImages, type BlobRef, type Image, type Measured } from './workloads.js';
+import { OCI_MANIFEST, cpuSeconds, imageBytes, makeImage, measure, openPool, pullBlobs, pushImages, sha256, type BlobRef, type Image, type Measured } from './workloads.js';
 
 const MB = 1e6;
 const MiB = 1024 * 1024;
@@ -55,9 +54,6 @@ function makeImageMiB(repo: string, tag: string, layersMiB: number[]): Image {
   return makeImage(repo, tag, layersMiB.map((mib) => Math.round(mib * MiB)));
 }
 
-function sha256(data: Buffer): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
 
 /**
  * One pull of `img` by tag from the registry behind `pool`: the manifest (its digest checked),

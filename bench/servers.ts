@@ -210,7 +210,6 @@ export function resetPeakRss(pid: number): boolean {
   }
 }
 
-
 /** Spawns `cmd` with stdout and stderr appended to `logFile` (never the benchmark's pipes). */
 async function spawnLogged(cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv): Promise<ChildProcess> {
   const log = await open(logFile, 'a');
@@ -249,8 +248,6 @@ async function answers(url: string): Promise<true | undefined> {
   await res.body.dump();
   return true;
 }
-
-
 
 interface HandleParts {
   url: string;

@@ -65,7 +65,7 @@ export interface Measured {
   otherCpu: number;
 }
 
-function sha256(data: Uint8Array): string {
+export function sha256(data: Uint8Array): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
 }
 

@@ -290,12 +290,7 @@ export class PullThroughCache implements RegistryReader {
         this.o.stats.manifestServed(name, refText, local.digest.value, 'local', withBody ? local.size : 0);
         return local;
       }
-      let fetched: StoredManifest | undefined;
-      try {
-        fetched = await this.flight(`${name}@${refText}`, () => this.fetch(name, refText, reference.digest));
-      } catch (err) {
-        throw upstreamToRegistryError(err);
-      }
+      const fetched = await this.flight(`${name}@${refText}`, () => this.fetch(name, refText, reference.digest));
       if (fetched) this.o.stats.manifestServed(name, refText, fetched.digest.value, 'upstream', withBody ? fetched.size : 0);
       return fetched;
     }
@@ -352,18 +347,21 @@ export class PullThroughCache implements RegistryReader {
         return stale;
       }
     }
-    let fetched: StoredManifest | undefined;
-    try {
-      fetched = await this.fetch(name, tag);
-    } catch (err) {
-      throw upstreamToRegistryError(err);
-    }
+    const fetched = await this.fetch(name, tag);
     if (fetched) this.o.stats.manifestServed(name, tag, fetched.digest.value, 'upstream', withBody ? fetched.size : 0);
     return fetched;
   }
 
-  /** GETs a manifest (a counted pull), verifies it, and stores it (and the tag). */
+  /** GETs a manifest (a counted pull), verifies it, and stores it (and the tag); failures as the client gets them. */
   private async fetch(name: string, ref: string, expected?: Digest): Promise<StoredManifest | undefined> {
+    try {
+      return await this.fetchUnmapped(name, ref, expected);
+    } catch (err) {
+      throw upstreamToRegistryError(err);
+    }
+  }
+
+  private async fetchUnmapped(name: string, ref: string, expected?: Digest): Promise<StoredManifest | undefined> {
     const { route, client } = this.route(name);
     const res = await client.request('GET', route.remote, `manifests/${ref}`, { accept: ACCEPT }, true);
     if (res.status === 404) {

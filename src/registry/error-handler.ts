@@ -47,7 +47,7 @@ export function toRegistryError(err: unknown): RegistryError {
  * client still sending (it gets a FIN, or a reset), and undici, for one, then reports that error
  * instead of the answer it already received.
  */
-export const DRAIN_MS = 2000;
+const DRAIN_MS = 2000;
 
 /**
  * Writes the envelope for `err` (headers only for HEAD). An error that stopped a request body

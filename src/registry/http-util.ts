@@ -47,16 +47,15 @@ export function contentLength(request: FastifyRequest): number | undefined {
 
 /** Reads a body of at most `limit` bytes into memory; 413 past it. */
 export async function readBody(request: FastifyRequest, limit: number): Promise<Buffer> {
+  const tooLarge = () => new RegistryError('SIZE_INVALID', `body exceeds ${limit} bytes`, { status: 413, detail: { limit } });
   const declared = contentLength(request);
-  if (declared !== undefined && declared > limit) {
-    throw new RegistryError('SIZE_INVALID', `body exceeds ${limit} bytes`, { status: 413, detail: { limit } });
-  }
+  if (declared !== undefined && declared > limit) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
   // Leaving the loop early must not destroy the request: the error answer drains the rest.
   for await (const chunk of bodyStream(request).iterator({ destroyOnReturn: false })) {
     size += (chunk as Buffer).byteLength;
-    if (size > limit) throw new RegistryError('SIZE_INVALID', `body exceeds ${limit} bytes`, { status: 413, detail: { limit } });
+    if (size > limit) throw tooLarge();
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks, size);

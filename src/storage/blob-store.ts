@@ -61,26 +61,23 @@ export async function appendStream(
   limit = Number.POSITIVE_INFINITY,
   onWritten?: (bytes: number) => void,
 ): Promise<number> {
+  /** Bytes taken from `source`: handed to writes, or gathered for the next one. */
   let accepted = 0;
-  let handedOver = 0;
   let gathered: Uint8Array[] = [];
   let gatheredBytes = 0;
   let inFlight: Promise<void> | undefined;
-  /** The first failed write's error (set by a write's callback, so held in an object). */
-  const failed: { error?: unknown; happened: boolean } = { happened: false };
+  /** The first failure of a write or of onWritten: set in a write's callback, thrown by the loop. */
+  const failure: { error?: unknown; happened: boolean } = { happened: false };
+  const fail = (error: unknown): void => {
+    if (!failure.happened) Object.assign(failure, { error, happened: true });
+  };
   let stopped = false;
   const flush = (): void => {
     const buffers = gathered;
     const bytes = gatheredBytes;
-    const at = position + handedOver;
     gathered = [];
     gatheredBytes = 0;
-    handedOver += bytes;
-    // A failure (of the write, or of onWritten) is thrown by the loop, never left unhandled.
-    const fail = (error: unknown): void => {
-      if (!failed.happened) Object.assign(failed, { error, happened: true });
-    };
-    inFlight = writeAllAt(fh, buffers, at).then(
+    inFlight = writeAllAt(fh, buffers, position + accepted - bytes).then(
       () => {
         inFlight = undefined;
         try {
@@ -99,7 +96,7 @@ export async function appendStream(
   writers++;
   try {
     for await (const chunk of source) {
-      if (failed.happened) throw failed.error;
+      if (failure.happened) throw failure.error;
       if (chunk.byteLength === 0) continue;
       if (position + accepted + chunk.byteLength > limit) throw new TooLargeError(limit);
       hash?.update(chunk);
@@ -109,11 +106,9 @@ export async function appendStream(
       if (!inFlight) flush();
       else if (gatheredBytes >= MAX_GATHERED || writers > MAX_GATHERING_WRITERS) await inFlight;
     }
+    // Each write's completion starts the next with what was gathered meanwhile.
     while (inFlight) await inFlight;
-    if (failed.happened) throw failed.error;
-    if (gatheredBytes > 0) flush();
-    while (inFlight) await inFlight;
-    if (failed.happened) throw failed.error;
+    if (failure.happened) throw failure.error;
     return accepted;
   } finally {
     writers--;

@@ -72,7 +72,6 @@ const BCRYPT_COST = 4;
 /** Query parameter of the marker request `accessLog()` sends to know the log has caught up. */
 const SYNC_PARAM = 'regcache-accesslog-sync';
 
-
 /**
  * Starts distribution with filesystem storage in a fresh temp dir, listening on a free port of
  * 127.0.0.1, and resolves once `GET /v2/` answers (any status: with auth on it is 401).
@@ -176,8 +175,6 @@ async function waitReady(url: string, child: ChildProcess, logFile: string): Pro
   }
   throw new Error(`distribution did not answer GET /v2/ within ${READY_TIMEOUT_MS} ms:\n${tailFile(logFile, 4096)}`);
 }
-
-
 
 interface RunningParts {
   url: string;
