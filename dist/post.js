@@ -98865,6 +98865,13 @@ function parseDescriptorList(v, where2) {
   return v.map((d, i) => parseDescriptor(d, `${where2}[${i}]`));
 }
 __name(parseDescriptorList, "parseDescriptorList");
+function manifestReferences(m) {
+  const blobs = new Set((m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest));
+  const children = /* @__PURE__ */ new Set();
+  for (const c of m.manifests) (manifestKind(c.mediaType) ? children : blobs).add(c.digest);
+  return { blobs: [...blobs], children: [...children] };
+}
+__name(manifestReferences, "manifestReferences");
 function parseManifest(body2, contentType2) {
   let doc;
   try {
@@ -98917,23 +98924,20 @@ var MAX_GATHERING_WRITERS = 16;
 var writers = 0;
 async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_INFINITY, onWritten) {
   let accepted = 0;
-  let handedOver = 0;
   let gathered = [];
   let gatheredBytes = 0;
   let inFlight;
-  const failed = { happened: false };
+  const failure = { happened: false };
+  const fail = /* @__PURE__ */ __name((error2) => {
+    if (!failure.happened) Object.assign(failure, { error: error2, happened: true });
+  }, "fail");
   let stopped = false;
   const flush = /* @__PURE__ */ __name(() => {
     const buffers = gathered;
     const bytes = gatheredBytes;
-    const at = position + handedOver;
     gathered = [];
     gatheredBytes = 0;
-    handedOver += bytes;
-    const fail = /* @__PURE__ */ __name((error2) => {
-      if (!failed.happened) Object.assign(failed, { error: error2, happened: true });
-    }, "fail");
-    inFlight = writeAllAt(fh, buffers, at).then(
+    inFlight = writeAllAt(fh, buffers, position + accepted - bytes).then(
       () => {
         inFlight = void 0;
         try {
@@ -98952,7 +98956,7 @@ async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_
   writers++;
   try {
     for await (const chunk of source) {
-      if (failed.happened) throw failed.error;
+      if (failure.happened) throw failure.error;
       if (chunk.byteLength === 0) continue;
       if (position + accepted + chunk.byteLength > limit) throw new TooLargeError(limit);
       hash?.update(chunk);
@@ -98963,10 +98967,7 @@ async function appendStream(fh, source, hash, position, limit = Number.POSITIVE_
       else if (gatheredBytes >= MAX_GATHERED || writers > MAX_GATHERING_WRITERS) await inFlight;
     }
     while (inFlight) await inFlight;
-    if (failed.happened) throw failed.error;
-    if (gatheredBytes > 0) flush();
-    while (inFlight) await inFlight;
-    if (failed.happened) throw failed.error;
+    if (failure.happened) throw failure.error;
     return accepted;
   } finally {
     writers--;
@@ -99655,13 +99656,11 @@ var RegistryStore = class {
    */
   async assertReferencesKnown(name, m) {
     const missing = [];
-    const blobs = new Set((m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest));
-    const children = /* @__PURE__ */ new Set();
-    for (const c of m.manifests) (manifestKind(c.mediaType) ? children : blobs).add(c.digest);
-    await forEachLimited([...blobs], REFERENCE_CHECKS, async (digest) => {
+    const { blobs, children } = manifestReferences(m);
+    await forEachLimited(blobs, REFERENCE_CHECKS, async (digest) => {
       if (!await this.mountBlob(name, tryParseDigest(digest))) missing.push(digest);
     });
-    await forEachLimited([...children], REFERENCE_CHECKS, async (digest) => {
+    await forEachLimited(children, REFERENCE_CHECKS, async (digest) => {
       if (!await this.repositories.getManifest(name, tryParseDigest(digest))) missing.push(digest);
     });
     if (missing.length > 0) {
@@ -100293,9 +100292,7 @@ import { join as join14 } from "node:path";
 // src/persist/registry-index.ts
 function manifestNeeds(body2, mediaType) {
   try {
-    const m = parseManifest(body2, mediaType);
-    const blobs = (m.config ? [m.config, ...m.layers] : m.layers).filter((b) => !b.urls?.length).map((b) => b.digest);
-    return { blobs: [...new Set(blobs)], children: [...new Set(m.manifests.map((c) => c.digest))] };
+    return manifestReferences(parseManifest(body2, mediaType));
   } catch {
     return void 0;
   }
