@@ -53,17 +53,11 @@ const DRAIN_MS = 2000;
  * Writes the envelope for `err` (headers only for HEAD). An error that stopped a request body
  * part-way (a size limit, a full disk) leaves the rest of it on the connection: it is read and
  * discarded, and the connection carries the next request once the body ended, or is dropped if
- * the body goes on past DRAIN_MS. Where the reader destroyed the body stream (a blob upload's
- * writer does, on an error) the connection is closed after the answer instead. (A body never
- * read at all is drained by node.)
+ * the body goes on past DRAIN_MS. (A body never read at all is drained by node.)
  */
 export function sendError(err: RegistryError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   reply.code(err.status).headers(err.headers);
-  if (!request.raw.complete && request.raw.readableDidRead) {
-    // A body stream destroyed by its reader cannot be drained: the connection closes after the answer.
-    if (request.raw.destroyed) reply.header('connection', 'close');
-    else drainBriefly(request.raw);
-  }
+  if (!request.raw.complete && request.raw.readableDidRead) drainBriefly(request.raw);
   if (request.method === 'HEAD') return reply.send();
   return reply.type('application/json').send(err.toEnvelope());
 }

@@ -24,11 +24,13 @@ export function query(request: FastifyRequest): Record<string, string | undefine
 }
 
 /**
- * The request body as a stream (every body goes through the pass-through parser). A request
- * without Content-Type and without a body never reaches the parser: it reads as empty.
+ * The request body's chunks (every body goes through the pass-through parser). A request
+ * without Content-Type and without a body never reaches the parser: it reads as empty. A reader
+ * that stops early (a size limit, a full disk) leaves the request intact, so that the error
+ * answer can drain the rest of the body (error-handler.ts) instead of closing the connection.
  */
-export function bodyStream(request: FastifyRequest): Readable {
-  return (request.body as Readable | undefined) ?? Readable.from([]);
+export function bodyStream(request: FastifyRequest): AsyncIterable<Uint8Array> {
+  return ((request.body as Readable | undefined) ?? Readable.from([])).iterator({ destroyOnReturn: false });
 }
 
 /** True when the request announces no body. */
@@ -52,8 +54,7 @@ export async function readBody(request: FastifyRequest, limit: number): Promise<
   if (declared !== undefined && declared > limit) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
-  // Leaving the loop early must not destroy the request: the error answer drains the rest.
-  for await (const chunk of bodyStream(request).iterator({ destroyOnReturn: false })) {
+  for await (const chunk of bodyStream(request)) {
     size += (chunk as Buffer).byteLength;
     if (size > limit) throw tooLarge();
     chunks.push(chunk as Buffer);
