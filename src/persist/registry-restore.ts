@@ -161,22 +161,21 @@ export class RestoringRegistry implements RegistryBackend {
   }
 
   async getManifest(name: string, reference: Reference, withBody: boolean): Promise<StoredManifest | undefined> {
-    const found = await this.base.getManifest(name, reference, false);
+    const found = await this.base.getManifest(name, reference, withBody);
     if (!found) return undefined;
-    if (this.pending.manifests.get(name)?.has(found.digest.value)) {
-      const whole = await this.checks.run(`${name}@${found.digest.value}`, () => this.restoreManifest(name, found.digest)).promise;
+    const waiting = this.pending.manifests.get(name);
+    if (waiting?.has(found.digest.value)) {
+      const whole = await this.checks.run(`${name}@${found.digest.value}`, () => this.restoreManifest(name, found.digest, waiting)).promise;
       if (!whole) return undefined;
     }
-    return withBody ? this.base.getManifest(name, { kind: 'digest', digest: found.digest }, true) : found;
+    return found;
   }
 
   /**
    * Restores every blob manifest `digest` of `name` names. When one cannot be had (its pack
    * evicted or broken), the manifest leaves the repository with its tags: false.
    */
-  private async restoreManifest(name: string, digest: Digest): Promise<boolean> {
-    const waiting = this.pending.manifests.get(name);
-    if (!waiting?.has(digest.value)) return (await this.storage.repositories.getManifest(name, digest)) !== undefined;
+  private async restoreManifest(name: string, digest: Digest, waiting: Set<string>): Promise<boolean> {
     const record = await this.storage.repositories.getManifest(name, digest);
     const body = record ? await this.storage.blobs.readSmall(digest, MAX_MANIFEST_SIZE).catch(() => undefined) : undefined;
     const needs = body && record ? manifestNeeds(body, record.mediaType) : undefined;
