@@ -35,8 +35,6 @@
 // checked against its digest. Tags are revalidated upstream (HEAD) in every variant: a new
 // server has validated none.
 import { spawn } from 'node:child_process';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -140,7 +138,7 @@ if (process.env.BENCH_OP === 'save') {
 interface World {
   ctx: BenchContext;
   svc: ActionsCacheService;
-  /** ACTIONS_RESULTS_URL: the Twirp service's shaper behind the URL rewriter. */
+  /** ACTIONS_RESULTS_URL: the Twirp service's shaper. */
   resultsUrl: string;
   upstream: Shaper;
   images: Image[];
@@ -159,47 +157,6 @@ function cacheEnv(w: World, job: ActionsJob, runId: number): Record<string, stri
 
 /** Upstream blob GETs in the shaper's request lines. */
 const blobGets = (shaper: Shaper) => shaper.requests().filter((l) => /^GET \S*\/blobs\/sha256:[0-9a-f]{64}$/.test(l)).length;
-
-/**
- * An unshaped HTTP proxy in front of the Twirp service's shaper that replaces `from` with `to`
- * in answers: the signed URLs the service hands out name its blob front, and must name the
- * blob front's shaper instead (bench/shaper.ts relays bytes, it does not rewrite them).
- */
-async function startRewriter(target: string, from: string, to: string): Promise<{ url: string; close(): Promise<void> }> {
-  const t = new URL(target);
-  const server: Server = createServer((req, res) => {
-    // A connection of its own per request, as @actions/cache's Twirp client (no keep-alive)
-    // opens one per call: the shaper then charges each call the connection setup it costs.
-    const out = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host }, agent: false }, (ures) => {
-      const chunks: Buffer[] = [];
-      ures.on('data', (c: Buffer) => chunks.push(c));
-      ures.on('error', () => res.destroy());
-      ures.on('end', () => {
-        const body = Buffer.from(Buffer.concat(chunks).toString('utf8').split(from).join(to));
-        const headers = { ...ures.headers, 'content-length': String(body.length) };
-        delete headers['transfer-encoding'];
-        res.writeHead(ures.statusCode ?? 502, headers);
-        res.end(body);
-      });
-    });
-    out.on('error', (err) => {
-      if (res.headersSent) res.destroy();
-      else res.writeHead(502, { 'content-type': 'text/plain' }).end(`rewriter: ${err.message}`);
-    });
-    req.pipe(out);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 function jobInputs(w: World, dir: string, job: ActionsJob, extra: Record<string, string>): Record<string, string> {
   return {
@@ -361,10 +318,10 @@ export const persistSection: Section = {
       const blobOrigin = new URL(svc.blobEndpoint).origin;
       const blobs = await startShaper(blobOrigin, P.shaping);
       stops.push(() => blobs.close());
+      // Signed URLs name the blob front's shaper.
+      svc.setSignedUrlBase(svc.blobEndpoint.replace(blobOrigin, blobs.url));
       const twirp = await startShaper(svc.url.replace(/\/$/, ''), P.shaping);
       stops.push(() => twirp.close());
-      const rewriter = await startRewriter(twirp.url, `${blobOrigin}/`, `${blobs.url}/`);
-      stops.push(() => rewriter.close());
       const registry = await startDistribution({ parentDir: parent, ...(ctx.clientCpu !== undefined ? { cpu: ctx.clientCpu } : {}) });
       stops.push(() => registry.stop());
       const upstream = await startShaper(registry.url, P.shaping);
@@ -375,7 +332,7 @@ export const persistSection: Section = {
       const w: World = {
         ctx,
         svc,
-        resultsUrl: rewriter.url,
+        resultsUrl: twirp.url,
         upstream,
         images,
         node: resolve(ctx.node),

@@ -1,4 +1,6 @@
-// The only door to @actions/cache. The library reads the workspace (where tar extracts to and
+// The only door to the Actions cache. Restores and lookups on cache service v2 (what
+// github.com runs) go through our own reader (entry-download.ts: one call, the archive
+// streamed); saves, and everything on v1 (GHES), through @actions/cache. The library reads the workspace (where tar extracts to and
 // archives from) from process.env.GITHUB_WORKSPACE: each call runs in an async context that
 // names its own staging directory, and process.env answers GITHUB_WORKSPACE from that context
 // (a view installed once), so that entries carry fixed relative paths, restore on any runner,
@@ -15,11 +17,18 @@
 // retries 5xx answers, "You've hit a rate limit, your rate limit will reset in N seconds" for a
 // 429, and "Cache hit for: KEY" once the service answered a lookup with an entry (cache service
 // v2; v1 prints no such line). Those lines are watched (and still printed).
-import * as cache from '@actions/cache';
+import type * as Cache from '@actions/cache';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { rm } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CircuitBreaker } from '../proxy/index.js';
+import { cacheReadable, cacheServiceAvailable, cacheServiceV2, CacheServiceError, lookupEntry, readEntry, type EntryFile } from './entry-download.js';
+
+/** The library, loaded on first use: a server that only restores on service v2 never needs it (it costs ~35 ms of start). */
+const library = (): Promise<typeof Cache> => import('@actions/cache');
 
 /** How a save ended. `refused`: the service would not reserve the key (rate limit, or another job is uploading it). */
 export type SaveOutcome = 'saved' | 'exists' | 'refused' | 'failed';
@@ -70,6 +79,11 @@ export interface ActionsCacheOptions {
    */
   lookupBudgetMs?: number;
   breaker?: CircuitBreaker;
+  /**
+   * Restore and look up through @actions/cache even on service v2 (as on v1): what GHES runs,
+   * tested against the v2 stand-in. Default: only where the service is not v2.
+   */
+  throughLibrary?: boolean;
 }
 
 /** What the library printed during one call. */
@@ -153,9 +167,14 @@ export class ActionsCache {
     this.breaker = opts.breaker ?? new CircuitBreaker(3, 5 * 60_000);
   }
 
+  /** True when restores stream through our own reader (service v2), not through the library. */
+  private get streams(): boolean {
+    return !this.opts.throughLibrary && cacheServiceV2();
+  }
+
   /** True when the runner gave this job a cache service. */
   static available(): boolean {
-    return cache.isFeatureAvailable();
+    return cacheServiceAvailable();
   }
 
   /** True while a call abandoned after its budget still runs: exit instead of waiting for it. */
@@ -216,7 +235,7 @@ export class ActionsCache {
     return p;
   }
 
-  private download(lookupOnly: boolean): cache.DownloadOptions {
+  private download(lookupOnly: boolean): Cache.DownloadOptions {
     const t = this.opts.timeoutMs ?? 60_000;
     return { lookupOnly, timeoutInMs: t, segmentTimeoutInMs: t };
   }
@@ -225,19 +244,92 @@ export class ActionsCache {
    * Looks `key` (then each restore key, as the service matches them) up without downloading:
    * a download-side call, not rate-limited. Bounded by the lookup budget.
    */
-  lookup(path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
+  async lookup(path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
+    if (this.streams) return (await this.find(path, key, restoreKeys)).result;
     // A lookup reads no file: it needs no workspace (and so can run on after being abandoned).
     return this.attempt(undefined, path, key, restoreKeys);
   }
 
   /**
-   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`.
+   * Restores entry `key` (or the newest matching a restore key) of `path`, handing each file in
+   * it to `onFile` as it arrives (its path inside the entry, e.g. `regcache-pack/sha256-...`).
+   * On service v2 the archive streams from the service; on v1 the library restores it into a
+   * directory under `staging` first, and the files are read from there.
+   */
+  async restoreEntry(path: string, key: string, restoreKeys: string[], onFile: (f: EntryFile) => Promise<void>, staging: string): Promise<RestoreResult> {
+    if (!this.streams) return this.restoreThroughLibrary(path, key, restoreKeys, onFile, staging);
+    const { result, url } = await this.find(path, key, restoreKeys);
+    if (result.outcome !== 'restored' || url === undefined) return result;
+    try {
+      await readEntry(url, onFile, this.opts.timeoutMs ?? 60_000);
+      this.breaker.success();
+      return result;
+    } catch {
+      this.breaker.failure();
+      return { outcome: 'broken', ...(result.key !== undefined ? { key: result.key } : {}) };
+    }
+  }
+
+  /**
+   * One bounded lookup of our own (service v2): the entry and its signed URL. 5xx answers and
+   * answers without JSON are retried, backing off, within the lookup budget; a lookup that
+   * needed retries or ran out of time opens the breaker, another failure counts towards it.
+   */
+  private async find(path: string, key: string, restoreKeys: string[]): Promise<{ result: RestoreResult; url?: string }> {
+    // The runner forbids reads (ACTIONS_CACHE_MODE): nothing to find, as with the library.
+    if (!cacheReadable()) return { result: { outcome: 'missing' } };
+    if (!this.breaker.allow()) return { result: { outcome: 'unavailable' } };
+    const deadline = Date.now() + (this.opts.lookupBudgetMs ?? 10_000);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const found = await lookupEntry(path, key, restoreKeys, AbortSignal.timeout(Math.max(1, deadline - Date.now())));
+        // Answered. After a retried request it still counts towards the breaker.
+        if (attempt > 0) this.breaker.failure();
+        else this.breaker.success();
+        return found ? { result: { outcome: 'restored', key: found.key }, url: found.url } : { result: { outcome: 'missing' } };
+      } catch (err) {
+        const retryable = err instanceof CacheServiceError && err.retryable;
+        const wait = 1000 * 2 ** attempt;
+        if (retryable && Date.now() + wait < deadline) {
+          await sleep(wait);
+          continue;
+        }
+        if (retryable || attempt > 0 || Date.now() >= deadline) this.breaker.trip();
+        else this.breaker.failure();
+        return { result: { outcome: 'unavailable' } };
+      }
+    }
+  }
+
+  /** restoreEntry on service v1: the library restores into a staging directory, read from there. */
+  private async restoreThroughLibrary(path: string, key: string, restoreKeys: string[], onFile: (f: EntryFile) => Promise<void>, staging: string): Promise<RestoreResult> {
+    const workspace = join(staging, `restore-${randomBytes(6).toString('hex')}`);
+    await mkdir(workspace, { recursive: true });
+    try {
+      const r = await this.restore(workspace, path, key, restoreKeys);
+      if (r.outcome !== 'restored') return r;
+      const dir = join(workspace, path);
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        const file = join(dir, name);
+        // Only regular files (never a link out of the entry).
+        const st = await lstat(file);
+        if (st.isFile()) await onFile({ path: `${path}/${name}`, size: st.size, body: createReadStream(file) });
+      }
+      return r;
+    } finally {
+      await rm(workspace, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`
+   * through the library (service v1).
    * Until the library has shown that it announces what its lookup found, a bounded lookup of
    * our own goes first (a dead service costs the budget, not the library's half minute of
    * retries), then the download of exactly the entry found; after that, one call does both,
    * bounded by the same budget until the service has answered its lookup.
    */
-  async restore(workspace: string, path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
+  private async restore(workspace: string, path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
     if (ActionsCache.announcesHits) return this.attempt(workspace, path, key, restoreKeys);
     const found = await this.lookup(path, key, restoreKeys);
     if (found.outcome !== 'restored' || !found.key) return found;
@@ -253,6 +345,7 @@ export class ActionsCache {
     const download = this.download(workspace === undefined);
     let found: string | undefined;
     try {
+      const cache = await library();
       const r = await this.call(workspace, () => cache.restoreCache([path], key, restoreKeys, download), {
         budgetMs: this.opts.lookupBudgetMs ?? 10_000,
       });
@@ -300,7 +393,7 @@ export class ActionsCache {
       workspace,
       async () => {
         try {
-          return await cache.saveCache([path], key);
+          return await (await library()).saveCache([path], key);
         } catch {
           return -2;
         }

@@ -1,20 +1,21 @@
 // The read tier: when a client asks for a blob that is not on disk and the index names the
 // pack holding it, the pack is restored from the Actions cache (one restore per pack however
-// many ask), every blob in it verified against its digest before it enters the store. A bad
-// blob is discarded (the caller then goes upstream); a missing or failing pack likewise.
-// Up to PARALLEL_RESTORES packs restore at once, each in its own staging directory (a pack's
-// time is mostly the service's round trips); the prefetch takes at most PARALLEL_PREFETCH of
-// those turns, and a client's request waiting for a turn goes before the prefetch's.
+// many ask), every blob in it verified against its digest as it is written into the store. A
+// bad blob is discarded (the caller then goes upstream); a missing or failing pack likewise.
+// Blobs land as the pack streams in (entry-download.ts), and a client waiting for one is
+// answered as soon as it is in the store, not when the whole pack is.
+// Up to PARALLEL_RESTORES packs restore at once (a pack's time is partly the service's round
+// trips); the prefetch takes at most PARALLEL_PREFETCH of those turns, and a client's request
+// waiting for a turn goes before the prefetch's.
 // A blob already in the store (an earlier pack held it too) counts as restored, and once.
-import { readdir, rm, mkdir, open, lstat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import type { Storage } from '../storage/index.js';
+import { DigestMismatchError, SizeMismatchError } from '../storage/index.js';
 import { SingleFlight } from '../proxy/index.js';
 import { tryParseDigest, type Digest } from '../oci/index.js';
 import { PACK_PATH } from './keys.js';
 import { packOfBlob, type PersistIndex } from './persist-index.js';
 import type { ActionsCache } from './actions-cache.js';
+import type { EntryFile } from './entry-download.js';
 
 /** What the tier has done, for the job summary. */
 export interface RestoreReport {
@@ -56,6 +57,8 @@ export class PackRestorer {
   private readonly settled = new Map<string, Set<string>>();
   /** Packs not restored (yet) because the service was failing. */
   private readonly unavailable = new Set<string>();
+  /** Requests waiting for a blob to land, by digest. */
+  private readonly waiters = new Map<string, { promise: Promise<boolean>; resolve: (ok: boolean) => void }>();
   /** Blobs counted in the report (a blob held by two packs is counted once). */
   private readonly counted = new Set<string>();
   /** Pack restores running, and those waiting for a turn (requests first, then the prefetch). */
@@ -91,18 +94,40 @@ export class PackRestorer {
     return this.packOf.has(d.value);
   }
 
-  /** Restores the pack holding `d`; true when `d` is in the store afterwards. */
+  /** Restores the pack holding `d`; true when `d` is in the store afterwards (answered as soon as it is). */
   async fetch(d: Digest): Promise<boolean> {
     const key = this.packOf.get(d.value);
     if (!key) return false;
     const settled = this.settled.get(key);
     if (settled) return settled.has(d.value) && (await this.storage.blobs.stat(d)) !== undefined;
+    // It may have landed already, from a pack still restoring (if it lands before the wait
+    // begins, the pack's end answers).
+    if ((await this.storage.blobs.stat(d)) !== undefined) return true;
+    const landed = this.landing(d.value);
     try {
-      const restored = await this.restoreOnce(key, true);
-      return restored.has(d.value);
+      const restored = this.restoreOnce(key, true).then((r) => r.has(d.value));
+      return await Promise.race([landed, restored]);
     } catch {
       return false;
     }
+  }
+
+  /** Resolves (true) once blob `v` lands in the store during some pack's restore. */
+  private landing(v: string): Promise<boolean> {
+    let w = this.waiters.get(v);
+    if (!w) {
+      let resolve!: (ok: boolean) => void;
+      const promise = new Promise<boolean>((r) => (resolve = r));
+      w = { promise, resolve };
+      this.waiters.set(v, w);
+    }
+    return w.promise;
+  }
+
+  /** Tells whoever waits for `v` that it landed. */
+  private landed(v: string): void {
+    this.waiters.get(v)?.resolve(true);
+    this.waiters.delete(v);
   }
 
   /** Restores every pack in the background (the Action's prefetch input), PARALLEL_PREFETCH at a time. */
@@ -124,6 +149,8 @@ export class PackRestorer {
         return await this.restorePack(key);
       } finally {
         this.done();
+        // Whoever still waits for a blob of this pack hears from the restore's own result.
+        for (const v of this.packs[key]?.digests ?? []) this.waiters.delete(v);
       }
     }).promise;
   }
@@ -149,64 +176,61 @@ export class PackRestorer {
   }
 
   private async restorePack(key: string): Promise<Set<string>> {
-    const workspace = join(this.stagingDir, `restore-${randomBytes(6).toString('hex')}`);
-    await mkdir(workspace, { recursive: true });
     const restored = new Set<string>();
-    try {
-      const r = await this.cache.restore(workspace, PACK_PATH, key);
-      if (r.outcome === 'unavailable') {
-        // The service is failing: a later request may try again once the breaker allows.
-        this.unavailable.add(key);
-        this.report.packsUnavailable = this.unavailable.size;
-        return restored;
-      }
-      this.unavailable.delete(key);
+    const r = await this.cache.restoreEntry(PACK_PATH, key, [], (f) => this.adopt(f, restored), this.stagingDir);
+    if (r.outcome === 'unavailable') {
+      // The service is failing: a later request may try again once the breaker allows.
+      this.unavailable.add(key);
       this.report.packsUnavailable = this.unavailable.size;
-      if (r.outcome === 'missing') {
-        this.report.packsMissing++;
-        this.unusable(key, restored);
-        return restored;
-      }
-      if (r.outcome === 'restored') {
-        const dir = join(workspace, PACK_PATH);
-        for (const name of await readdir(dir).catch(() => [] as string[])) {
-          const d = tryParseDigest(name.replace('-', ':'));
-          if (!d || packFileName(d) !== name) continue;
-          const file = join(dir, name);
-          if ((await this.storage.blobs.stat(d)) !== undefined) {
-            restored.add(d.value);
-            continue;
-          }
-          // Only regular files (never a link out of the pack) whose bytes hash to their name.
-          if ((await lstat(file)).isSymbolicLink()) {
-            this.report.blobsRejected++;
-            continue;
-          }
-          const size = await this.storage.blobs.adoptFile(file, d).catch(() => undefined);
-          if (size === undefined) {
-            this.report.blobsRejected++;
-            continue;
-          }
-          restored.add(d.value);
-          if (this.counted.has(d.value)) continue;
-          this.counted.add(d.value);
-          this.report.blobsRestored++;
-          this.report.bytesRestored += size;
-        }
-      }
-      // Restored with every blob the index names in it, verified: usable. Otherwise broken.
-      const expected = this.packs[key]?.digests ?? [];
-      if (r.outcome === 'restored' && expected.every((v) => restored.has(v))) {
-        this.report.packsRestored++;
-        this.settled.set(key, restored);
-      } else {
-        this.report.packsBroken++;
-        this.unusable(key, restored);
-      }
       return restored;
-    } finally {
-      await rm(workspace, { recursive: true, force: true });
     }
+    this.unavailable.delete(key);
+    this.report.packsUnavailable = this.unavailable.size;
+    if (r.outcome === 'missing') {
+      this.report.packsMissing++;
+      this.unusable(key, restored);
+      return restored;
+    }
+    // Restored with every blob the index names in it, verified: usable. Otherwise broken.
+    const expected = this.packs[key]?.digests ?? [];
+    if (r.outcome === 'restored' && expected.every((v) => restored.has(v))) {
+      this.report.packsRestored++;
+      this.settled.set(key, restored);
+    } else {
+      this.report.packsBroken++;
+      this.unusable(key, restored);
+    }
+    return restored;
+  }
+
+  /** Writes one file of a pack into the store if it is the blob its name says; adds it to `restored`. */
+  private async adopt(f: EntryFile, restored: Set<string>): Promise<void> {
+    const name = f.path.startsWith(`${PACK_PATH}/`) ? f.path.slice(PACK_PATH.length + 1) : '';
+    const d = tryParseDigest(name.replace('-', ':'));
+    // Not a blob of the pack: left unread (skipped).
+    if (!d || packFileName(d) !== name) return;
+    if ((await this.storage.blobs.stat(d)) !== undefined) {
+      restored.add(d.value);
+      this.landed(d.value);
+      return;
+    }
+    const writer = await this.storage.blobs.createWriter(d.algorithm, f.size);
+    let size: number;
+    try {
+      await writer.write(f.body);
+      size = (await writer.commit(d, f.size)).size;
+    } catch (err) {
+      await writer.cancel();
+      if (!(err instanceof DigestMismatchError || err instanceof SizeMismatchError)) throw err;
+      this.report.blobsRejected++;
+      return;
+    }
+    restored.add(d.value);
+    this.landed(d.value);
+    if (this.counted.has(d.value)) return;
+    this.counted.add(d.value);
+    this.report.blobsRestored++;
+    this.report.bytesRestored += size;
   }
 
   /** Remembers a pack as missing or broken (asked for once; the save packs its blobs again). */

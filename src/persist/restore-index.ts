@@ -1,22 +1,34 @@
 // Restores the newest index entry of this repository (only the index: packs follow on
 // demand) and says whether this run should save.
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { INDEX_FILE, INDEX_PATH, indexPrefix } from './keys.js';
 import { emptyIndex, parseIndex, type PersistIndex } from './persist-index.js';
 import type { ActionsCache, RestoreOutcome } from './actions-cache.js';
 
+/** An index larger than this is not read (a job's index is manifests and configs: megabytes). */
+const MAX_INDEX_BYTES = 256 * 1024 * 1024;
+
 /**
- * Restores the newest index under `prefix` into `workspace`; empty when there is none.
- * `outcome` says whether the service answered (`unavailable`: it failed or did not answer in time).
+ * Restores the newest index under `prefix` (`staging`: a directory the restore may use);
+ * empty when there is none. `outcome` says whether the service answered (`unavailable`: it
+ * failed or did not answer in time).
  */
-export async function restoreIndex(cache: ActionsCache, prefix: string, workspace: string): Promise<{ index: PersistIndex; key?: string; outcome: RestoreOutcome }> {
-  await rm(workspace, { recursive: true, force: true });
-  await mkdir(workspace, { recursive: true });
+export async function restoreIndex(cache: ActionsCache, prefix: string, staging: string): Promise<{ index: PersistIndex; key?: string; outcome: RestoreOutcome }> {
+  let text = '';
+  const onFile = async (f: { path: string; body: AsyncIterable<Uint8Array> }) => {
+    if (f.path !== `${INDEX_PATH}/${INDEX_FILE}`) return;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of f.body) {
+      size += c.byteLength;
+      if (size > MAX_INDEX_BYTES) throw new Error(`index entry over ${MAX_INDEX_BYTES} bytes`);
+      chunks.push(Buffer.from(c));
+    }
+    text = Buffer.concat(chunks).toString('utf8');
+  };
   // No entry has this exact key: the prefix restore key picks the newest index.
-  const r = await cache.restore(workspace, INDEX_PATH, `${indexPrefix(prefix)}none`, [indexPrefix(prefix)]).catch(() => ({ outcome: 'unavailable' as const, key: undefined }));
+  const r = await cache.restoreEntry(INDEX_PATH, `${indexPrefix(prefix)}none`, [indexPrefix(prefix)], onFile, staging).catch(() => ({ outcome: 'unavailable' as const, key: undefined }));
   if (r.outcome !== 'restored' || !r.key) return { index: emptyIndex(), outcome: r.outcome };
-  const text = await readFile(join(workspace, INDEX_PATH, INDEX_FILE), 'utf8').catch(() => '');
   return { index: parseIndex(text), key: r.key, outcome: r.outcome };
 }
 

@@ -8,7 +8,11 @@ import { buildRegistryApp, BasicAuth, type ClientTimeouts } from '../registry/in
 import { createCache, type Credentials } from '../proxy/index.js';
 import { Stats, toPrometheus } from '../stats/index.js';
 import type { PackRestorer, RestoringRegistry } from '../persist/index.js';
+import type { Digest } from '../oci/index.js';
 import { parseAddress, urlOf } from './address.js';
+
+/** The API version check (`GET /v2/`), which answers before the persistence index is imported. */
+const isVersionCheck = (url: string) => url === '/v2/' || url === '/v2';
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -103,10 +107,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const logger = { level: opts.logLevel ?? 'info' };
     const common = { ...(auth ? { auth } : {}), ...(https ? { https } : {}), ...(opts.timeouts ? { timeouts: opts.timeouts } : {}), logger };
     const stats = new Stats();
-    const persistence = opts.persistIndex ? await openPersistence(storage, opts.persistIndex, stats, !!opts.persistPrefetch, !!opts.persistRegistry) : undefined;
-    const persist = persistence?.restorer;
+    // The index (from standard input, while the Action restores it) is imported while the ports
+    // open: the cache port's requests wait for it, but for the version check, so that the
+    // server is ready before the index is. The :5000 backend restoring pushed images cannot
+    // answer without it: with persistRegistry, the server waits.
+    const persistence = opts.persistIndex ? openPersistence(storage, opts.persistIndex, stats, !!opts.persistPrefetch, !!opts.persistRegistry) : undefined;
+    const registryBackend = opts.persistRegistry ? (await persistence)?.registry : undefined;
+    let restorer: PackRestorer | undefined;
+    let importFailure: unknown;
+    // A failed import (the store failing) leaves the cache serving from upstream, and says so.
+    const imported = persistence?.then(
+      (p) => void (restorer = p.restorer),
+      (err: unknown) => void (importFailure = err),
+    );
     const cache = createCache({
-      ...(persist ? { persist } : {}),
+      ...(imported ? { persist: { fetch: async (d: Digest) => (await imported, restorer ? restorer.fetch(d) : false) } } : {}),
       storage,
       stats,
       ...(opts.upstreams ? { upstreams: opts.upstreams } : {}),
@@ -119,18 +134,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     });
     closers.push(cache.close);
     await cache.backend.installProbe();
-    const registryApp = buildRegistryApp({ backend: persistence?.registry ?? storage.registry, writable: true, ...common });
+    const registryApp = buildRegistryApp({ backend: registryBackend ?? storage.registry, writable: true, ...common });
     apps.push(registryApp);
     const cacheApp = buildRegistryApp({
       backend: cache.backend,
       writable: false,
       resolveName: cache.resolveName,
-      extraRoutes: (app) => statsRoutes(app, stats),
+      extraRoutes: (app) => {
+        if (imported) app.addHook('onRequest', async (req) => void (isVersionCheck(req.url) || (await imported)));
+        statsRoutes(app, stats);
+      },
       ...common,
     });
     apps.push(cacheApp);
     const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', '--registry-addr');
     const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', '--cache-addr');
+    void imported?.then(() => importFailure && cacheApp.log.error({ err: importFailure }, 'the persistence index could not be imported: serving without it'));
     return {
       registryUrl: urlOf(r.address, r.port, !!https),
       cacheUrl: urlOf(c.address, c.port, !!https),

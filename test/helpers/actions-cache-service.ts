@@ -213,6 +213,11 @@ export interface ActionsCacheService {
   /** Snapshot of the entries (all states) and of every request so far, oldest first. */
   records(): { entries: CacheEntryRecord[]; requests: RequestRecord[] };
   setDown(down: boolean | DownMode): void;
+  /**
+   * Signed URLs name `base` (e.g. a proxy in front of the blob front, ending in the account as
+   * blobEndpoint does) instead of the blob front itself; undefined restores the default.
+   */
+  setSignedUrlBase(base: string | undefined): void;
   /** Delays every answer by `ms`, or with `twirpMethods` only the answers to those Twirp calls (e.g. slow lookups). */
   setLatency(ms: number, twirpMethods?: string[]): void;
   /** Evicts the finalized entries with this key (optionally one version/scope); returns them. */
@@ -496,6 +501,7 @@ export async function startActionsCacheService(opts: ActionsCacheServiceOptions 
     trackSockets(blobServer);
     const blobPort = await listen(blobServer);
     cleanups.push(() => closeServer(blobServer));
+    let signedUrlBase: string | undefined;
     const blobEndpoint =
       blobHost === 'azure' ? `http://${AZURITE_ACCOUNT}${AZURE_BLOB_SUFFIX}:${blobPort}` : `http://127.0.0.1:${blobPort}/${AZURITE_ACCOUNT}`;
 
@@ -591,7 +597,7 @@ export async function startActionsCacheService(opts: ActionsCacheServiceOptions 
         },
         credential,
       ).toString();
-      return `${blobEndpoint}/${CONTAINER}/${blobName}?${sas}`;
+      return `${signedUrlBase ?? blobEndpoint}/${CONTAINER}/${blobName}?${sas}`;
     }
 
     function authorize(req: IncomingMessage): Scope[] {
@@ -852,6 +858,9 @@ export async function startActionsCacheService(opts: ActionsCacheServiceOptions 
       setDown(d) {
         down = d === true ? 'reset' : d || undefined;
         if (down === 'reset') for (const s of sockets) s.destroy();
+      },
+      setSignedUrlBase(base) {
+        signedUrlBase = base;
       },
       setLatency(ms, twirpMethods) {
         latencyMs = ms;

@@ -86,14 +86,19 @@ async function runsAfterDamage(t: TestContext, f: Fixture, damaged: string) {
   return { second, third };
 }
 
-test('a tampered pack entry: its blobs come from upstream, never a corrupt byte, and are saved again', { skip, timeout: 90_000 }, async (t) => {
+test('a tampered pack entry: what follows the damage comes from upstream, never a corrupt byte, and is saved again', { skip, timeout: 90_000 }, async (t) => {
   const f = await fixture(t);
   const { packA } = await seedCache(t, f);
   await f.svc.tamper(packA);
 
   const { second } = await runsAfterDamage(t, f, packA);
-  // pullThroughCache checked every blob the client got against its digest.
-  assert.deepEqual(new Set(blobGets(second.upstream)), new Set(f.a.layers.map((l) => l.digest)), "a's layers came from upstream, b's from its pack");
+  // pullThroughCache checked every blob the client got against its digest. The blobs of a's
+  // pack before the damage were verified as they streamed in and are kept; the rest came from
+  // upstream.
+  const fromUpstream = blobGets(second.upstream);
+  const aLayers = f.a.layers.map((l) => l.digest);
+  assert.ok(fromUpstream.length >= 1 && fromUpstream.every((d) => aLayers.includes(d)), `only a's layers came from upstream, b's from its pack: ${fromUpstream.join(', ')}`);
+  assert.equal(new Set(fromUpstream).size, fromUpstream.length, 'each at most once');
   const persist = (await serverStats(second)).extras.persist as Record<string, number>;
   assert.equal(persist.packsBroken, 1);
   assert.equal(persist.packsRestored, 1, "b's pack was still used");

@@ -1,22 +1,24 @@
 // Pack restores run at once in the server process (issue 5: a job restoring many packs waited
-// for them one after another): the real @actions/cache client in this process, against the
+// for them one after another): our streaming reader (the real @actions/cache saves), against the
 // service stand-in, restores several packs together (4 at a time, of which the prefetch takes
 // at most 3), each into its own staging directory, every blob verified and counted once; a blob
-// that two packs hold enters the store once and both packs count as restored. Once restores go
-// without a lookup of their own, a service failing from then on still costs one lookup budget.
+// that two packs hold enters the store once and both packs count as restored. A service failing
+// after a first restore costs one lookup budget. A client's blob is answered as it lands. The
+// library's path (GHES, service v1) restores through a staging directory.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { type ActionsCacheService, startActionsCacheService } from '../helpers/actions-cache-service.js';
-import { tempDir } from '../helpers/proc.js';
-import { skipUnless } from '../helpers/tools.js';
+import { run, tempDir } from '../helpers/proc.js';
+import { skipUnless, toolPath } from '../helpers/tools.js';
 import { ActionsCache, emptyIndex, packKey, PackRestorer, type PersistIndex } from '../../src/persist/index.js';
 import { PACK_PATH } from '../../src/persist/keys.js';
+import { compressionMethod, entryVersion } from '../../src/persist/entry-download.js';
 import { parseDigest } from '../../src/oci/index.js';
 import { openStorage, type Storage } from '../../src/storage/index.js';
-import { downloadsOf, twirpCalls } from './support.js';
+import { downloadsOf, putEntry, twirpCalls } from './support.js';
 
 const skip = skipUnless(['zstd']);
 
@@ -135,7 +137,7 @@ test('a blob held by two packs restored at once: it enters the store once, both 
   assert.equal(r.blobsRejected + r.packsBroken, 0);
 });
 
-test('the service failing once restores went without their own lookup: one budget, then upstream', { skip, timeout: 120_000 }, async (t) => {
+test('the service failing after a first restore: one lookup budget, then upstream', { skip, timeout: 120_000 }, async (t) => {
   const budgetMs = 2_000;
   const f = await fixture(t, { lookupBudgetMs: budgetMs });
   const packs = Array.from({ length: 3 }, () => [blob(16 * 1024)]);
@@ -143,7 +145,6 @@ test('the service failing once restores went without their own lookup: one budge
   const staging = join(f.dir, 'staging');
   const restorer = new PackRestorer(f.storage, f.index, f.cache, staging);
   assert.equal(await restorer.fetch(parseDigest(packs[0]![0]!.digest)), true);
-  assert.equal(ActionsCache.announcesHits, true, 'the library named the entry it found: later restores skip our lookup');
 
   f.svc.setDown('unavailable');
   const t0 = Date.now();
@@ -156,9 +157,50 @@ test('the service failing once restores went without their own lookup: one budge
   assert.equal(r.packsUnavailable, 2);
   assert.equal(r.packsBroken + r.packsMissing, 0);
   assert.deepEqual(r.unusable, [], 'kept in the index for the next run');
-  // The abandoned calls end (the service is gone) and leave no staging directory behind.
-  await f.svc.stop();
-  for (const until = Date.now() + 60_000; ActionsCache.abandoned && Date.now() < until; ) await new Promise((r) => setTimeout(r, 200));
-  assert.equal(ActionsCache.abandoned, false);
-  assert.deepEqual(await readdir(staging), []);
+  assert.equal(f.cache.breaker.allow(), false, 'the breaker is open: no further calls');
+  assert.deepEqual(await readdir(staging).catch(() => []), [], 'nothing left in staging');
+});
+
+test('a client waiting for a blob is answered when that blob lands, before the rest of its pack', { skip, timeout: 90_000 }, async (t) => {
+  const f = await fixture(t);
+  // A pack whose archive holds a small blob, then 48 MiB (the library's tar takes a directory
+  // in readdir order: this one is made with tar and zstd in a set order).
+  const [small, big] = [blob(16 * 1024), blob(48 * 1024 * 1024)];
+  const key = packKey('regcache', [small.digest, big.digest]);
+  const ws = join(f.dir, 'crafted');
+  await mkdir(join(ws, PACK_PATH), { recursive: true });
+  const names = [small, big].map((b) => `${PACK_PATH}/${b.digest.replace(':', '-')}`);
+  for (const [i, b] of [small, big].entries()) await writeFile(join(ws, names[i]!), b.data);
+  await run('/bin/sh', ['-c', `tar -C '${ws}' -cf - ${names.join(' ')} | '${toolPath('zstd')}' -q -o '${ws}/cache.tzst'`]);
+  await putEntry(f.svc, key, entryVersion(PACK_PATH, await compressionMethod()), await readFile(join(ws, 'cache.tzst')));
+  f.index.packs[key] = { digests: [small.digest, big.digest], size: small.data.length + big.data.length };
+  const restorer = new PackRestorer(f.storage, f.index, f.cache, join(f.dir, 'staging'));
+
+  const whole = restorer.fetch(parseDigest(big.digest));
+  assert.equal(await restorer.fetch(parseDigest(small.digest)), true);
+  const atAnswer = { ...restorer.report, seconds: 0 };
+  assert.deepEqual(await stored(f.storage, small), small.data);
+
+  assert.equal(await whole, true);
+  await restorer.prefetchAll(); // joins the pack's restore: returns once it is done
+  assert.equal(atAnswer.packsRestored, 0, 'the pack was still restoring when the small blob was answered');
+  assert.equal(atAnswer.blobsRestored, 1);
+  assert.equal(restorer.report.packsRestored, 1);
+  assert.deepEqual(await stored(f.storage, big), big.data);
+});
+
+test('through @actions/cache (as on GHES): a pack restored into staging, verified, staging removed', { skip, timeout: 90_000 }, async (t) => {
+  const f = await fixture(t, { throughLibrary: true });
+  const pack = [blob(64 * 1024), blob(32 * 1024)];
+  await f.savePack(pack);
+  const staging = join(f.dir, 'staging');
+  const restorer = new PackRestorer(f.storage, f.index, f.cache, staging);
+
+  assert.equal(await restorer.fetch(parseDigest(pack[1]!.digest)), true);
+  await restorer.prefetchAll(); // joins the pack's restore: returns once it is done
+
+  for (const b of pack) assert.deepEqual(await stored(f.storage, b), b.data);
+  assert.equal(restorer.report.packsRestored, 1);
+  assert.equal(restorer.report.blobsRestored, 2);
+  assert.deepEqual(await readdir(staging), [], 'the library\'s staging directory is gone');
 });

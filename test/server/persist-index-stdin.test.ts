@@ -1,11 +1,12 @@
 // `regcache serve --persist-index -`: the Action starts the server while it restores the index
 // and hands the index over on the server's stdin once restored. The server opens its storage
-// meanwhile, becomes ready only after the index arrived, and then serves what the index holds
-// (here with the upstream unreachable); an empty stdin is an empty index.
+// and its ports meanwhile (the version check answers), holds the cache's other requests until
+// the index is imported, and then serves what the index holds (here with the upstream
+// unreachable); an empty stdin is an empty index.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -29,17 +30,23 @@ async function serveWithIndexOnStdin(t: TestContext): Promise<{ child: ChildProc
   return { child, readyFile, storage };
 }
 
-test('--persist-index -: the server opens its storage, waits for the index on stdin, then serves what it holds', async (t) => {
-  const { child, readyFile, storage } = await serveWithIndexOnStdin(t);
-  // Started: the storage is open (its lock taken) while the index is still "being restored".
-  await waitFor(() => lstatSync(join(storage, 'lock')).isSymbolicLink(), { what: 'the storage lock' });
-  await sleep(300);
-  assert.equal(existsSync(readyFile), false, 'not ready before the index arrived');
+test('--persist-index -: the server is ready before the index, holds requests until it arrives, then serves what it holds', async (t) => {
+  const { child, readyFile } = await serveWithIndexOnStdin(t);
+  // Ready while the index is still "being restored": the version check answers.
+  const ready = await waitFor(async () => existsSync(readyFile) && (JSON.parse(await readFile(readyFile, 'utf8')) as { cache: string }), { what: 'the ready file' });
+  assert.equal((await fetch(`${ready.cache}/v2/`)).status, 200);
 
   const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
   const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.byteLength }, layers: [] }));
   const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+  // Asked for before the index arrived: the request waits (the upstream is unreachable, so
+  // only the index can answer it).
+  let answered = false;
+  const early = fetch(`${ready.cache}/v2/library/app/manifests/${digest}`, { headers: { accept: OCI_MANIFEST } }).finally(() => (answered = true));
+  await sleep(300);
+  assert.equal(answered, false, 'held until the index arrives');
+
   // The cache's own name of library/app on docker.io, as the index records it.
   const repo = 'docker.io/library/app';
   const index = emptyIndex();
@@ -49,8 +56,7 @@ test('--persist-index -: the server opens its storage, waits for the index on st
   index.blobs[repo] = [configDigest];
   child.stdin!.end(JSON.stringify(index));
 
-  const ready = await waitFor(async () => existsSync(readyFile) && (JSON.parse(await readFile(readyFile, 'utf8')) as { cache: string }), { what: 'the ready file' });
-  const byDigest = await fetch(`${ready.cache}/v2/library/app/manifests/${digest}`, { headers: { accept: OCI_MANIFEST } });
+  const byDigest = await early;
   assert.equal(byDigest.status, 200);
   assert.deepEqual(Buffer.from(await byDigest.arrayBuffer()), manifest);
   const blob = await fetch(`${ready.cache}/v2/library/app/blobs/${configDigest}`);
