@@ -253,15 +253,15 @@ export class ActionsCache {
   /**
    * Restores entry `key` (or the newest matching a restore key) of `path`, handing each file in
    * it to `onFile` as it arrives (its path inside the entry, e.g. `regcache-pack/sha256-...`).
-   * On service v2 the archive streams from the service; on v1 the library restores it into a
-   * directory under `staging` first, and the files are read from there.
+   * On service v2 the archive streams from the service (`pace` may hold it back); on v1 the
+   * library restores it into a directory under `staging` first, and the files are read from there.
    */
-  async restoreEntry(path: string, key: string, restoreKeys: string[], onFile: (f: EntryFile) => Promise<void>, staging: string): Promise<RestoreResult> {
-    if (!this.streams) return this.restoreThroughLibrary(path, key, restoreKeys, onFile, staging);
+  async restoreEntry(path: string, key: string, restoreKeys: string[], onFile: (f: EntryFile) => Promise<void>, o: { staging: string; pace?: () => Promise<void> }): Promise<RestoreResult> {
+    if (!this.streams) return this.restoreThroughLibrary(path, key, restoreKeys, onFile, o.staging);
     const { result, url } = await this.find(path, key, restoreKeys);
     if (result.outcome !== 'restored' || url === undefined) return result;
     try {
-      await readEntry(url, onFile, this.opts.timeoutMs ?? 60_000);
+      await readEntry(url, onFile, { idleTimeoutMs: this.opts.timeoutMs ?? 60_000, ...(o.pace ? { pace: o.pace } : {}) });
       this.breaker.success();
       return result;
     } catch {

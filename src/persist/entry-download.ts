@@ -133,13 +133,21 @@ function decompress(body: Readable, compression: CompressionMethod): Readable {
   return child.stdout;
 }
 
+/** How {@link readEntry} reads. */
+export interface ReadOptions {
+  /** Bounds every wait for the service's bytes. */
+  idleTimeoutMs: number;
+  /** Awaited before each chunk is taken: a download that waits here holds the sender back (TCP's window). */
+  pace?: () => Promise<void>;
+}
+
 /**
  * Downloads the archive at `url` and hands each regular file in it to `onFile`, one at a time,
  * in archive order (a file `onFile` leaves unread is skipped). Throws when the download, the
- * decompression or the archive fails (a truncated or corrupt entry), or when `onFile` throws;
- * `idleTimeoutMs` bounds every wait for the service's bytes.
+ * decompression or the archive fails (a truncated or corrupt entry), or when `onFile` throws.
  */
-export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<void>, idleTimeoutMs: number): Promise<void> {
+export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<void>, o: ReadOptions): Promise<void> {
+  const idleTimeoutMs = o.idleTimeoutMs;
   const compression = await compressionMethod();
   const res = await request(url, { method: 'GET', headersTimeout: idleTimeoutMs, bodyTimeout: idleTimeoutMs });
   if (res.statusCode !== 200) {
@@ -175,6 +183,7 @@ export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<v
   parser.on('error', fail);
   try {
     for await (const chunk of tarBytes) {
+      if (o.pace) await o.pace();
       if (failed) break;
       if (!parser.write(chunk as Buffer)) {
         await new Promise<void>((resolve) => {

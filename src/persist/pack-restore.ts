@@ -6,7 +6,10 @@
 // answered as soon as it is in the store, not when the whole pack is.
 // Up to PARALLEL_RESTORES packs restore at once (a pack's time is partly the service's round
 // trips); the prefetch takes at most PARALLEL_PREFETCH of those turns, and a client's request
-// waiting for a turn goes before the prefetch's.
+// waiting for a turn goes before the prefetch's. The prefetch is speculation and yields to
+// demand: while a client waits for a pack, no prefetch starts and those under way stop reading
+// (for at most PACE_MAX_MS at a time). A client's manifest request names the image it pulls
+// next: the packs of the layers the index knows for it are restored as if asked for.
 // A blob already in the store (an earlier pack held it too) counts as restored, and once.
 import type { Storage } from '../storage/index.js';
 import { DigestMismatchError, SizeMismatchError } from '../storage/index.js';
@@ -41,7 +44,10 @@ export interface RestoreReport {
 /** Packs restored at once. */
 const PARALLEL_RESTORES = 4;
 /** Of those, at most this many for the prefetch: the rest stay free for clients' requests. */
-const PARALLEL_PREFETCH = 3;
+const PARALLEL_PREFETCH = 2;
+
+/** Longest a prefetch download holds still for a client's pack (well under the download's idle timeout). */
+const PACE_MAX_MS = 5_000;
 
 /** The file name a blob has inside a pack. */
 export function packFileName(d: Digest): string {
@@ -59,6 +65,10 @@ export class PackRestorer {
   private readonly unavailable = new Set<string>();
   /** Requests waiting for a blob to land, by digest. */
   private readonly waiters = new Map<string, { promise: Promise<boolean>; resolve: (ok: boolean) => void }>();
+  /** Packs a client waits for, while they restore. */
+  private readonly demanded = new Set<string>();
+  /** Prefetch work waiting for the demand to end. */
+  private quietWaiters: Array<() => void> = [];
   /** Blobs counted in the report (a blob held by two packs is counted once). */
   private readonly counted = new Set<string>();
   /** Pack restores running, and those waiting for a turn (requests first, then the prefetch). */
@@ -70,7 +80,7 @@ export class PackRestorer {
   private busyMs = 0;
   readonly report: RestoreReport;
 
-  constructor(private readonly storage: Storage, index: PersistIndex, private readonly cache: ActionsCache, private readonly stagingDir: string) {
+  constructor(private readonly storage: Storage, private readonly index: PersistIndex, private readonly cache: ActionsCache, private readonly stagingDir: string) {
     this.packOf = packOfBlob(index);
     this.packs = index.packs;
     const busyMs = () => this.busyMs + (this.running > 0 ? Date.now() - this.busySince : 0);
@@ -105,11 +115,47 @@ export class PackRestorer {
     if ((await this.storage.blobs.stat(d)) !== undefined) return true;
     const landed = this.landing(d.value);
     try {
+      this.demanded.add(key);
       const restored = this.restoreOnce(key, true).then((r) => r.has(d.value));
       return await Promise.race([landed, restored]);
     } catch {
       return false;
     }
+  }
+
+  /**
+   * A client asked for manifest `reference` (a tag or a digest) of repository `name`: when the
+   * index holds that image manifest, the packs of its layers are restored as if asked for.
+   */
+  expect(name: string, reference: string): void {
+    const digest = tryParseDigest(reference)?.value ?? this.index.tags[name]?.[reference];
+    const m = digest === undefined ? undefined : this.index.manifests[name]?.[digest];
+    if (!m) return;
+    let doc: { layers?: Array<{ digest?: unknown }> };
+    try {
+      doc = JSON.parse(Buffer.from(m.body, 'base64').toString('utf8')) as typeof doc;
+    } catch {
+      return;
+    }
+    for (const layer of Array.isArray(doc.layers) ? doc.layers : []) {
+      const d = tryParseDigest(typeof layer?.digest === 'string' ? layer.digest : '');
+      if (d && this.knows(d)) void this.fetch(d);
+    }
+  }
+
+  /**
+   * Resolves when no client waits for a pack other than `key` (at once when none does), or
+   * after `maxMs`: what the prefetch waits for before each step.
+   */
+  private quiet(key?: string, maxMs = PACE_MAX_MS): Promise<void> {
+    if (this.demanded.size === 0 || (key !== undefined && this.demanded.has(key))) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, maxMs);
+      this.quietWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** Resolves (true) once blob `v` lands in the store during some pack's restore. */
@@ -130,11 +176,16 @@ export class PackRestorer {
     this.waiters.delete(v);
   }
 
-  /** Restores every pack in the background (the Action's prefetch input), PARALLEL_PREFETCH at a time. */
+  /**
+   * Restores every pack in the background (the Action's prefetch input), PARALLEL_PREFETCH at
+   * a time, in the index's order: the order the saving jobs first used them.
+   */
   async prefetchAll(): Promise<void> {
-    const keys = [...new Set(this.packOf.values())];
+    const keys = Object.keys(this.packs);
     const worker = async (): Promise<void> => {
       for (let key = keys.shift(); key !== undefined; key = keys.shift()) {
+        // No new speculation while a client waits (however long it takes).
+        while (this.demanded.size > 0) await this.quiet();
         if (!this.settled.has(key)) await this.restoreOnce(key, false).catch(() => {});
       }
     };
@@ -151,6 +202,11 @@ export class PackRestorer {
         this.done();
         // Whoever still waits for a blob of this pack hears from the restore's own result.
         for (const v of this.packs[key]?.digests ?? []) this.waiters.delete(v);
+        if (this.demanded.delete(key) && this.demanded.size === 0) {
+          const quiet = this.quietWaiters;
+          this.quietWaiters = [];
+          for (const wake of quiet) wake();
+        }
       }
     }).promise;
   }
@@ -177,7 +233,8 @@ export class PackRestorer {
 
   private async restorePack(key: string): Promise<Set<string>> {
     const restored = new Set<string>();
-    const r = await this.cache.restoreEntry(PACK_PATH, key, [], (f) => this.adopt(f, restored), this.stagingDir);
+    // A download holds still while a client waits for another pack (a pack a client waits for never does).
+    const r = await this.cache.restoreEntry(PACK_PATH, key, [], (f) => this.adopt(f, restored), { staging: this.stagingDir, pace: () => this.quiet(key) });
     if (r.outcome === 'unavailable') {
       // The service is failing: a later request may try again once the breaker allows.
       this.unavailable.add(key);

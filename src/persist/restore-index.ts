@@ -27,7 +27,7 @@ export async function restoreIndex(cache: ActionsCache, prefix: string, staging:
     text = Buffer.concat(chunks).toString('utf8');
   };
   // No entry has this exact key: the prefix restore key picks the newest index.
-  const r = await cache.restoreEntry(INDEX_PATH, `${indexPrefix(prefix)}none`, [indexPrefix(prefix)], onFile, staging).catch(() => ({ outcome: 'unavailable' as const, key: undefined }));
+  const r = await cache.restoreEntry(INDEX_PATH, `${indexPrefix(prefix)}none`, [indexPrefix(prefix)], onFile, { staging }).catch(() => ({ outcome: 'unavailable' as const, key: undefined }));
   if (r.outcome !== 'restored' || !r.key) return { index: emptyIndex(), outcome: r.outcome };
   return { index: parseIndex(text), key: r.key, outcome: r.outcome };
 }

@@ -82,8 +82,12 @@ interface Group {
   size: number;
 }
 
-/** Groups new blobs per image, merging the smallest groups beyond `maxPacks`. */
-export function groupNewBlobs(blobsByRepo: Record<string, string[]>, known: Set<string>, sizes: Map<string, number>, maxPacks: number): Group[] {
+/**
+ * Groups new blobs per image, merging the smallest groups beyond `maxPacks`; the groups come in
+ * the order their first blob entered the store (`firstSeen`, ms): the index keeps that order,
+ * and the next run's prefetch restores packs in it, what the job used first, first.
+ */
+export function groupNewBlobs(blobsByRepo: Record<string, string[]>, known: Set<string>, sizes: Map<string, number>, maxPacks: number, firstSeen: Map<string, number> = new Map()): Group[] {
   const taken = new Set(known);
   const groups: Group[] = [];
   for (const repo of Object.keys(blobsByRepo).sort()) {
@@ -99,7 +103,8 @@ export function groupNewBlobs(blobsByRepo: Record<string, string[]>, known: Set<
     groups.push({ digests: [...a.digests, ...b.digests].sort(), size: a.size + b.size });
     groups.sort((x, y) => y.size - x.size);
   }
-  return groups;
+  const first = (g: Group) => Math.min(...g.digests.map((d) => firstSeen.get(d) ?? Infinity));
+  return groups.sort((x, y) => first(x) - first(y));
 }
 
 async function stagePack(storage: Storage, workspace: string, digests: string[]): Promise<void> {
@@ -168,11 +173,15 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
   const blobsByRepo: Record<string, string[]> = { ...current.blobs };
   for (const [repo, digests] of Object.entries(current.registry?.blobs ?? {})) blobsByRepo[`~5000/${repo}`] = digests;
   const sizes = new Map<string, number>();
+  /** When each blob entered the store (its file's mtime): the order the job first used them. */
+  const firstSeen = new Map<string, number>();
   for (const digests of Object.values(blobsByRepo)) {
     for (const v of digests) {
       const d = tryParseDigest(v);
-      const size = d ? await o.storage.blobs.stat(d) : undefined;
-      if (size !== undefined) sizes.set(v, size);
+      const info = d ? await o.storage.blobs.statInfo(d) : undefined;
+      if (!info) continue;
+      sizes.set(v, info.size);
+      firstSeen.set(v, info.mtimeMs);
     }
   }
   const added: PersistIndex = { ...current, packs: {} };
@@ -182,7 +191,7 @@ export async function saveNewContent(o: SaveOptions): Promise<SaveReport> {
     let rateLimited = false;
     /** Refused without a rate limit: another job may be uploading the same pack right now. */
     const refused: Array<{ key: string; group: Group }> = [];
-    for (const group of groupNewBlobs(blobsByRepo, known, sizes, o.maxPacks)) {
+    for (const group of groupNewBlobs(blobsByRepo, known, sizes, o.maxPacks, firstSeen)) {
       const key = packKey(o.prefix, group.digests, unusable);
       if (await o.cache.exists(key, PACK_PATH)) {
         added.packs[key] = { digests: group.digests, size: group.size };

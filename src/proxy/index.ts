@@ -1,13 +1,13 @@
 // The pull-through cache: what other folders import from src/proxy.
 import type { Storage } from '../storage/index.js';
 import type { Stats } from '../stats/index.js';
-import { PullThroughCache } from './pull-through.js';
+import { PullThroughCache, type PersistTier } from './pull-through.js';
 import { UpstreamClient, createDispatcher } from './upstream-client.js';
 import { DEFAULT_UPSTREAMS, UpstreamRouter, parseUpstream, type Credentials } from './upstreams.js';
 import { loadCredentials } from './credentials.js';
 import { CacheEvictor } from './eviction.js';
 
-export { PullThroughCache, upstreamToRegistryError } from './pull-through.js';
+export { PullThroughCache, upstreamToRegistryError, type PersistTier } from './pull-through.js';
 export { UpstreamClient, UpstreamError } from './upstream-client.js';
 export { UpstreamRouter, parseUpstream, normalizeNs, DEFAULT_UPSTREAMS, DOCKER_HUB, type UpstreamConfig, type Credentials } from './upstreams.js';
 export { loadCredentials, parseCredentialLines, readDockerConfig } from './credentials.js';
@@ -28,7 +28,7 @@ export interface CacheOptions {
   credentials?: Map<string, Credentials>;
   tagTtlMs?: number;
   /** A tier asked before the upstream for blobs (the Actions cache). */
-  persist?: { fetch(d: import('../oci/index.js').Digest): Promise<boolean> };
+  persist?: PersistTier;
   /** Evict least-recently-used cached blobs beyond this many bytes. */
   maxCacheBytes?: number;
   /** Retries and breaker tuning for tests and the fault suite. */

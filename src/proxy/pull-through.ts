@@ -35,6 +35,14 @@ import type { CacheEvictor } from './eviction.js';
 const ACCEPT = [...MANIFEST_MEDIA_TYPES, 'application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5'].join(', ');
 
 /** What the cache is built from. */
+/** A tier asked before the upstream for blobs (the Actions cache). */
+export interface PersistTier {
+  /** True when `d` is in the store afterwards. */
+  fetch(d: Digest): Promise<boolean>;
+  /** A client asked for manifest `reference` (tag or digest) of `name`: its blobs are likely next. */
+  expect?(name: string, reference: string): void;
+}
+
 export interface PullThroughOptions {
   blobs: BlobStore;
   /** Metadata of cached repositories (a tree of its own). */
@@ -47,7 +55,7 @@ export interface PullThroughOptions {
   /** Bounds the cache's size when set. */
   evictor?: CacheEvictor;
   /** A tier asked before the upstream (the Actions cache): true when it put `d` in the store. */
-  persist?: { fetch(d: Digest): Promise<boolean> };
+  persist?: PersistTier;
 }
 
 /** Maps an upstream failure to the error a client gets. */
@@ -112,6 +120,8 @@ export class PullThroughCache implements RegistryReader {
   private readonly background = new Set<Promise<void>>();
   private readonly manifestFlight = new SingleFlight<StoredManifest | undefined>();
   private readonly validatedAt = new Map<string, number>();
+  /** Tags being confirmed in the background (confirmTags), by `name:tag`: a client's request waits for it. */
+  private readonly confirming = new Map<string, Promise<void>>();
   /** Canonical names answered from the store only (the mirror probe). */
   private readonly localOnly = new Set<string>();
 
@@ -284,6 +294,8 @@ export class PullThroughCache implements RegistryReader {
   /** A manifest by digest (cached forever) or tag (TTL, HEAD revalidation, stale on failure). */
   async getManifest(name: string, reference: Reference, withBody: boolean): Promise<StoredManifest | undefined> {
     const refText = reference.kind === 'tag' ? reference.tag : reference.digest.value;
+    // The image's layers are asked for next: the tier may start on them now.
+    this.o.persist?.expect?.(name, refText);
     if (reference.kind === 'digest') {
       const local = await this.local(name, reference.digest, withBody);
       if (local) {
@@ -295,6 +307,8 @@ export class PullThroughCache implements RegistryReader {
       return fetched;
     }
     const key = `${name}:${refText}`;
+    // A background confirmation of this tag under way: its HEAD answers this request too.
+    await this.confirming.get(key);
     const cached = tryParseDigest((await this.o.repositories.resolveTag(name, reference.tag)) ?? '');
     if (this.localOnly.has(name)) {
       const local = cached && (await this.local(name, cached, withBody));
@@ -310,6 +324,38 @@ export class PullThroughCache implements RegistryReader {
       }
     }
     return this.flight(key, () => this.revalidate(name, reference.tag, cached, withBody));
+  }
+
+  /**
+   * Confirms cached tags with upstream in the background, `parallel` at a time: a HEAD, as a
+   * client's request past the TTL makes (not a counted pull), so that a client asking soon
+   * after finds the tag fresh instead of waiting for the round trip. A tag upstream no longer
+   * points where it did, or that it cannot confirm, is left to the client's own request.
+   */
+  confirmTags(tags: Array<{ name: string; tag: string }>, parallel = 4): void {
+    const queue = [...tags];
+    const worker = async (): Promise<void> => {
+      for (let t = queue.shift(); t; t = queue.shift()) {
+        const key = `${t.name}:${t.tag}`;
+        if (this.confirming.has(key)) continue;
+        const work = this.confirmTag(t.name, t.tag).catch(() => {});
+        this.confirming.set(key, work);
+        await work;
+        this.confirming.delete(key);
+      }
+    };
+    this.track(Promise.all(Array.from({ length: Math.min(parallel, queue.length) }, worker)).then(() => {}));
+  }
+
+  private async confirmTag(name: string, tag: string): Promise<void> {
+    const key = `${name}:${tag}`;
+    if (this.localOnly.has(name) || Date.now() - (this.validatedAt.get(key) ?? 0) < this.o.tagTtlMs) return;
+    const cached = tryParseDigest((await this.o.repositories.resolveTag(name, tag)) ?? '');
+    if (!cached || !(await this.o.repositories.getManifest(name, cached))) return;
+    const { route, client } = this.route(name);
+    const res = await client.request('HEAD', route.remote, `manifests/${tag}`, { accept: ACCEPT });
+    res.body.resume();
+    if (res.status === 200 && header(res.headers, 'docker-content-digest') === cached.value) this.validatedAt.set(key, Date.now());
   }
 
   private async flight(key: string, fn: () => Promise<StoredManifest | undefined>): Promise<StoredManifest | undefined> {

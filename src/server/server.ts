@@ -121,7 +121,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       (err: unknown) => void (importFailure = err),
     );
     const cache = createCache({
-      ...(imported ? { persist: { fetch: async (d: Digest) => (await imported, restorer ? restorer.fetch(d) : false) } } : {}),
+      ...(imported
+        ? { persist: { fetch: async (d: Digest) => (await imported, restorer ? restorer.fetch(d) : false), expect: (name: string, ref: string) => restorer?.expect(name, ref) } }
+        : {}),
       storage,
       stats,
       ...(opts.upstreams ? { upstreams: opts.upstreams } : {}),
@@ -133,6 +135,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...(opts.upstreamBackoffMs !== undefined ? { backoffMs: opts.upstreamBackoffMs } : {}),
     });
     closers.push(cache.close);
+    // With the prefetch, the index's tags are confirmed upstream meanwhile too.
+    if (opts.persistPrefetch) void persistence?.then((p) => cache.backend.confirmTags(p.tags), () => {});
     await cache.backend.installProbe();
     const registryApp = buildRegistryApp({ backend: registryBackend ?? storage.registry, writable: true, ...common });
     apps.push(registryApp);
@@ -216,6 +220,9 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** The most tags of an index confirmed upstream in the background (a bound on that traffic). */
+const MAX_CONFIRMED_TAGS = 100;
+
 /**
  * Imports a restored index and returns the tier that restores its packs on demand, and with
  * `registry` the :5000 backend restoring the index's registry part. The persistence code (with
@@ -229,23 +236,27 @@ async function openPersistence(
   stats: Stats,
   prefetch: boolean,
   registry: boolean,
-): Promise<{ restorer?: PackRestorer; registry?: RestoringRegistry }> {
+): Promise<{ restorer?: PackRestorer; registry?: RestoringRegistry; tags: Array<{ name: string; tag: string }> }> {
   const [{ ActionsCache, PackRestorer, importIndex, importRegistry, parseIndex }, text] = await Promise.all([
     import('../persist/index.js'),
     indexFile === '-' ? readStdin() : readFile(indexFile, 'utf8').catch(() => ''),
   ]);
   const index = parseIndex(text);
+  // The prefetch starts before the import (the index's manifests and tags into the store).
+  const restorer = ActionsCache.available() ? new PackRestorer(storage, index, new ActionsCache(), storage.layout.tmpDir) : undefined;
+  if (restorer && prefetch) void restorer.prefetchAll();
   const imported = await importIndex(storage, index);
   stats.attach('persistIndex', () => imported);
-  const restorer = ActionsCache.available() ? new PackRestorer(storage, index, new ActionsCache(), storage.layout.tmpDir) : undefined;
   let backend: RestoringRegistry | undefined;
   if (registry) {
     const r = await importRegistry(storage, index, restorer);
     stats.attach('persistRegistry', () => r.report);
     backend = r.backend;
   }
-  if (!restorer) return backend ? { registry: backend } : {};
+  const tags = Object.entries(index.tags)
+    .flatMap(([name, byTag]) => Object.keys(byTag).map((tag) => ({ name, tag })))
+    .slice(0, MAX_CONFIRMED_TAGS);
+  if (!restorer) return { tags, ...(backend ? { registry: backend } : {}) };
   stats.attach('persist', () => restorer.report);
-  if (prefetch) void restorer.prefetchAll();
-  return { restorer, ...(backend ? { registry: backend } : {}) };
+  return { tags, restorer, ...(backend ? { registry: backend } : {}) };
 }

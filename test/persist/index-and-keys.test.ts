@@ -49,6 +49,13 @@ test('beyond the entry bound, the smallest groups are merged', () => {
   assert.equal(groups.reduce((a, g) => a + g.size, 0), 1000);
 });
 
+test('groups come in the order their first blob entered the store (the order the next prefetch restores them)', () => {
+  const sizes = new Map([1, 2, 3, 4, 5].map((n) => [d(n), n * 100]));
+  const firstSeen = new Map([[d(1), 300], [d(2), 100], [d(3), 200], [d(4), 400], [d(5), 50]]);
+  const groups = groupNewBlobs({ a: [d(1)], b: [d(2), d(4)], c: [d(3)], e: [d(5)] }, new Set(), sizes, 8, firstSeen);
+  assert.deepEqual(groups.map((g) => g.digests), [[d(5)], [d(2), d(4)], [d(3)], [d(1)]]);
+});
+
 test('save: auto saves on pushes to the default branch only', () => {
   const push = { GITHUB_EVENT_NAME: 'push', GITHUB_REF: 'refs/heads/main' };
   assert.equal(shouldSave('auto', push, 'main'), true);

@@ -2,6 +2,7 @@
 // pack the index names in the background from its start, before any client asks, so that the
 // job's pulls find their layers on disk. Run 1 saves two images; run 2 waits without pulling
 // until both packs were downloaded, then pulls: no upstream blob GET, each pack downloaded once.
+// The index's tags are confirmed upstream meanwhile, so that a pull asks upstream nothing.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -36,4 +37,41 @@ test('by default every pack is restored in the background at start; the pulls th
   assert.deepEqual(blobGets(run.upstream), [], 'every layer came from the prefetched packs');
   assert.equal(downloadsOf(run.requests, packs).length, packs.length, 'each pack downloaded once');
   assert.equal((await serverStats(run)).extras.persist?.packsRestored, packs.length);
+});
+
+test('with the prefetch, the index\'s tags are confirmed upstream meanwhile (HEAD): a pull then asks upstream nothing; a moved tag is left to the client', { skip, timeout: 120_000 }, async (t) => {
+  const { dir, svc, upstream } = await persistWorld(t);
+  const one = { name: 'library/one', reference: 'v1', image: await seedImage(upstream.url, 'library/one', 'v1', { layers: 2 }) };
+  const two = { name: 'library/two', reference: 'v1', image: await seedImage(upstream.url, 'library/two', 'v1', { layers: 2 }) };
+  const first = await runJob(t, { svc, upstream, dir: join(dir.path, 'run1'), runner: { runId: 1 }, inputs: { save: 'true' } }, (url) => pullThroughCache(url, [one, two]));
+  const packs = createdPacks(first);
+  assert.equal(packs.length, 2);
+  // library/two:v1 moves upstream after run 1.
+  const moved = { ...two, image: await seedImage(upstream.url, 'library/two', 'v1', { layers: 2 }) };
+
+  const logStart = (await upstream.accessLog()).length;
+  const before = svc.records().requests.length;
+  const job = await startJob(t, { svc, upstream, dir: join(dir.path, 'run2'), runner: { runId: 2 }, inputs: { save: 'false', prefetch: '' } });
+  const manifestRequests = async () => (await upstream.accessLog()).slice(logStart).filter((e) => e.path.includes('/manifests/'));
+  const confirmations = await waitFor(async () => {
+    const m = await manifestRequests();
+    return m.length >= 2 ? m : undefined;
+  }, { what: 'both tags confirmed upstream with no client asking', timeoutMs: 30_000 });
+  await waitFor(() => downloadsOf(svc.records().requests.slice(before), packs).length >= packs.length || undefined, { what: 'both packs prefetched', timeoutMs: 30_000 });
+  assert.deepEqual(
+    confirmations.map((e) => `${e.method} ${e.path}`).sort(),
+    ['HEAD /v2/library/one/manifests/v1', 'HEAD /v2/library/two/manifests/v1'],
+    'one HEAD per tag of the index, no counted GET',
+  );
+
+  // library/one:v1 was confirmed: its pull asks upstream nothing at all.
+  const beforeOne = (await upstream.accessLog()).length;
+  await pullThroughCache(job.cacheUrl, [one]);
+  assert.deepEqual((await upstream.accessLog()).slice(beforeOne), [], 'a confirmed tag, layers from its pack');
+  // library/two:v1 moved: the client's request finds out (HEAD, then the one GET it needs).
+  const beforeTwo = (await upstream.accessLog()).length;
+  await pullThroughCache(job.cacheUrl, [moved]);
+  const asked = (await upstream.accessLog()).slice(beforeTwo).filter((e) => e.path.includes('/manifests/'));
+  assert.deepEqual(asked.map((e) => e.method), ['HEAD', 'GET'], JSON.stringify(asked));
+  await job.finish();
 });
