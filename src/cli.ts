@@ -65,7 +65,7 @@ export function program(): Command {
     .option('--tag-ttl <duration>', 'serve a cached tag this long before revalidating it upstream', duration, 300_000)
     .option('--stats-file <file>', 'write the statistics here as JSON on exit')
     .option('--persist-index <file>', 'an index restored from the GitHub Actions cache (the Action passes it; - reads it from standard input)')
-    .option('--persist-prefetch', 'restore every pack of --persist-index in the background')
+    .option('--persist-prefetch', 'restore every pack of --persist-index and confirm its tags upstream in the background')
     .option('--persist-registry', "import --persist-index's :5000 registry part too (images a job with persist-registry pushed)")
     .option('--max-cache-size <size>', 'evict least recently used cached blobs beyond this size (e.g. 20G)', size)
     .option('--upload-max-age <duration>', 'purge upload sessions idle this long', duration, 86_400_000)
