@@ -1,12 +1,14 @@
 // The only door to the Actions cache. Restores and lookups on cache service v2 (what
 // github.com runs) go through our own reader (entry-download.ts: one call, the archive
-// streamed); saves, and everything on v1 (GHES), through @actions/cache. The library reads the workspace (where tar extracts to and
-// archives from) from process.env.GITHUB_WORKSPACE: each call runs in an async context that
-// names its own staging directory, and process.env answers GITHUB_WORKSPACE from that context
-// (a view installed once), so that entries carry fixed relative paths, restore on any runner,
-// and several restores run at once, each extracting into its own directory. Saves also change
-// the working directory (the library globs relative to it) and so run one at a time. A circuit
-// breaker keeps a dead cache service from costing more than a few seconds in all.
+// streamed); saves, and restores on v1 (GHES), through @actions/cache. A circuit breaker keeps
+// a dead cache service from costing more than a few seconds in all.
+//
+// The library reads the workspace (where tar extracts to and archives from) from
+// process.env.GITHUB_WORKSPACE: each library call runs in an async context that names its own
+// staging directory, and process.env answers GITHUB_WORKSPACE from that context (a view
+// installed once), so that entries carry fixed relative paths, restore on any runner, and
+// several restores run at once, each into its own directory. Saves also change the working
+// directory (the library globs relative to it) and so run one at a time.
 //
 // The library never says why a call failed: a restore that failed and a restore that found
 // nothing both return undefined, and a save refused for a rate limit, for an existing key or
@@ -14,9 +16,8 @@
 // (from within the call's async context, so each line is attributed to its own call):
 // "::warning::Failed to restore: ..." (or ::error::) for a failed restore or lookup, "Failed
 // to save: ..." as a warning or error for a failed upload, "Attempt N of 5 failed" while it
-// retries 5xx answers, "You've hit a rate limit, your rate limit will reset in N seconds" for a
-// 429, and "Cache hit for: KEY" once the service answered a lookup with an entry (cache service
-// v2; v1 prints no such line). Those lines are watched (and still printed).
+// retries 5xx answers, and "You've hit a rate limit, your rate limit will reset in N seconds"
+// for a 429. Those lines are watched (and still printed).
 import type * as Cache from '@actions/cache';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
@@ -25,7 +26,7 @@ import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CircuitBreaker } from '../proxy/index.js';
-import { cacheReadable, cacheServiceAvailable, cacheServiceV2, CacheServiceError, lookupEntry, readEntry, type EntryFile } from './entry-download.js';
+import { cacheReadable, cacheServiceAvailable, cacheServiceV2, CacheServiceError, EntryConsumerError, lookupEntry, readEntry, type EntryFile } from './entry-download.js';
 
 /** The library, loaded on first use: a server that only restores on service v2 never needs it (it costs ~35 ms of start). */
 const library = (): Promise<typeof Cache> => import('@actions/cache');
@@ -93,8 +94,6 @@ interface Observed {
   retried: boolean;
   retryAfterMs?: number;
   rateLimited: boolean;
-  /** The entry the service answered the call's lookup with (what follows is the download). */
-  found?: string;
 }
 
 /** One library call: what it printed, and its workspace. */
@@ -110,7 +109,6 @@ const FAILURE_LINE = /^::(?:warning|error)(?: [^:]*)?::Failed to (?:restore|save
 const RATE_LIMIT_LINE = /rate limit will reset in (\d+) seconds/;
 const RETRY_LINE = /^Attempt \d+ of \d+ failed with error/m;
 const RATE_LIMITED_LINE = /^::(?:warning|error)(?: [^:]*)?::You've hit a rate limit/m;
-const FOUND_LINE = /^Cache hit for(?: restore-key)?: (\S+)/m;
 
 /** The library call running in the current async context. */
 const current = new AsyncLocalStorage<Call>();
@@ -131,11 +129,6 @@ function hook(): void {
       if (FAILURE_LINE.test(text)) observer.failed = true;
       if (RETRY_LINE.test(text)) observer.retried = true;
       if (RATE_LIMITED_LINE.test(text)) observer.rateLimited = true;
-      const hit = FOUND_LINE.exec(text);
-      if (hit) {
-        observer.found = hit[1];
-        ActionsCache.announcesHits = true;
-      }
       const m = RATE_LIMIT_LINE.exec(text);
       if (m) observer.retryAfterMs = Number(m[1]) * 1000;
     }
@@ -153,12 +146,6 @@ function hook(): void {
 export class ActionsCache {
   /** Saves one at a time in the process (they change the working directory). */
   private static saves: Promise<unknown> = Promise.resolve();
-  /**
-   * True once the library printed its "Cache hit for" line in this process (service v2): a
-   * restore can then go without a lookup of its own first and still be bounded by the lookup
-   * budget, which runs until that line.
-   */
-  static announcesHits = false;
   readonly breaker: CircuitBreaker;
   /** Library calls still running after their budget ran out (the process should not wait for them). */
   private static abandonedCalls = 0;
@@ -210,7 +197,7 @@ export class ActionsCache {
         if (o.budgetMs === undefined) return { value: await call, observed, ms: Date.now() - started, timedOut: false };
         const expired = Symbol('expired');
         const budget = new Promise<T | typeof expired>((r) => {
-          timer = setTimeout(() => r(observed.found !== undefined ? call : expired), o.budgetMs);
+          timer = setTimeout(() => r(expired), o.budgetMs);
         });
         const first = await Promise.race([call, budget]);
         if (first === expired) {
@@ -264,7 +251,9 @@ export class ActionsCache {
       await readEntry(url, onFile, { idleTimeoutMs: this.opts.timeoutMs ?? 60_000, ...(o.pace ? { pace: o.pace } : {}) });
       this.breaker.success();
       return result;
-    } catch {
+    } catch (err) {
+      // onFile failed (the local store): not the service's doing, nor the entry's.
+      if (err instanceof EntryConsumerError) throw err.cause;
       this.breaker.failure();
       return { outcome: 'broken', ...(result.key !== undefined ? { key: result.key } : {}) };
     }
@@ -313,7 +302,13 @@ export class ActionsCache {
         const file = join(dir, name);
         // Only regular files (never a link out of the entry).
         const st = await lstat(file);
-        if (st.isFile()) await onFile({ path: `${path}/${name}`, size: st.size, body: createReadStream(file) });
+        if (!st.isFile()) continue;
+        const body = createReadStream(file);
+        try {
+          await onFile({ path: `${path}/${name}`, size: st.size, body });
+        } finally {
+          body.destroy(); // closes the file when onFile left it unread
+        }
       }
       return r;
     } finally {
@@ -323,33 +318,28 @@ export class ActionsCache {
 
   /**
    * Restores `path` of entry `key` (or the newest matching a restore key) into `workspace`
-   * through the library (service v1).
-   * Until the library has shown that it announces what its lookup found, a bounded lookup of
-   * our own goes first (a dead service costs the budget, not the library's half minute of
-   * retries), then the download of exactly the entry found; after that, one call does both,
-   * bounded by the same budget until the service has answered its lookup.
+   * through the library (service v1): a bounded lookup goes first (a dead service costs the
+   * budget, not the library's half minute of retries), then the download of exactly the entry
+   * found, bounded by the library's download timeouts.
    */
   private async restore(workspace: string, path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
-    if (ActionsCache.announcesHits) return this.attempt(workspace, path, key, restoreKeys);
-    const found = await this.lookup(path, key, restoreKeys);
+    const found = await this.attempt(undefined, path, key, restoreKeys);
     if (found.outcome !== 'restored' || !found.key) return found;
     return this.attempt(workspace, path, found.key, []);
   }
 
   /**
-   * One restoreCache call: a lookup without `workspace`, else a restore into it. The breaker
-   * hears how it went; a call without an answer within the lookup budget is abandoned.
+   * One restoreCache call: a lookup without `workspace` (abandoned without an answer within the
+   * lookup budget), else a restore into it. The breaker hears how it went.
    */
   private async attempt(workspace: string | undefined, path: string, key: string, restoreKeys: string[]): Promise<RestoreResult> {
     if (!this.breaker.allow()) return { outcome: 'unavailable' };
     const download = this.download(workspace === undefined);
-    let found: string | undefined;
     try {
       const cache = await library();
       const r = await this.call(workspace, () => cache.restoreCache([path], key, restoreKeys, download), {
-        budgetMs: this.opts.lookupBudgetMs ?? 10_000,
+        ...(workspace === undefined ? { budgetMs: this.opts.lookupBudgetMs ?? 10_000 } : {}),
       });
-      found = r.observed.found;
       if (r.timedOut) {
         this.breaker.trip();
         return { outcome: 'unavailable' };
@@ -357,12 +347,6 @@ export class ActionsCache {
       if (r.value !== undefined) {
         this.breaker.success();
         return { outcome: 'restored', key: r.value };
-      }
-      if (found !== undefined) {
-        // The service named the entry: its download or extraction failed.
-        if (r.observed.retried) this.breaker.trip();
-        else this.breaker.failure();
-        return { outcome: 'broken', key: found };
       }
       if (r.observed.failed) {
         if (r.observed.retried || r.ms > SLOW_FAILURE_MS) this.breaker.trip();
@@ -375,7 +359,7 @@ export class ActionsCache {
       return { outcome: 'missing' };
     } catch {
       this.breaker.failure();
-      return found !== undefined ? { outcome: 'broken', key: found } : { outcome: 'unavailable' };
+      return { outcome: 'unavailable' };
     }
   }
 

@@ -10,7 +10,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { Readable } from 'node:stream';
+import { pipeline, type Readable, type Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { request } from 'undici';
@@ -34,7 +34,7 @@ export class CacheServiceError extends Error {
   }
 }
 
-const TWIRP = 'twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL';
+const TWIRP = '/twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL';
 /** Statuses the library retries (and so treats as the service failing, not answering). */
 const RETRYABLE = new Set([500, 502, 503, 504]);
 /** The library's version salt. */
@@ -75,7 +75,8 @@ export function compressionMethod(): Promise<CompressionMethod> {
 
 /** The version an entry of `path` is saved under (the library's getCacheVersion, one path, not cross-OS). */
 export function entryVersion(path: string, compression: CompressionMethod): string {
-  return createHash('sha256').update([path, compression, VERSION_SALT].join('|')).digest('hex');
+  const parts = [path, compression, ...(process.platform === 'win32' ? ['windows-only'] : []), VERSION_SALT];
+  return createHash('sha256').update(parts.join('|')).digest('hex');
 }
 
 /**
@@ -110,27 +111,48 @@ export async function lookupEntry(path: string, key: string, restoreKeys: string
   } catch {
     throw new CacheServiceError(`cache service: ${res.statusCode} without JSON`, true, res.statusCode);
   }
-  if (res.statusCode !== 200) {
+  if (res.statusCode < 200 || res.statusCode >= 300) {
     throw new CacheServiceError(`cache service: ${res.statusCode} ${answer.msg ?? ''}`.trim(), RETRYABLE.has(res.statusCode), res.statusCode);
   }
   if (!answer.ok || !answer.signed_download_url || !answer.matched_key) return undefined;
   return { key: answer.matched_key, url: answer.signed_download_url };
 }
 
-/** The decompressed bytes of an archive body. */
-function decompress(body: Readable, compression: CompressionMethod): Readable {
-  if (compression === 'gzip') return body.pipe(zlib.createGunzip());
+/** An archive body being decompressed: its bytes, a check once they ended, and a stop. */
+interface Decompression {
+  bytes: Readable;
+  /** Throws when the decompressor failed after its output ended (the zstd binary's exit code). */
+  finished(): Promise<void>;
+  /** Stops it (and the zstd binary) on failure. */
+  abort(): void;
+}
+
+/** Decompresses an archive body; a failing body fails the output (never an uncaught error). */
+function decompress(body: Readable, compression: CompressionMethod): Decompression {
   // Node 22.15+ decompresses zstd itself; before that, the zstd binary the library uses.
-  const z = (zlib as unknown as { createZstdDecompress?: () => NodeJS.ReadWriteStream }).createZstdDecompress;
-  if (z) return body.pipe(z() as unknown as NodeJS.WritableStream) as unknown as Readable;
+  const zstd = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
+  if (compression === 'gzip' || zstd) {
+    const z: Transform = compression === 'gzip' ? zlib.createGunzip() : zstd!();
+    // pipeline passes the body's errors on to z (and so to its reader) and destroys both.
+    pipeline(body, z, () => {});
+    return { bytes: z, finished: async () => {}, abort: () => z.destroy() };
+  }
   const child = spawn('zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'ignore'] });
-  body.on('error', (err) => child.stdout.destroy(err));
-  child.stdin.on('error', () => {});
-  child.once('close', (code) => {
-    if (code !== 0) child.stdout.destroy(new Error(`zstd -d exited ${code}`));
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  pipeline(body, child.stdin, (err) => {
+    if (err) child.stdout.destroy(err);
   });
-  body.pipe(child.stdin);
-  return child.stdout;
+  return {
+    bytes: child.stdout,
+    finished: async () => {
+      const code = await exited;
+      if (code !== 0) throw new Error(`zstd -d exited ${code}`);
+    },
+    abort: () => {
+      child.stdout.destroy();
+      child.kill();
+    },
+  };
 }
 
 /** How {@link readEntry} reads. */
@@ -141,20 +163,28 @@ export interface ReadOptions {
   pace?: () => Promise<void>;
 }
 
+/** What readEntry throws when `onFile` threw (a local failure, not the entry's): `cause` is that error. */
+export class EntryConsumerError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`reading an entry: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'EntryConsumerError';
+  }
+}
+
 /**
  * Downloads the archive at `url` and hands each regular file in it to `onFile`, one at a time,
  * in archive order (a file `onFile` leaves unread is skipped). Throws when the download, the
- * decompression or the archive fails (a truncated or corrupt entry), or when `onFile` throws.
+ * decompression or the archive fails (a truncated or corrupt entry), and EntryConsumerError
+ * when `onFile` throws. A file being read when the download fails ends with that error.
  */
 export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<void>, o: ReadOptions): Promise<void> {
-  const idleTimeoutMs = o.idleTimeoutMs;
   const compression = await compressionMethod();
-  const res = await request(url, { method: 'GET', headersTimeout: idleTimeoutMs, bodyTimeout: idleTimeoutMs });
+  const res = await request(url, { method: 'GET', headersTimeout: o.idleTimeoutMs, bodyTimeout: o.idleTimeoutMs });
   if (res.statusCode !== 200) {
     res.body.resume();
     throw new Error(`entry download: ${res.statusCode}`);
   }
-  const tarBytes = decompress(res.body, compression);
+  const archive = decompress(res.body, compression);
   const parser = new Parser({ strict: true });
   let failed: Error | undefined;
   let wake: () => void = () => {};
@@ -162,6 +192,8 @@ export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<v
     failed ??= err instanceof Error ? err : new Error(String(err));
     wake();
   };
+  /** The file being handed to onFile. */
+  let current: ReadEntry | undefined;
   let files = Promise.resolve();
   parser.on('entry', (entry: ReadEntry) => {
     if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile') {
@@ -170,11 +202,13 @@ export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<v
     }
     files = files.then(async () => {
       if (failed) return void entry.resume();
+      current = entry;
       try {
         await onFile({ path: entry.path, size: entry.size ?? 0, body: entry });
       } catch (err) {
-        fail(err);
+        fail(failed ?? new EntryConsumerError(err));
       }
+      current = undefined;
       // What onFile left unread is skipped, so that the parser goes on.
       if (!entry.emittedEnd) entry.resume();
     });
@@ -182,7 +216,7 @@ export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<v
   // Strict: what would be a warning (a truncated or corrupt archive) is an error.
   parser.on('error', fail);
   try {
-    for await (const chunk of tarBytes) {
+    for await (const chunk of archive.bytes) {
       if (o.pace) await o.pace();
       if (failed) break;
       if (!parser.write(chunk as Buffer)) {
@@ -192,17 +226,21 @@ export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<v
         });
       }
     }
+    if (!failed) await archive.finished();
     if (!failed) {
       const ended = once(parser, 'end');
       parser.end();
       await Promise.race([ended, new Promise<void>((resolve) => (wake = resolve))]);
     }
-    await files;
   } catch (err) {
     fail(err);
-  } finally {
-    tarBytes.destroy();
-    res.body.destroy();
   }
+  if (failed) {
+    archive.abort();
+    res.body.destroy();
+    // A file half read ends with the failure, so that its writer is cancelled.
+    current?.destroy(failed);
+  }
+  await files;
   if (failed) throw failed;
 }

@@ -69,6 +69,8 @@ export class PackRestorer {
   private readonly demanded = new Set<string>();
   /** Prefetch work waiting for the demand to end. */
   private quietWaiters: Array<() => void> = [];
+  /** Restored blobs no client has been served yet (claim() hands each out once). */
+  private readonly unclaimed = new Set<string>();
   /** Blobs counted in the report (a blob held by two packs is counted once). */
   private readonly counted = new Set<string>();
   /** Pack restores running, and those waiting for a turn (requests first, then the prefetch). */
@@ -108,19 +110,28 @@ export class PackRestorer {
   async fetch(d: Digest): Promise<boolean> {
     const key = this.packOf.get(d.value);
     if (!key) return false;
-    const settled = this.settled.get(key);
-    if (settled) return settled.has(d.value) && (await this.storage.blobs.stat(d)) !== undefined;
-    // It may have landed already, from a pack still restoring (if it lands before the wait
-    // begins, the pack's end answers).
-    if ((await this.storage.blobs.stat(d)) !== undefined) return true;
-    const landed = this.landing(d.value);
     try {
+      const settled = this.settled.get(key);
+      if (settled) return settled.has(d.value) && (await this.storage.blobs.stat(d)) !== undefined;
+      // It may have landed already, from a pack still restoring (if it lands before the wait
+      // begins, the pack's end answers).
+      if ((await this.storage.blobs.stat(d)) !== undefined) return true;
+      const landed = this.landing(d.value);
       this.demanded.add(key);
       const restored = this.restoreOnce(key, true).then((r) => r.has(d.value));
       return await Promise.race([landed, restored]);
     } catch {
+      // The store failed (the pack's restore did): the caller goes upstream.
       return false;
     }
+  }
+
+  /**
+   * True once for a blob this tier restored (whether a client's request or the prefetch
+   * brought it): its first serve is counted as served from the Actions cache.
+   */
+  claim(d: Digest): boolean {
+    return this.unclaimed.delete(d.value);
   }
 
   /**
@@ -195,20 +206,30 @@ export class PackRestorer {
   /** Restores pack `key` once however many ask, when its turn comes. */
   private restoreOnce(key: string, urgent: boolean): Promise<Set<string>> {
     return this.flights.run(key, async () => {
+      // Restored (or found unusable) while this caller was on its way here: not again.
+      const settled = this.settled.get(key);
+      if (settled) {
+        this.ended(key);
+        return settled;
+      }
       await this.turn(urgent);
       try {
         return await this.restorePack(key);
       } finally {
         this.done();
-        // Whoever still waits for a blob of this pack hears from the restore's own result.
-        for (const v of this.packs[key]?.digests ?? []) this.waiters.delete(v);
-        if (this.demanded.delete(key) && this.demanded.size === 0) {
-          const quiet = this.quietWaiters;
-          this.quietWaiters = [];
-          for (const wake of quiet) wake();
-        }
+        this.ended(key);
       }
     }).promise;
+  }
+
+  /** A pack's restore ended: its waiters hear from its result, and the prefetch may go on. */
+  private ended(key: string): void {
+    for (const v of this.packs[key]?.digests ?? []) this.waiters.delete(v);
+    if (this.demanded.delete(key) && this.demanded.size === 0) {
+      const quiet = this.quietWaiters;
+      this.quietWaiters = [];
+      for (const wake of quiet) wake();
+    }
   }
 
   /** Waits for one of the PARALLEL_RESTORES turns (an urgent wait goes before the others). */
@@ -286,6 +307,7 @@ export class PackRestorer {
     this.landed(d.value);
     if (this.counted.has(d.value)) return;
     this.counted.add(d.value);
+    this.unclaimed.add(d.value);
     this.report.blobsRestored++;
     this.report.bytesRestored += size;
   }

@@ -104,7 +104,10 @@ export function groupNewBlobs(blobsByRepo: Record<string, string[]>, known: Set<
     groups.sort((x, y) => y.size - x.size);
   }
   const first = (g: Group) => Math.min(...g.digests.map((d) => firstSeen.get(d) ?? Infinity));
-  return groups.sort((x, y) => first(x) - first(y));
+  return groups.sort((x, y) => {
+    const [a, b] = [first(x), first(y)];
+    return a < b ? -1 : a > b ? 1 : 0;
+  });
 }
 
 async function stagePack(storage: Storage, workspace: string, digests: string[]): Promise<void> {

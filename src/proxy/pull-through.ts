@@ -41,6 +41,8 @@ export interface PersistTier {
   fetch(d: Digest): Promise<boolean>;
   /** A client asked for manifest `reference` (tag or digest) of `name`: its blobs are likely next. */
   expect?(name: string, reference: string): void;
+  /** True once for a blob the tier put in the store before any client asked for it (prefetched). */
+  claim?(d: Digest): boolean;
 }
 
 export interface PullThroughOptions {
@@ -164,12 +166,19 @@ export class PullThroughCache implements RegistryReader {
   async openBlob(name: string, d: Digest): Promise<BlobHandle | undefined> {
     const size = await this.o.blobs.stat(d);
     if (size !== undefined) {
-      this.o.stats.blobServed(name, 'local');
+      // Restored ahead of the request (prefetched): served from the Actions cache, once.
+      if (this.o.persist?.claim?.(d)) {
+        this.o.stats.blobServed(name, 'persist');
+        void this.o.repositories.linkBlob(name, d).catch(() => {});
+      } else {
+        this.o.stats.blobServed(name, 'local');
+      }
       return this.storedHandle(name, d, size);
     }
     if (!this.fills.has(d.value) && (await this.o.persist?.fetch(d))) {
       const restored = await this.o.blobs.stat(d);
       if (restored !== undefined) {
+        this.o.persist?.claim?.(d);
         this.o.stats.blobServed(name, 'persist');
         void this.o.repositories.linkBlob(name, d).catch(() => {});
         return this.storedHandle(name, d, restored);

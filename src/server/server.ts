@@ -11,8 +11,14 @@ import type { PackRestorer, RestoringRegistry } from '../persist/index.js';
 import type { Digest } from '../oci/index.js';
 import { parseAddress, urlOf } from './address.js';
 
-/** The API version check (`GET /v2/`), which answers before the persistence index is imported. */
-const isVersionCheck = (url: string) => url === '/v2/' || url === '/v2';
+/**
+ * What the cache port answers before the persistence index is imported: the API version check
+ * (`GET /v2/`, the readiness probe) and the statistics (the Action's mirror proof reads them).
+ */
+const answersBeforeImport = (url: string) => {
+  const path = url.split('?')[0];
+  return path === '/v2/' || path === '/v2' || path === STATS_PATH || path === METRICS_PATH;
+};
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -122,7 +128,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     );
     const cache = createCache({
       ...(imported
-        ? { persist: { fetch: async (d: Digest) => (await imported, restorer ? restorer.fetch(d) : false), expect: (name: string, ref: string) => restorer?.expect(name, ref) } }
+        ? {
+            persist: {
+              fetch: async (d: Digest) => (await imported, restorer ? restorer.fetch(d) : false),
+              expect: (name: string, ref: string) => restorer?.expect(name, ref),
+              claim: (d: Digest) => restorer?.claim(d) ?? false,
+            },
+          }
         : {}),
       storage,
       stats,
@@ -145,7 +157,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       writable: false,
       resolveName: cache.resolveName,
       extraRoutes: (app) => {
-        if (imported) app.addHook('onRequest', async (req) => void (isVersionCheck(req.url) || (await imported)));
+        if (imported) app.addHook('onRequest', async (req) => void (answersBeforeImport(req.url) || (await imported)));
         statsRoutes(app, stats);
       },
       ...common,

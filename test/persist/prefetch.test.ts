@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { waitFor } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 import { seedImage } from '../helpers/upstream-images.js';
-import { blobGets, createdPacks, downloadsOf, pullThroughCache, runJob, serverStats, startJob, persistWorld } from './support.js';
+import { blobGets, createdPacks, downloadsOf, imageRow, pullThroughCache, runJob, serverStats, startJob, persistWorld } from './support.js';
 
 const skip = skipUnless(['docker-registry', 'zstd']);
 
@@ -37,6 +37,10 @@ test('by default every pack is restored in the background at start; the pulls th
   assert.deepEqual(blobGets(run.upstream), [], 'every layer came from the prefetched packs');
   assert.equal(downloadsOf(run.requests, packs).length, packs.length, 'each pack downloaded once');
   assert.equal((await serverStats(run)).extras.persist?.packsRestored, packs.length);
+  for (const { name } of images) {
+    const row = imageRow(run.post.summary, name);
+    assert.equal(row[4], 'disk + Actions cache', `prefetched layers are counted as served from the Actions cache: ${row.join(' | ')}`);
+  }
 });
 
 test('with the prefetch, the index\'s tags are confirmed upstream meanwhile (HEAD): a pull then asks upstream nothing; a moved tag is left to the client', { skip, timeout: 120_000 }, async (t) => {
