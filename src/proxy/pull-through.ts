@@ -34,17 +34,17 @@ import type { CacheEvictor } from './eviction.js';
 
 const ACCEPT = [...MANIFEST_MEDIA_TYPES, 'application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5'].join(', ');
 
-/** What the cache is built from. */
 /** A tier asked before the upstream for blobs (the Actions cache). */
 export interface PersistTier {
   /** True when `d` is in the store afterwards. */
   fetch(d: Digest): Promise<boolean>;
   /** A client asked for manifest `reference` (tag or digest) of `name`: its blobs are likely next. */
   expect?(name: string, reference: string): void;
-  /** True once for a blob the tier put in the store before any client asked for it (prefetched). */
+  /** True once for each blob the tier put in the store: its first serve counts as the tier's. */
   claim?(d: Digest): boolean;
 }
 
+/** What the cache is built from. */
 export interface PullThroughOptions {
   blobs: BlobStore;
   /** Metadata of cached repositories (a tree of its own). */
