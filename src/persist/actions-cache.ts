@@ -26,7 +26,7 @@ import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CircuitBreaker } from '../proxy/index.js';
-import { cacheReadable, cacheServiceAvailable, cacheServiceV2, CacheServiceError, EntryConsumerError, lookupEntry, readEntry, type EntryFile } from './entry-download.js';
+import { cacheReadable, cacheServiceAvailable, cacheServiceV2, CacheServiceError, EntryConsumerError, EntryTransportError, lookupEntry, readEntry, type EntryFile } from './entry-download.js';
 
 /** The library, loaded on first use: a server that only restores on service v2 never needs it (it costs ~35 ms of start). */
 const library = (): Promise<typeof Cache> => import('@actions/cache');
@@ -255,6 +255,8 @@ export class ActionsCache {
       // onFile failed (the local store): not the service's doing, nor the entry's.
       if (err instanceof EntryConsumerError) throw err.cause;
       this.breaker.failure();
+      // The transfer failed: the entry may be fine (a later request may try again).
+      if (err instanceof EntryTransportError) return { outcome: 'unavailable' };
       return { outcome: 'broken', ...(result.key !== undefined ? { key: result.key } : {}) };
     }
   }

@@ -127,29 +127,44 @@ interface Decompression {
   abort(): void;
 }
 
-/** Decompresses an archive body; a failing body fails the output (never an uncaught error). */
-function decompress(body: Readable, compression: CompressionMethod): Decompression {
-  // Node 22.15+ decompresses zstd itself; before that, the zstd binary the library uses.
+/**
+ * Decompresses an archive body; a failing body fails the output (never an uncaught error).
+ * zstd: Node's own (22.15+), else the binary `zstdBinary` (the library's `zstd`).
+ */
+function decompress(body: Readable, compression: CompressionMethod, zstdBinary?: string): Decompression {
   const zstd = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
-  if (compression === 'gzip' || zstd) {
+  if (compression === 'gzip' || (zstd && zstdBinary === undefined)) {
     const z: Transform = compression === 'gzip' ? zlib.createGunzip() : zstd!();
     // pipeline passes the body's errors on to z (and so to its reader) and destroys both.
     pipeline(body, z, () => {});
     return { bytes: z, finished: async () => {}, abort: () => z.destroy() };
   }
-  const child = spawn('zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'ignore'] });
-  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  const child = spawn(zstdBinary ?? 'zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  if (!child.stdin || !child.stdout) {
+    // Node could not even set up the pipes (EMFILE): the 'error' event follows.
+    child.once('error', () => {});
+    throw new Error('zstd -d could not be started');
+  }
+  const stdout = child.stdout;
+  let resolveExit!: (code: number | null) => void;
+  const exited = new Promise<number | null>((resolve) => (resolveExit = resolve));
+  child.once('close', (code) => resolveExit(code));
+  // Not started (ENOENT, EAGAIN): the output fails with why.
+  child.once('error', (err) => {
+    stdout.destroy(err);
+    resolveExit(-1);
+  });
   pipeline(body, child.stdin, (err) => {
-    if (err) child.stdout.destroy(err);
+    if (err) stdout.destroy(err);
   });
   return {
-    bytes: child.stdout,
+    bytes: stdout,
     finished: async () => {
       const code = await exited;
       if (code !== 0) throw new Error(`zstd -d exited ${code}`);
     },
     abort: () => {
-      child.stdout.destroy();
+      stdout.destroy();
       child.kill();
     },
   };
@@ -161,6 +176,8 @@ export interface ReadOptions {
   idleTimeoutMs: number;
   /** Awaited before each chunk is taken: a download that waits here holds the sender back (TCP's window). */
   pace?: () => Promise<void>;
+  /** Decompress zstd with this binary even where Node could (tests cover both ways on every Node). */
+  zstdBinary?: string;
 }
 
 /** What readEntry throws when `onFile` threw (a local failure, not the entry's): `cause` is that error. */
@@ -172,6 +189,17 @@ export class EntryConsumerError extends Error {
 }
 
 /**
+ * What readEntry throws when the transfer failed (the connection, a timeout, a 429 or 5xx from
+ * the blob storage): the service failing, not the entry being bad.
+ */
+export class EntryTransportError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`downloading an entry: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'EntryTransportError';
+  }
+}
+
+/**
  * Downloads the archive at `url` and hands each regular file in it to `onFile`, one at a time,
  * in archive order (a file `onFile` leaves unread is skipped). Throws when the download, the
  * decompression or the archive fails (a truncated or corrupt entry), and EntryConsumerError
@@ -179,19 +207,38 @@ export class EntryConsumerError extends Error {
  */
 export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<void>, o: ReadOptions): Promise<void> {
   const compression = await compressionMethod();
-  const res = await request(url, { method: 'GET', headersTimeout: o.idleTimeoutMs, bodyTimeout: o.idleTimeoutMs });
+  let res;
+  try {
+    res = await request(url, { method: 'GET', headersTimeout: o.idleTimeoutMs, bodyTimeout: o.idleTimeoutMs });
+  } catch (err) {
+    throw new EntryTransportError(err);
+  }
   if (res.statusCode !== 200) {
     res.body.resume();
-    throw new Error(`entry download: ${res.statusCode}`);
+    const err = new Error(`entry download: ${res.statusCode}`);
+    throw res.statusCode === 429 || res.statusCode >= 500 ? new EntryTransportError(err) : err;
   }
-  const archive = decompress(res.body, compression);
-  const parser = new Parser({ strict: true });
   let failed: Error | undefined;
+  /** The response failed (connection, timeout) first: the transfer's fault, not the entry's. */
+  let transport: Error | undefined;
+  res.body.once('error', (err) => {
+    if (!failed) transport ??= err;
+  });
+  let archive: Decompression;
+  try {
+    archive = decompress(res.body, compression, o.zstdBinary);
+  } catch (err) {
+    res.body.destroy();
+    throw err;
+  }
+  const parser = new Parser({ strict: true });
   let wake: () => void = () => {};
   const fail = (err: unknown) => {
     failed ??= err instanceof Error ? err : new Error(String(err));
     wake();
   };
+  // A failing download wakes the loop wherever it waits (for a chunk, or for the parser).
+  archive.bytes.once('error', fail);
   /** The file being handed to onFile. */
   let current: ReadEntry | undefined;
   let files = Promise.resolve();
@@ -200,6 +247,8 @@ export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<v
       entry.resume();
       return;
     }
+    // The failure is handed to onFile through its read (below), whenever it next reads.
+    entry.on('error', () => {});
     files = files.then(async () => {
       if (failed) return void entry.resume();
       current = entry;
@@ -217,6 +266,7 @@ export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<v
   parser.on('error', fail);
   try {
     for await (const chunk of archive.bytes) {
+      if (failed) break;
       if (o.pace) await o.pace();
       if (failed) break;
       if (!parser.write(chunk as Buffer)) {
@@ -242,5 +292,6 @@ export async function readEntry(url: string, onFile: (f: EntryFile) => Promise<v
     current?.destroy(failed);
   }
   await files;
+  if (failed && transport && !(failed instanceof EntryConsumerError)) throw new EntryTransportError(transport);
   if (failed) throw failed;
 }

@@ -161,11 +161,15 @@ export class PackRestorer {
   private quiet(key?: string, maxMs = PACE_MAX_MS): Promise<void> {
     if (this.demanded.size === 0 || (key !== undefined && this.demanded.has(key))) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, maxMs);
-      this.quietWaiters.push(() => {
+      const wake = () => {
         clearTimeout(timer);
         resolve();
-      });
+      };
+      const timer = setTimeout(() => {
+        this.quietWaiters = this.quietWaiters.filter((w) => w !== wake);
+        resolve();
+      }, maxMs);
+      this.quietWaiters.push(wake);
     });
   }
 
@@ -215,6 +219,11 @@ export class PackRestorer {
       await this.turn(urgent);
       try {
         return await this.restorePack(key);
+      } catch (err) {
+        // The local store failed: not asked again this job (its blobs go upstream), but kept
+        // in the index for the next.
+        this.settled.set(key, new Set());
+        throw err;
       } finally {
         this.done();
         this.ended(key);
