@@ -14,7 +14,7 @@
 import type { Storage } from '../storage/index.js';
 import { DigestMismatchError, SizeMismatchError } from '../storage/index.js';
 import { SingleFlight } from '../proxy/index.js';
-import { tryParseDigest, type Digest } from '../oci/index.js';
+import { manifestReferences, parseManifest, tryParseDigest, type Digest } from '../oci/index.js';
 import { PACK_PATH } from './keys.js';
 import { packOfBlob, type PersistIndex } from './persist-index.js';
 import type { ActionsCache } from './actions-cache.js';
@@ -69,6 +69,8 @@ export class PackRestorer {
   private readonly demanded = new Set<string>();
   /** Prefetch work waiting for the demand to end. */
   private quietWaiters: Array<() => void> = [];
+  /** Manifests whose packs expect() has started. */
+  private readonly expected = new Set<string>();
   /** Restored blobs no client has been served yet (claim() hands each out once). */
   private readonly unclaimed = new Set<string>();
   /** Blobs counted in the report (a blob held by two packs is counted once). */
@@ -136,20 +138,22 @@ export class PackRestorer {
 
   /**
    * A client asked for manifest `reference` (a tag or a digest) of repository `name`: when the
-   * index holds that image manifest, the packs of its layers are restored as if asked for.
+   * index holds that manifest, the packs of the blobs it names are restored as if asked for
+   * (once per manifest: docker asks by tag, then by digest).
    */
   expect(name: string, reference: string): void {
     const digest = tryParseDigest(reference)?.value ?? this.index.tags[name]?.[reference];
     const m = digest === undefined ? undefined : this.index.manifests[name]?.[digest];
-    if (!m) return;
-    let doc: { layers?: Array<{ digest?: unknown }> };
+    if (!m || this.expected.has(digest!)) return;
+    this.expected.add(digest!);
+    let blobs: string[];
     try {
-      doc = JSON.parse(Buffer.from(m.body, 'base64').toString('utf8')) as typeof doc;
+      blobs = manifestReferences(parseManifest(Buffer.from(m.body, 'base64'), m.mediaType)).blobs;
     } catch {
       return;
     }
-    for (const layer of Array.isArray(doc.layers) ? doc.layers : []) {
-      const d = tryParseDigest(typeof layer?.digest === 'string' ? layer.digest : '');
+    for (const v of blobs) {
+      const d = tryParseDigest(v);
       if (d && this.knows(d)) void this.fetch(d);
     }
   }

@@ -130,7 +130,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...(imported
         ? {
             persist: {
-              fetch: async (d: Digest) => (await imported, restorer ? restorer.fetch(d) : false),
+              // Requests reach these only once the index is imported (the hook below).
+              fetch: async (d: Digest) => (restorer ? restorer.fetch(d) : false),
               expect: (name: string, ref: string) => restorer?.expect(name, ref),
               claim: (d: Digest) => restorer?.claim(d) ?? false,
             },
