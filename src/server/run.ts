@@ -51,12 +51,6 @@ export function boundYoungGeneration(cap = YOUNG_GENERATION_CAP): () => void {
 export async function runServer(opts: RunOptions): Promise<RunningServer> {
   boundYoungGeneration();
   const server = await startServer(opts);
-  const ready = { registry: server.registryUrl, cache: server.cacheUrl, pid: process.pid, storage: opts.storage };
-  if (opts.readyFile) {
-    await writeFile(`${opts.readyFile}.tmp`, JSON.stringify(ready));
-    await rename(`${opts.readyFile}.tmp`, opts.readyFile);
-  }
-  process.stdout.write(`regcache: registry ${server.registryUrl}, cache ${server.cacheUrl}, storage ${opts.storage}\n`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -70,7 +64,15 @@ export async function runServer(opts: RunOptions): Promise<RunningServer> {
       },
     );
   };
+  // Before the ready file: whoever sees it may stop the server at once (a SIGTERM that came
+  // between the file's rename and these handlers killed the process: seen once in CI).
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  const ready = { registry: server.registryUrl, cache: server.cacheUrl, pid: process.pid, storage: opts.storage };
+  if (opts.readyFile) {
+    await writeFile(`${opts.readyFile}.tmp`, JSON.stringify(ready));
+    await rename(`${opts.readyFile}.tmp`, opts.readyFile);
+  }
+  process.stdout.write(`regcache: registry ${server.registryUrl}, cache ${server.cacheUrl}, storage ${opts.storage}\n`);
   return server;
 }
