@@ -44,6 +44,8 @@ export interface ServerOptions {
   tagTtlMs?: number;
   /** Bound of the cache's size in bytes (least recently used blobs are evicted beyond it). */
   maxCacheBytes?: number;
+  /** Tests: awaited by an eviction pass before it takes each blob it chose (see EvictorOptions). */
+  evictionBeforeDelete?: (digest: string) => Promise<void>;
   /**
    * A persistence index restored from the Actions cache: imported at start, its packs restored on
    * demand. `-` reads it from standard input, to its end: the Action starts the server while it
@@ -144,6 +146,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       ...(opts.tagTtlMs !== undefined ? { tagTtlMs: opts.tagTtlMs } : {}),
       ...(opts.maxCacheBytes ? { maxCacheBytes: opts.maxCacheBytes } : {}),
+      ...(opts.evictionBeforeDelete ? { eviction: { beforeDelete: opts.evictionBeforeDelete } } : {}),
       ...(opts.upstreamRetries !== undefined ? { retries: opts.upstreamRetries } : {}),
       ...(opts.upstreamBackoffMs !== undefined ? { backoffMs: opts.upstreamBackoffMs } : {}),
     });

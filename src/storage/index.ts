@@ -8,13 +8,15 @@ import { RegistryStore } from './registry-store.js';
 import { acquireLock } from './lock.js';
 import { makeDirDurable } from './fs-util.js';
 import { collectGarbage, type GcOptions, type GcResult } from './gc.js';
+import { BlobLifetime } from './blob-lifetime.js';
 
 export { Layout } from './layout.js';
 export { BlobStore, BlobWriter } from './blob-store.js';
+export { BlobLifetime, Sweep, type BlobLink, type KeptBecause } from './blob-lifetime.js';
 export { Uploads, type UploadSession } from './uploads.js';
 export { Repositories, type ManifestRecord } from './repositories.js';
 export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult } from './registry-store.js';
-export { referencedBlobs, type GcOptions, type GcResult } from './gc.js';
+export { referencedBlobs, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type GcUpload } from './gc.js';
 export * from './errors.js';
 
 /** How long an upload session may sit idle before it is purged, unless told otherwise: 24 hours. */
@@ -30,6 +32,8 @@ export interface StorageOptions {
 export interface Storage {
   layout: Layout;
   blobs: BlobStore;
+  /** The single owner of blob lifetime (the same as `blobs.lifetime`). */
+  lifetime: BlobLifetime;
   uploads: Uploads;
   repositories: Repositories;
   /** Repository records of the pull-through cache (same blobs, its own tree). */
@@ -37,7 +41,7 @@ export interface Storage {
   registry: RegistryStore;
   /** What the startup scan cleaned. */
   startup: { tempFilesRemoved: number; stalePurged: number };
-  /** Runs garbage collection over this root. */
+  /** Runs garbage collection over this root (safe while the server serves: see gc.ts). */
   gc(opts?: GcOptions): Promise<GcResult>;
   /** Releases the lock. */
   close(): Promise<void>;
@@ -61,12 +65,13 @@ export async function openStorage(root: string, opts: StorageOptions = {}): Prom
   return {
     layout,
     blobs,
+    lifetime: blobs.lifetime,
     uploads,
     repositories,
     cacheRepositories,
     registry,
     startup: { tempFilesRemoved, stalePurged },
-    gc: (o) => collectGarbage(layout, blobs, repositories, cacheRepositories, o),
+    gc: (o) => collectGarbage(blobs, repositories, cacheRepositories, uploads, o),
     close: release,
   };
 }
