@@ -21,8 +21,8 @@ export interface EvictionResult {
 /** Options of a {@link CacheEvictor}. */
 export interface EvictorOptions {
   /**
-   * Awaited before each blob the pass chose is taken (tests: a pass held there lets a push
-   * run between the choice and the delete, deterministically).
+   * Awaited before each blob the pass chose is looked at and taken (tests: a pass held there
+   * lets a push run between the choice and the delete, deterministically).
    */
   beforeDelete?: (digest: string) => Promise<void>;
 }
@@ -95,8 +95,8 @@ export class CacheEvictor {
     candidates.sort((a, b) => a.used - b.used);
     for (const e of candidates) {
       if (total <= target) break;
-      if (this.blobs.lifetime.isHeld(e.digest.value)) continue;
       await this.opts.beforeDelete?.(e.digest.value);
+      // The owner keeps it if it is being served or filled, or was pushed or linked meanwhile.
       const unlink = e.names.map((name) => ({ repositories: this.cache, name }));
       if ((await sweep.remove(e.digest, { unlink })) !== true) {
         result.kept++;
