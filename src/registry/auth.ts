@@ -7,6 +7,12 @@ import bcrypt from 'bcryptjs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../oci/index.js';
 
+/**
+ * The password of the hash an unknown user's credential is checked against (so that it costs the
+ * same bcrypt work as a known user's). Not a secret: it must never let anyone in.
+ */
+export const UNKNOWN_USER_PASSWORD = 'regcache-no-such-user';
+
 const REMEMBER_MS = 5 * 60 * 1000;
 const MAX_REMEMBERED = 10_000;
 
@@ -32,7 +38,7 @@ export class BasicAuth {
 
   constructor(private readonly users: Map<string, string>, readonly realm = 'regcache') {
     const cost = Number(users.values().next().value?.slice(4, 6) ?? 10);
-    this.dummyHash = bcrypt.hashSync('regcache-no-such-user', cost);
+    this.dummyHash = bcrypt.hashSync(UNKNOWN_USER_PASSWORD, cost);
   }
 
   /** Loads the htpasswd file at `path`; throws if it has no bcrypt entry. */

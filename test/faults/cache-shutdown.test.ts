@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdir, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startServer } from '../../src/server/index.js';
@@ -16,6 +17,17 @@ import { tempDir } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 
 const LINK_DELAY_MS = 300;
+
+/** Every file and directory under `root`, with its size and modification time. */
+async function tree(root: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+    const p = join(entry.parentPath, entry.name);
+    const st = await stat(p);
+    out.push(`${relative(root, p)} ${entry.isDirectory() ? 'dir' : st.size} ${st.mtimeMs}`);
+  }
+  return out.sort();
+}
 
 describe('pull-through cache: shutdown', { skip: skipUnless(['docker-registry']) }, () => {
   let upstream: Distribution;
@@ -40,10 +52,18 @@ describe('pull-through cache: shutdown', { skip: skipUnless(['docker-registry'])
     });
     t.after(() => server.close());
     const repositories = server.storage.cacheRepositories;
-    const writeBlobLink = repositories.writeBlobLink.bind(repositories);
+    const linkBlob = repositories.writeBlobLink.bind(repositories);
+    /** When each link write began and ended (ms since the epoch). */
+    const links: Array<{ began: number; ended?: number }> = [];
     repositories.writeBlobLink = async (name, d) => {
-      await sleep(LINK_DELAY_MS);
-      return writeBlobLink(name, d);
+      const call: { began: number; ended?: number } = { began: Date.now() };
+      links.push(call);
+      try {
+        await sleep(LINK_DELAY_MS);
+        return await linkBlob(name, d);
+      } finally {
+        call.ended = Date.now();
+      }
     };
     const link = join(storage, 'cache', 'docker.io', 'library', 'shutdown', '_layers', 'sha256', digest.slice(7));
 
@@ -53,6 +73,18 @@ describe('pull-through cache: shutdown', { skip: skipUnless(['docker-registry'])
     assert.equal(existsSync(link), false, 'the link is still being written when the client has the blob');
     const started = Date.now();
     await server.close();
-    assert.ok(existsSync(link), `close() returned after ${Date.now() - started} ms without the repository link written`);
+    const closedAt = Date.now();
+    assert.ok(existsSync(link), `close() returned after ${closedAt - started} ms without the repository link written`);
+    const atClose = await tree(storage);
+
+    // Nothing after: no link write still running or begun once close() returned, and the storage
+    // unchanged (no file or directory added, removed or modified) well past the slowed write's
+    // duration.
+    await sleep(3 * LINK_DELAY_MS);
+    assert.ok(links.length >= 1, 'the fill linked its blob');
+    for (const call of links) {
+      assert.ok(call.ended !== undefined && call.ended <= closedAt, `a link write began at ${call.began - started} ms and ended at ${call.ended === undefined ? 'never' : `${call.ended - started} ms`}, after close() returned at ${closedAt - started} ms`);
+    }
+    assert.deepEqual(await tree(storage), atClose, 'the storage changed after close() returned');
   });
 });

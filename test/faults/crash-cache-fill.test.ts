@@ -4,8 +4,11 @@
 // a blob it is being streamed while the fill runs. After each restart on the same storage: every
 // blob file hashes to its name, no trace of the corrupted blob exists, every fill a client received
 // whole is in the store, cached tags lead to whole manifests, tmp/ is empty after the startup scan,
-// and the cache fills again. Seeded (printed; REGCACHE_SEED=<n> replays); 8 kill points in
-// `npm test`, 50 under REGCACHE_LONG=1.
+// and the cache fills again. The corrupted blob is asked for on a fixed schedule (every third
+// kill point, from the first) and once more at the end with no kill pending, and the test asserts
+// that the cache fetched it from the upstream (the proxy's count): it is tried in every run.
+// Seeded (printed; REGCACHE_SEED=<n> replays); 8 kill points in `npm test`, 50 under
+// REGCACHE_LONG=1.
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,6 +23,8 @@ import { OCI_MANIFEST, pushManifest } from '../helpers/upstream-images.js';
 const KILLS = Number(process.env.REGCACHE_CRASH_KILLS ?? (LONG ? 50 : 8));
 const SEED = seedFromEnv();
 const POOL = LONG ? 16 : 10;
+/** The corrupted blob is asked for at kill points 0, 3, 6, ... */
+const POISON_EVERY = 3;
 /** Upstream blob answers are throttled so that a fill takes 50-150 ms and kills land inside. */
 const BYTES_PER_SECOND = 24 * 1024 * 1024;
 
@@ -111,7 +116,7 @@ describe('crash safety: kill -9 during cache fills', { skip: skipUnless(['docker
       }
 
       // The workload: 2-3 clients fill blobs not cached (sometimes the same one: they share the
-      // fill), one pulls manifests by tag, now and then one asks for the corrupted blob.
+      // fill), one pulls manifests by tag, every POISON_EVERY-th kill point one asks for the corrupted blob.
       const fresh = pool.filter((p) => !report.blobs.has(p.digest) || cached.length > POOL - 3);
       const targets = Array.from({ length: cycle.int(2, 3) }, () => cycle.pick(fresh));
       const kill = new KillSwitch(server.pid);
@@ -136,7 +141,7 @@ describe('crash safety: kill -9 during cache fills', { skip: skipUnless(['docker
           },
         }).then((res) => ({ blob, res })),
       );
-      const askPoison = cycle.chance(0.3);
+      const askPoison = k % POISON_EVERY === 0;
       if (askPoison) gets.push(fetchRaw(`${server.cache}/v2/fillpool/blobs/${poison.digest}`).then((res) => ({ blob: poison, res })));
       const manifest = fetchRaw(`${server.cache}/v2/fillimg/manifests/${cycle.pick(images).tag}`, { headers: { accept: OCI_MANIFEST } });
       const results = await Promise.all(gets);
@@ -169,12 +174,21 @@ describe('crash safety: kill -9 during cache fills', { skip: skipUnless(['docker
       }
       server = await start();
     }
+    // Once more with no kill pending: the cache fetches the corrupted blob whole from the
+    // upstream, finds its digest wrong, and neither completes the answer nor stores it.
+    const fetchedBefore = proxy.hits('poison');
+    const last = await fetchRaw(`${server.cache}/v2/fillpool/blobs/${poison.digest}`);
+    poisonTries++;
+    assert.ok(!(last.status === 200 && last.complete), `the corrupted blob was served as a complete 200 (${last.body.byteLength} bytes) after the last kill point`);
+    assert.ok(proxy.hits('poison') > fetchedBefore, 'the cache asked the upstream for the corrupted blob after the last kill point');
+    const scheduled = Math.ceil(KILLS / POISON_EVERY);
+    assert.ok(poisonTries >= scheduled + 1, `the corrupted blob was asked for ${poisonTries} times, fewer than the ${scheduled} kill points of the schedule and the last try`);
     const report = await checkStorage(storage, verified, { expectEmptyTmp: true });
     assert.deepEqual(report.problems, []);
-    assert.equal(report.blobs.has(poison.digest), false);
+    assert.equal(report.blobs.has(poison.digest), false, 'the corrupted blob is in the store after the last try');
     await stopServe(server);
     const summary = `crash-cache-fill seed ${SEED}: survived ${KILLS} kill points (${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')}); ` +
-      `${wholeFills} fills received whole, ${brokenOff} broken off by a kill, corrupted blob asked ${poisonTries} times and never stored`;
+      `${wholeFills} fills received whole, ${brokenOff} broken off by a kill, corrupted blob asked ${poisonTries} times (fetched from the upstream ${proxy.hits('poison')} times) and never stored`;
     console.log(summary);
     t.diagnostic(summary);
   });

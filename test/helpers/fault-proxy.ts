@@ -3,7 +3,8 @@
 // the first rule whose path regex (and method) matches: pass the response through, reset the
 // TCP connection after N body bytes, truncate the body (a clean close while Content-Length
 // promises more), replace body bytes (same length, so only the digest can tell), delay or
-// throttle the response (a slow upstream), or answer a status itself (429 with Retry-After,
+// throttle the response (a slow upstream), answer with other bytes (another manifest for the
+// one asked for by digest), or answer a status itself (429 with Retry-After,
 // 503) without asking the upstream. Rules can be replaced while it runs; every request is
 // logged with the rule applied and every rule's hits are counted, so tests can prove how
 // often the cache went upstream. Also here: pushBlob, to seed the upstream with test blobs.
@@ -26,6 +27,12 @@ export type Fault =
    * from the end of the body as Content-Length announces it). Same length, wrong content.
    */
   | { kind: 'corrupt'; offset?: number; length?: number }
+  /**
+   * Forward; send the upstream's status and headers (Docker-Content-Digest included) with
+   * `body` instead of its body (Content-Length adjusted): an upstream that answers a request
+   * with other content, e.g. another manifest for a manifest asked for by digest.
+   */
+  | { kind: 'replace'; body: Buffer }
   /** Forward; wait `firstByteDelayMs` (default 0) before the headers, then send the body at `bytesPerSecond`. */
   | { kind: 'throttle'; bytesPerSecond: number; firstByteDelayMs?: number }
   /** Wait `ms` before forwarding, then pass (a slow-to-answer upstream). */
@@ -175,6 +182,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, fault: Fault, e
   res.on('close', () => upRes.destroy());
   const headers = responseHeaders(upRes.headers, up.upstream, req);
   entry.status = upRes.statusCode ?? 502;
+  if (fault.kind === 'replace') return replaceBody(req, res, upRes, headers, fault.body, entry);
   res.writeHead(entry.status, headers);
   const noBody = req.method === 'HEAD' || entry.status === 204 || entry.status === 304;
   if (noBody) {
@@ -213,6 +221,16 @@ function responseHeaders(h: IncomingHttpHeaders, upstream: URL, req: IncomingMes
     out.location = `http://${req.headers.host ?? ''}${location.slice(upstream.origin.length)}`;
   }
   return out;
+}
+
+/** Sends the upstream's status and headers with `body` in place of its body. */
+function replaceBody(req: IncomingMessage, res: ServerResponse, upRes: IncomingMessage, headers: OutgoingHttpHeaders, body: Buffer, entry: ProxiedRequest): void {
+  upRes.resume();
+  headers['content-length'] = String(body.byteLength);
+  res.writeHead(entry.status, headers);
+  res.end(req.method === 'HEAD' ? undefined : body);
+  entry.outcome = 'complete';
+  entry.bodyBytes = req.method === 'HEAD' ? 0 : body.byteLength;
 }
 
 /** Answers a `status` fault directly, with an OCI error envelope as body. */

@@ -43,10 +43,24 @@ test('new blobs are grouped per image, known ones left out, a blob in one group 
 
 test('beyond the entry bound, the smallest groups are merged', () => {
   const sizes = new Map([1, 2, 3, 4].map((n) => [d(n), n * 100]));
-  const groups = groupNewBlobs({ a: [d(1)], b: [d(2)], c: [d(3)], e: [d(4)] }, new Set(), sizes, 2);
-  assert.equal(groups.length, 2);
-  assert.deepEqual(groups.flatMap((g) => g.digests).sort(), [d(1), d(2), d(3), d(4)]);
-  assert.equal(groups.reduce((a, g) => a + g.size, 0), 1000);
+  sizes.set(d(4), 1000);
+  const byRepo = { a: [d(1)], b: [d(2)], c: [d(3)], e: [d(4)] };
+  const sets = (groups: Array<{ digests: string[]; size: number }>) => groups.map((g) => `${g.digests.join('+')}=${g.size}`).sort();
+  // Four groups of 100, 200, 300 and 1000 bytes into three: the two smallest become one.
+  assert.deepEqual(sets(groupNewBlobs(byRepo, new Set(), sizes, 3)), sets([
+    { digests: [d(1), d(2)], size: 300 },
+    { digests: [d(3)], size: 300 },
+    { digests: [d(4)], size: 1000 },
+  ]));
+  // Into two: then the two smallest of 300, 300 and 1000; the largest stays alone.
+  assert.deepEqual(sets(groupNewBlobs(byRepo, new Set(), sizes, 2)), sets([
+    { digests: [d(1), d(2), d(3)], size: 600 },
+    { digests: [d(4)], size: 1000 },
+  ]));
+  // Into one (and a bound below one is one): everything.
+  for (const bound of [1, 0]) {
+    assert.deepEqual(sets(groupNewBlobs(byRepo, new Set(), sizes, bound)), sets([{ digests: [d(1), d(2), d(3), d(4)], size: 1600 }]));
+  }
 });
 
 test('groups come in the order their first blob entered the store (the order the next prefetch restores them)', () => {

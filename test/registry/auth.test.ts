@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import bcrypt from 'bcryptjs';
 import type { RouteOptions } from 'fastify';
-import { BasicAuth, parseHtpasswd } from '../../src/registry/index.js';
+import { BasicAuth, parseHtpasswd, UNKNOWN_USER_PASSWORD } from '../../src/registry/index.js';
 import { tempDir } from '../storage/fixtures.js';
 import { assertError, sha256, testApp } from './fixtures.js';
 
@@ -80,6 +80,18 @@ test('a wrong password, an unknown user, another scheme or garbage is 401', asyn
   ]) {
     assertChallenge(await app.inject({ method: 'GET', url: '/v2/', headers: { authorization } }));
   }
+});
+
+test('an unknown user with the password of the hash unknown users are checked against is 401, on the route and in verify()', async (t) => {
+  const auth = new BasicAuth(users());
+  const { app } = await testApp(t, { auth });
+  for (const user of ['mallory', '', 'alice ']) {
+    const authorization = basic(user, UNKNOWN_USER_PASSWORD);
+    assert.equal(await auth.verify(authorization), false, `verify(${JSON.stringify(user)})`);
+    assertChallenge(await app.inject({ method: 'GET', url: '/v2/', headers: { authorization } }));
+  }
+  // Asked again (a refusal is not remembered), it is still refused.
+  assert.equal(await auth.verify(basic('mallory', UNKNOWN_USER_PASSWORD)), false);
 });
 
 test('the right credentials pass, for each user, with any case of the scheme', async (t) => {
