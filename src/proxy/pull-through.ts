@@ -168,10 +168,10 @@ export class PullThroughCache implements RegistryReader {
     if (size !== undefined) {
       // Restored ahead of the request (prefetched): served from the Actions cache, once.
       if (this.o.persist?.claim?.(d)) {
-        this.o.stats.blobServed(name, 'persist');
+        this.o.stats.blobServed(name, d.value, size, 'persist');
         void this.o.repositories.linkBlob(name, d).catch(() => {});
       } else {
-        this.o.stats.blobServed(name, 'local');
+        this.o.stats.blobServed(name, d.value, size, 'local');
       }
       return this.storedHandle(name, d, size);
     }
@@ -179,7 +179,7 @@ export class PullThroughCache implements RegistryReader {
       const restored = await this.o.blobs.stat(d);
       if (restored !== undefined) {
         this.o.persist?.claim?.(d);
-        this.o.stats.blobServed(name, 'persist');
+        this.o.stats.blobServed(name, d.value, restored, 'persist');
         void this.o.repositories.linkBlob(name, d).catch(() => {});
         return this.storedHandle(name, d, restored);
       }
@@ -208,7 +208,7 @@ export class PullThroughCache implements RegistryReader {
       if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
       throw upstreamToRegistryError(err);
     }
-    this.o.stats.blobServed(name, 'upstream', joined);
+    this.o.stats.blobServed(name, d.value, fill.size ?? 0, 'upstream', joined);
     return {
       size: fill.size,
       read: (range) => this.counted(name, d, fill.reader(range), range ? range.end - range.start + 1 : fill.size),
@@ -282,7 +282,7 @@ export class PullThroughCache implements RegistryReader {
         return {
           handle,
           close: async (served) => {
-            if (served) this.o.stats.bytesServed(name, bytes(range));
+            if (served) this.o.stats.bytesServed(name, d.value, bytes(range));
             release?.();
             await handle.close();
           },
@@ -292,7 +292,7 @@ export class PullThroughCache implements RegistryReader {
   }
 
   private counted(name: string, d: Digest, stream: Readable, bytes: number | undefined): Readable {
-    stream.once('end', () => this.o.stats.bytesServed(name, bytes ?? 0));
+    stream.once('end', () => this.o.stats.bytesServed(name, d.value, bytes ?? 0));
     const release = this.o.evictor?.acquire(d.value);
     if (release) stream.once('close', release);
     return stream;
@@ -432,6 +432,7 @@ export class PullThroughCache implements RegistryReader {
     if (want && want.value !== digest.value) {
       throw new RegistryError('UNAVAILABLE', `${route.upstream.ns} sent a manifest whose digest is not ${want.value}`);
     }
+    this.o.stats.fromUpstream(digest.value);
     const mediaType = this.mediaTypeOf(body, header(res.headers, 'content-type'));
     const subject = this.subjectOf(body);
     await this.o.blobs.putBytes(digest, body);
