@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { skipUnless } from '../helpers/tools.js';
 import { pushImage, randomImage, seedImage } from '../helpers/upstream-images.js';
-import { formatBytes } from '../../src/action/summary.js';
+import { formatBytes } from '../../src/action/summary/index.js';
 import {
   assertSummaryMatchesRecords,
   blobGets,

@@ -30,7 +30,7 @@ import {
   twirpCalls,
   persistWorld,
 } from './support.js';
-import { formatBytes } from '../../src/action/summary.js';
+import { formatBytes } from '../../src/action/summary/index.js';
 
 const skipDocker = skipUnless(['dockerd', 'containerd', 'docker', 'docker-registry', 'busybox'], { root: true });
 const skipHttp = skipUnless(['docker-registry', 'zstd']);
