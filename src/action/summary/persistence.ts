@@ -37,7 +37,7 @@ function restoredLine(p: PersistState, restored: RestoreReport): string {
   const notes: string[] = [];
   if (restored.packsMissing) notes.push(`${restored.packsMissing} evicted`);
   if (restored.packsBroken) notes.push(`${restored.packsBroken} broken (download or verification failed)`);
-  if (restored.blobsRejected) notes.push(`${count(restored.blobsRejected, 'blob')} failed verification and were fetched upstream`);
+  if (restored.blobsRejected) notes.push(`${count(restored.blobsRejected, 'blob')} failed verification (fetched upstream instead)`);
   if (restored.packsUnavailable) notes.push(`${restored.packsUnavailable} not restored: the cache service was failing`);
   const how = p.prefetch ? 'in the background from the start' : 'as clients asked';
   return `${count(restored.packsRestored, 'pack')} (${count(restored.blobsRestored, 'blob')}, ${formatBytes(restored.bytesRestored)}, ${seconds(restored.seconds)}, ${how})${notes.length ? `; ${notes.join('; ')}` : ''}`;

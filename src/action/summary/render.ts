@@ -161,7 +161,7 @@ function setupLines(input: SummaryInput): { visible: string[]; hidden: string[] 
     if (!s) continue;
     if (s.configured) hidden.push(`- ${who}: pointed at the cache (${escapeCell(s.detail)})`);
     else if (s.detail === `configure-${who} is false`) hidden.push(`- ${who}: left alone (${code(`configure-${who}: false`)})`);
-    else visible.push(`⚠ ${who} was not pointed at the cache: ${escapeCell(s.detail)}.`);
+    else visible.push(`⚠ ${who} was not pointed at the cache: ${escapeCell(s.detail.replace(/\.$/, ''))}.`);
   }
   return { visible, hidden };
 }
