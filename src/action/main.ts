@@ -49,6 +49,8 @@ async function restorePersistence(inputs: Inputs, state: ActionState, dir: strin
     ...(restoredKey ? { restoredKey } : {}),
     restoreSeconds: (Date.now() - started) / 1000,
     save,
+    saveMode: inputs.save,
+    ...(inputs.prefetch ? { prefetch: true } : {}),
     keyPrefix: inputs.keyPrefix,
     maxSaveBytes: inputs.maxSaveBytes,
     matrix: inputs.matrix,
@@ -108,16 +110,24 @@ async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> 
 async function pointDockerAtCache(inputs: Inputs, state: ActionState): Promise<void> {
   const env = await detectEnvironment(process.env, state.cacheUrl!, inputs.dockerDaemonConfig);
   for (const w of env.warnings) core.warning(w);
-  if (env.dockerBlocker) return;
+  if (env.dockerBlocker) {
+    state.dockerSetup = { configured: false, detail: env.dockerBlocker };
+    return;
+  }
   const reload = await detectReload(inputs.dockerPidFile);
   if (!reload) {
     core.warning(`Cannot tell how to reload dockerd (no systemd docker unit, no ${inputs.dockerPidFile}); add "registry-mirrors": ["${state.cacheUrl}"] to ${inputs.dockerDaemonConfig} yourself.`);
+    state.dockerSetup = { configured: false, detail: `cannot tell how to reload dockerd (no systemd docker unit, no ${inputs.dockerPidFile})` };
     return;
   }
   const insecure = isLoopback(inputs.bindAddress) ? [] : [new URL(state.cacheUrl!).host, new URL(state.registryUrl!).host];
   state.docker = await configureDocker(inputs.dockerDaemonConfig, state.cacheUrl!, insecure, reload);
   saveState(state);
   const proof = await proveMirror(state.cacheUrl!);
+  state.dockerSetup = proof.ok
+    ? { configured: true, detail: `registry-mirrors in ${inputs.dockerDaemonConfig}; a test pull went through the cache` }
+    : { configured: false, detail: `registry-mirrors set in ${inputs.dockerDaemonConfig}, but ${proof.detail}` };
+  saveState(state);
   if (proof.ok) core.info(`docker pulls through the cache: ${proof.detail}`);
   else core.warning(`docker was configured but did not pull through the cache: ${proof.detail}`);
 }
@@ -154,14 +164,21 @@ async function run(): Promise<void> {
     try {
       await pointDockerAtCache(inputs, state);
     } catch (err) {
+      state.dockerSetup = { configured: false, detail: `configuring it failed: ${(err as Error).message}` };
       core.warning(`Could not configure docker: ${(err as Error).message}`);
     }
+  } else {
+    state.dockerSetup = { configured: false, detail: 'configure-docker is false' };
   }
+  saveState(state);
   if (inputs.configureContainerd && process.platform === 'linux') {
     try {
       state.containerdFiles = await writeContainerdHosts(inputs.containerdHostsDir, ['docker.io', ...namespaces], state.cacheUrl!);
+      state.containerdSetup = { configured: true, detail: `hosts.toml in ${inputs.containerdHostsDir} for ${['docker.io', ...namespaces].join(', ')}` };
       saveState(state);
     } catch (err) {
+      state.containerdSetup = { configured: false, detail: `writing hosts.toml failed: ${(err as Error).message}` };
+      saveState(state);
       core.warning(`Could not write containerd hosts.toml files: ${(err as Error).message}`);
     }
   }

@@ -7,12 +7,11 @@ import { loadState } from './state.js';
 import { stopServer } from './server-process.js';
 import { restoreDocker } from './docker-daemon.js';
 import { removeContainerdHosts } from './containerd-hosts.js';
-import { renderSummary, summaryNumbers } from './summary.js';
+import { renderJobSummary, summaryNumbers } from './summary/index.js';
 import { PROBE_REPOSITORY } from '../proxy/index.js';
 import type { StatsSnapshot } from '../stats/index.js';
 import { ActionsCache, parseIndex, saveNewContent, type RegistryImportReport, type RestoreReport, type SaveReport } from '../persist/index.js';
 import { openStorage } from '../storage/index.js';
-import { renderPersistence } from './summary.js';
 import type { PersistState } from './state.js';
 
 /** The statistics the server wrote when it stopped (undefined when it wrote none). */
@@ -93,8 +92,19 @@ async function run(): Promise<void> {
     const numbers = summaryNumbers(snapshot, hidden);
     for (const [k, v] of Object.entries(numbers)) core.setOutput(k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), v ?? '');
     core.setOutput('stats-file', state.statsFile);
-    const persistence = state.persist ? renderPersistence(state.persist, restored, saved, stats?.extras?.persistRegistry as RegistryImportReport | undefined) : '';
-    if (state.summary !== false) await core.summary.addRaw(renderSummary(snapshot, hidden) + persistence).write();
+    const markdown = renderJobSummary({
+      stats: snapshot,
+      hidden,
+      ...(state.registryUrl ? { registryHost: new URL(state.registryUrl).host } : {}),
+      ...(state.persist ? { persist: state.persist } : {}),
+      ...(restored ? { restored } : {}),
+      ...(saved ? { saved } : {}),
+      ...(snapshot.extras?.persistRegistry ? { registryImport: snapshot.extras.persistRegistry as RegistryImportReport } : {}),
+      ...(state.dockerSetup ? { docker: state.dockerSetup } : {}),
+      ...(state.containerdSetup ? { containerd: state.containerdSetup } : {}),
+      event: { name: process.env.GITHUB_EVENT_NAME, ref: process.env.GITHUB_REF },
+    });
+    if (state.summary !== false) await core.summary.addRaw(markdown).write();
   });
 }
 

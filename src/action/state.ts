@@ -18,6 +18,13 @@ export interface DockerChange {
 /** How dockerd is told to re-read its configuration. */
 export type ReloadMethod = { kind: 'systemd'; sudo: boolean } | { kind: 'pid'; pidFile: string; sudo: boolean };
 
+/** Whether main pointed a client (docker, containerd) at the cache, for the summary. */
+export interface ClientSetup {
+  configured: boolean;
+  /** What was done, or why not (one sentence). */
+  detail: string;
+}
+
 /** The state main saves. */
 export interface ActionState {
   version: 1;
@@ -33,6 +40,10 @@ export interface ActionState {
   containerdFiles?: string[];
   startedAtMs?: number;
   persist?: PersistState;
+  /** What main did about docker's registry mirror (unset: configure-docker was false). */
+  dockerSetup?: ClientSetup;
+  /** What main did about containerd's hosts.toml (unset: configure-containerd was false). */
+  containerdSetup?: ClientSetup;
 }
 
 /** What main did with the Actions cache and what post should do. */
@@ -42,6 +53,10 @@ export interface PersistState {
   restoredKey?: string;
   restoreSeconds: number;
   save: boolean;
+  /** The `save` input as given (the summary says why nothing was saved). */
+  saveMode?: 'auto' | 'true' | 'false';
+  /** Packs were restored in the background from the start (the `prefetch` input). */
+  prefetch?: boolean;
   keyPrefix: string;
   maxSaveBytes: number;
   /** The job's matrix values as JSON (the `matrix` input), part of the index key. */

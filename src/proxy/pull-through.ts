@@ -169,10 +169,10 @@ export class PullThroughCache implements RegistryReader {
     if (size !== undefined) {
       // Restored ahead of the request (prefetched): served from the Actions cache, once.
       if (this.o.persist?.claim?.(d)) {
-        this.o.stats.blobServed(name, 'persist');
+        this.o.stats.blobServed(name, d.value, size, 'persist');
         void this.o.blobs.lifetime.link(this.linkOf(name), d).catch(() => {});
       } else {
-        this.o.stats.blobServed(name, 'local');
+        this.o.stats.blobServed(name, d.value, size, 'local');
       }
       return this.storedHandle(name, d, size);
     }
@@ -180,7 +180,7 @@ export class PullThroughCache implements RegistryReader {
       const restored = await this.o.blobs.stat(d);
       if (restored !== undefined) {
         this.o.persist?.claim?.(d);
-        this.o.stats.blobServed(name, 'persist');
+        this.o.stats.blobServed(name, d.value, restored, 'persist');
         void this.o.blobs.lifetime.link(this.linkOf(name), d).catch(() => {});
         return this.storedHandle(name, d, restored);
       }
@@ -209,7 +209,7 @@ export class PullThroughCache implements RegistryReader {
       if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
       throw upstreamToRegistryError(err);
     }
-    this.o.stats.blobServed(name, 'upstream', joined);
+    this.o.stats.blobServed(name, d.value, fill.size ?? 0, 'upstream', joined);
     return {
       size: fill.size,
       read: (range) => this.counted(name, d, fill.reader(range), range ? range.end - range.start + 1 : fill.size),
@@ -300,7 +300,7 @@ export class PullThroughCache implements RegistryReader {
         return {
           handle,
           close: async (served) => {
-            if (served) this.o.stats.bytesServed(name, bytes(range));
+            if (served) this.o.stats.bytesServed(name, d.value, bytes(range));
             release();
             await handle.close();
           },
@@ -310,7 +310,7 @@ export class PullThroughCache implements RegistryReader {
   }
 
   private counted(name: string, d: Digest, stream: Readable, bytes: number | undefined): Readable {
-    stream.once('end', () => this.o.stats.bytesServed(name, bytes ?? 0));
+    stream.once('end', () => this.o.stats.bytesServed(name, d.value, bytes ?? 0));
     stream.once('close', this.hold(d));
     return stream;
   }
@@ -455,6 +455,7 @@ export class PullThroughCache implements RegistryReader {
     if (want && want.value !== digest.value) {
       throw new RegistryError('UNAVAILABLE', `${route.upstream.ns} sent a manifest whose digest is not ${want.value}`);
     }
+    this.o.stats.fromUpstream(digest.value);
     const mediaType = this.mediaTypeOf(body, header(res.headers, 'content-type'));
     const subject = this.subjectOf(body);
     // Held from its bytes to its record: no eviction or gc falls between (BlobLifetime).

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { DEFAULT_UPLOAD_MAX_AGE_MS, openStorage, type Storage } from '../storage/index.js';
 import { buildRegistryApp, BasicAuth, type ClientTimeouts } from '../registry/index.js';
 import { createCache, type Credentials } from '../proxy/index.js';
-import { Stats, toPrometheus } from '../stats/index.js';
+import { Stats, countPushes, toPrometheus } from '../stats/index.js';
 import type { PackRestorer, RestoringRegistry } from '../persist/index.js';
 import type { Digest } from '../oci/index.js';
 import { parseAddress, urlOf } from './address.js';
@@ -188,7 +188,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // With the prefetch, the index's tags are confirmed upstream meanwhile too.
     if (opts.persistPrefetch) void persistence?.then((p) => cache.backend.confirmTags(p.tags), () => {});
     await cache.backend.installProbe();
-    const registryApp = buildRegistryApp({ backend: registryBackend ?? storage.registry, writable: true, deleteEnabled: opts.deleteEnabled ?? true, ...common });
+    const registryApp = buildRegistryApp({ backend: countPushes(registryBackend ?? storage.registry, stats), writable: true, deleteEnabled: opts.deleteEnabled ?? true, ...common });
     apps.push(registryApp);
     const cacheApp = buildRegistryApp({
       backend: cache.backend,
@@ -317,6 +317,8 @@ async function openPersistence(
     indexFile === '-' ? readStdin() : readFile(indexFile, 'utf8').catch(() => ''),
   ]);
   const index = parseIndex(text);
+  // What the index brings (its manifests, its inline blobs) counts as the Actions cache's.
+  stats.fromActionsCache([...Object.keys(index.inline), ...Object.values(index.manifests).flatMap((m) => Object.keys(m))]);
   // The prefetch starts before the import (the index's manifests and tags into the store).
   const restorer = ActionsCache.available() ? new PackRestorer(storage, index, new ActionsCache(), storage.layout.tmpDir) : undefined;
   if (restorer && prefetch) void restorer.prefetchAll();

@@ -1,9 +1,23 @@
 // Counters the server keeps about what it served and what it asked upstream, per
-// repository, per upstream, and in total. Rendered as JSON (stats file, HTTP endpoint),
+// repository, per upstream, and in total; and, per digest, where the content entered this
+// runner's store in this server's life (its origin): fetched upstream, restored from the
+// Actions cache, pushed to the registry port, or already on disk when the server started.
+// Bytes served are attributed by origin, so a blob the Actions cache restored counts as the
+// Actions cache's however often it is served, and docker's by-digest re-request of a manifest
+// it just got by tag is not a disk hit. Rendered as JSON (stats file, HTTP endpoint),
 // Prometheus text, and, by the Action, the job summary.
 
-/** Where the bytes of a response came from. */
+/** How a response was answered. */
 export type Source = 'local' | 'upstream' | 'stale' | 'persist';
+
+/** Where content in the store came from: this job's upstream fetch, the Actions cache, a push, or the disk as found. */
+export type Origin = 'upstream' | 'actionsCache' | 'pushed' | 'disk';
+
+/** The origins, in the order reports list them. */
+export const ORIGINS: readonly Origin[] = ['upstream', 'actionsCache', 'disk', 'pushed'];
+
+/** Bytes per origin. */
+export type ByOrigin = Record<Origin, number>;
 
 /** Counters of one repository (an image) of the cache or the registry. */
 export interface RepositoryStats {
@@ -14,6 +28,8 @@ export interface RepositoryStats {
   manifestStale: number;
   /** Manifest requests answered after a HEAD revalidation instead of a counted GET. */
   manifestRevalidated: number;
+  /** By-digest manifest requests for a manifest this server fetched upstream (docker's second request): not hits. */
+  manifestRepeats: number;
   blobHits: number;
   blobMisses: number;
   /** Blob requests served from another request's in-flight upstream download. */
@@ -21,6 +37,10 @@ export interface RepositoryStats {
   /** Blobs restored from the Actions cache. */
   blobPersistHits: number;
   bytesServed: number;
+  /** Bytes sent to clients, by where the content came from (sums to bytesServed). */
+  bytesServedByOrigin: ByOrigin;
+  /** Size of the distinct manifests and blobs served (each once), by origin: the image's size. */
+  sizeByOrigin: ByOrigin;
   bytesFetched: number;
   /** Digests tags resolved to, last first. */
   digests: string[];
@@ -43,12 +63,29 @@ export interface UpstreamStats {
   latencyMs: { count: number; sum: number; max: number };
 }
 
+/** What clients pushed to one repository of the registry port. */
+export interface PushStats {
+  /** Tags pushed, last first. */
+  tags: string[];
+  /** Manifest digests pushed, last first. */
+  digests: string[];
+  manifests: number;
+  blobs: number;
+  /** Bytes of the manifests and blobs pushed. */
+  bytes: number;
+  firstSeenMs: number;
+  lastSeenMs: number;
+}
+
 /** A snapshot of every counter, as written to the stats file. */
 export interface StatsSnapshot {
   startedAtMs: number;
   takenAtMs: number;
+  /** The cache port's repositories (canonical names: `docker.io/library/alpine`). */
   repositories: Record<string, RepositoryStats>;
   upstreams: Record<string, UpstreamStats>;
+  /** The registry port's repositories clients pushed to. */
+  pushes: Record<string, PushStats>;
   /** Reports of other parts (the Actions cache restore tier as `persist`). */
   extras: Record<string, unknown>;
   totals: {
@@ -62,10 +99,20 @@ export interface StatsSnapshot {
     blobMisses: number;
     blobJoins: number;
     blobPersistHits: number;
+    bytesServedByOrigin: ByOrigin;
+    /** Size of the distinct content served over every repository (a layer two images share, once), by origin. */
+    sizeByOrigin: ByOrigin;
   };
 }
 
 const MAX_REFERENCES = 50;
+/** Digests whose origin and size are remembered (beyond it, new content counts as the disk's). */
+const MAX_TRACKED = 200_000;
+
+/** Zero bytes for every origin. */
+export function noBytes(): ByOrigin {
+  return { upstream: 0, actionsCache: 0, pushed: 0, disk: 0 };
+}
 
 function newRepository(now: number): RepositoryStats {
   return {
@@ -74,11 +121,14 @@ function newRepository(now: number): RepositoryStats {
     manifestMisses: 0,
     manifestStale: 0,
     manifestRevalidated: 0,
+    manifestRepeats: 0,
     blobHits: 0,
     blobMisses: 0,
     blobJoins: 0,
     blobPersistHits: 0,
     bytesServed: 0,
+    bytesServedByOrigin: noBytes(),
+    sizeByOrigin: noBytes(),
     bytesFetched: 0,
     digests: [],
     firstSeenMs: now,
@@ -103,7 +153,14 @@ export class Stats {
   readonly startedAtMs = Date.now();
   private readonly repositories = new Map<string, RepositoryStats>();
   private readonly upstreams = new Map<string, UpstreamStats>();
+  private readonly pushes = new Map<string, PushStats>();
   private readonly extras = new Map<string, () => unknown>();
+  /** Where each digest's content came from, when not the disk as found. */
+  private readonly origins = new Map<string, Origin>();
+  /** Digests served, with their size (the distinct content served, over every repository). */
+  private readonly served = new Map<string, number>();
+  /** Digests served per repository (each counted once in its size). */
+  private readonly servedBy = new Map<string, Set<string>>();
   private requests = 0;
 
   /** Includes what `report` returns under `name` in every snapshot. */
@@ -131,36 +188,82 @@ export class Stats {
     return u;
   }
 
+  /** Where `digest`'s content came from ('disk' when this server did not put it in the store). */
+  originOf(digest: string): Origin {
+    return this.origins.get(digest) ?? 'disk';
+  }
+
+  /** Records that `digests` entered the store from `origin` (the first origin recorded stays). */
+  private mark(digests: Iterable<string>, origin: Origin): void {
+    for (const d of digests) {
+      if (this.origins.has(d)) continue;
+      if (this.origins.size >= MAX_TRACKED) return;
+      this.origins.set(d, origin);
+    }
+  }
+
+  /** Content fetched from an upstream into the store. */
+  fromUpstream(digest: string): void {
+    this.mark([digest], 'upstream');
+  }
+
+  /** Content restored from the Actions cache (packs, and the index's manifests and inline blobs). */
+  fromActionsCache(digests: Iterable<string>): void {
+    this.mark(digests, 'actionsCache');
+  }
+
+  /** Counts `digest` (of `size` bytes) once in the size of `name`'s image and in the totals. */
+  private sized(name: string, r: RepositoryStats, digest: string, size: number): void {
+    let seen = this.servedBy.get(name);
+    if (!seen) {
+      seen = new Set();
+      this.servedBy.set(name, seen);
+    }
+    if (seen.has(digest) || seen.size >= MAX_TRACKED) return;
+    seen.add(digest);
+    r.sizeByOrigin[this.originOf(digest)] += size;
+    if (!this.served.has(digest) && this.served.size < MAX_TRACKED) this.served.set(digest, size);
+  }
+
   /** Counts one client request. */
   request(): void {
     this.requests++;
   }
 
-  /** A manifest served to a client, and from where. */
+  /** A manifest served to a client, and how (`bytes` is 0 for a HEAD). */
   manifestServed(name: string, reference: string, digest: string, source: Source, bytes: number, revalidated = false): void {
     const r = this.repo(name);
     pushUnique(r.references, reference);
+    const byDigest = reference.includes(':');
     // The image's digest is what its tag resolves to; by-digest fetches (children, re-fetches) do not change it.
-    if (!reference.includes(':')) pushUnique(r.digests, digest);
+    if (!byDigest) pushUnique(r.digests, digest);
     if (source === 'upstream') r.manifestMisses++;
     else if (source === 'stale') r.manifestStale++;
+    else if (byDigest && this.originOf(digest) === 'upstream') r.manifestRepeats++;
     else r.manifestHits++;
     if (revalidated) r.manifestRevalidated++;
     r.bytesServed += bytes;
+    r.bytesServedByOrigin[this.originOf(digest)] += bytes;
+    if (bytes > 0) this.sized(name, r, digest, bytes);
   }
 
-  /** A blob response started, and from where; `joined` when it shares another's download. */
-  blobServed(name: string, source: Source, joined = false): void {
+  /** A blob response of `size` bytes started, and how; `joined` when it shares another's download. */
+  blobServed(name: string, digest: string, size: number, source: Source, joined = false): void {
     const r = this.repo(name);
     if (source === 'upstream') r.blobMisses++;
     else if (source === 'persist') r.blobPersistHits++;
     else r.blobHits++;
     if (joined) r.blobJoins++;
+    if (source === 'persist') this.fromActionsCache([digest]);
+    if (source === 'upstream') this.fromUpstream(digest);
+    this.sized(name, r, digest, size);
   }
 
-  /** Bytes sent to a client for `name`. */
-  bytesServed(name: string, bytes: number): void {
-    this.repo(name).bytesServed += bytes;
+  /** Bytes of `digest` sent to a client for `name`. */
+  bytesServed(name: string, digest: string, bytes: number): void {
+    const r = this.repo(name);
+    r.bytesServed += bytes;
+    r.bytesServedByOrigin[this.originOf(digest)] += bytes;
   }
 
   /** Bytes received from upstream `ns` for `name`. */
@@ -191,6 +294,35 @@ export class Stats {
     this.upstream(ns).rateLimit = { limit, remaining, seenAtMs: Date.now() };
   }
 
+  private push(name: string): PushStats {
+    let p = this.pushes.get(name);
+    const now = Date.now();
+    if (!p) {
+      p = { tags: [], digests: [], manifests: 0, blobs: 0, bytes: 0, firstSeenMs: now, lastSeenMs: now };
+      this.pushes.set(name, p);
+    }
+    p.lastSeenMs = now;
+    return p;
+  }
+
+  /** A blob a client pushed to the registry port (an upload or a mount). */
+  blobPushed(name: string, digest: string, size: number): void {
+    const p = this.push(name);
+    p.blobs++;
+    p.bytes += size;
+    this.mark([digest], 'pushed');
+  }
+
+  /** A manifest a client pushed to the registry port, by tag or by digest. */
+  manifestPushed(name: string, reference: string, digest: string, size: number): void {
+    const p = this.push(name);
+    p.manifests++;
+    p.bytes += size;
+    if (!reference.includes(':')) pushUnique(p.tags, reference);
+    pushUnique(p.digests, digest);
+    this.mark([digest], 'pushed');
+  }
+
   /** Every counter, as plain data. */
   snapshot(): StatsSnapshot {
     const repositories = Object.fromEntries([...this.repositories].map(([k, v]) => [k, structuredClone(v)]));
@@ -205,6 +337,8 @@ export class Stats {
       blobMisses: 0,
       blobJoins: 0,
       blobPersistHits: 0,
+      bytesServedByOrigin: noBytes(),
+      sizeByOrigin: noBytes(),
     };
     for (const r of this.repositories.values()) {
       totals.bytesServed += r.bytesServed;
@@ -216,9 +350,12 @@ export class Stats {
       totals.blobMisses += r.blobMisses;
       totals.blobJoins += r.blobJoins;
       totals.blobPersistHits += r.blobPersistHits;
+      for (const o of ORIGINS) totals.bytesServedByOrigin[o] += r.bytesServedByOrigin[o];
     }
+    for (const [d, size] of this.served) totals.sizeByOrigin[this.originOf(d)] += size;
     const upstreams = Object.fromEntries([...this.upstreams].map(([k, v]) => [k, structuredClone(v)]));
+    const pushes = Object.fromEntries([...this.pushes].map(([k, v]) => [k, structuredClone(v)]));
     const extras = Object.fromEntries([...this.extras].map(([k, f]) => [k, structuredClone(f())]));
-    return { startedAtMs: this.startedAtMs, takenAtMs: Date.now(), repositories, upstreams, extras, totals };
+    return { startedAtMs: this.startedAtMs, takenAtMs: Date.now(), repositories, upstreams, pushes, extras, totals };
   }
 }

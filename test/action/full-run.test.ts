@@ -14,6 +14,8 @@ import { ActionsJob, PRESEEDED_DAEMON_JSON, type SeededUpstream, type StepResult
 import type { AccessLogEntry } from '../helpers/distribution.js';
 import { pidAlive, tempDir, waitFor } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
+import { assertWellFormed, parseSummary } from '../helpers/summary-markdown.js';
+import { formatBytes, shortDigest } from '../../src/action/summary/index.js';
 
 const skip = skipUnless(['dockerd', 'containerd', 'docker', 'docker-registry', 'busybox'], { root: true });
 
@@ -27,12 +29,6 @@ function upstreamRequests(log: AccessLogEntry[], up: SeededUpstream) {
   };
 }
 
-/** The value in the summary's totals table for a row whose label starts with `label`. */
-function total(summary: string, label: string): string {
-  const line = summary.split('\n').find((l) => l.startsWith(`| ${label}`));
-  assert.ok(line, `summary has a "${label}" row:\n${summary}`);
-  return line.split('|')[2]!.trim();
-}
 
 function assertClean(step: StepResult, what: string): void {
   const detail = `\nstdout:\n${step.stdout}\nstderr:\n${step.stderr}`;
@@ -112,17 +108,21 @@ async function fullRun(t: TestContext, node: string): Promise<void> {
   // the report agrees with the upstream's access log
   const final = upstreamRequests(await upstream.requests(), upstream);
   const s = post.summary;
-  assert.match(s, /^## regcache/m);
-  const row = s.split('\n').find((l) => l.startsWith('| ') && l.includes(upstream.repository));
+  assertWellFormed(s);
+  const parsed = parseSummary(s);
+  const row = parsed.tables[0]?.rows.find((r) => r[0] === upstream.repository.replace(/^library\//, ''));
   assert.ok(row, `summary has a row for ${upstream.repository}:\n${s}`);
-  const cells = row.split('|').map((c) => c.trim());
-  assert.ok(cells[2]!.split(', ').includes(upstream.tag), `row names the tag: ${row}`);
-  assert.ok(cells[3]!.includes(upstream.layout.manifestDigest.slice(0, 19)), `row has the digest: ${row}`);
-  assert.ok(row.includes(`| 0 / ${final.blobGets.length} |`), `row: blobs local / upstream = 0 / ${final.blobGets.length}: ${row}`);
-  assert.ok(row.includes('upstream'), `row says the bytes came from upstream: ${row}`);
+  const [, tags, digest, from, size, fromUpstream] = row;
+  assert.ok(tags!.split(' ').includes(upstream.tag), `row names the tag: ${row.join(' | ')}`);
+  assert.equal(digest, shortDigest(upstream.layout.manifestDigest), 'row has the short digest');
+  assert.equal(from, 'upstream', "a cold job: every byte from upstream, none from disk (docker's by-digest manifest request is no disk hit)");
+  assert.equal(parsed.headline, `1 image pulled, none from cache · Docker Hub: ${final.manifestGets.length} counted`);
   assert.ok(!s.includes('mirror-check'), 'the mirror probe is not reported');
-  assert.equal(total(s, 'Requests sent upstream'), String(final.all.length));
-  assert.equal(total(s, 'Manifest GETs upstream'), String(final.manifestGets.length));
+  const hub = parsed.tables.find((t) => t.header[0] === 'Upstream')?.rows.find((r) => r[0] === 'docker.io');
+  assert.ok(hub, `the upstreams section names docker.io:\n${s}`);
+  assert.equal(hub[1], String(final.all.length), 'requests sent upstream: as the access log says');
+  assert.equal(hub[3], `${final.manifestGets.length} counted, 0 avoided`, 'manifest GETs: as the access log says');
+  assert.equal(parsed.items.docker?.startsWith('pointed at the cache'), true, `the setup says docker was pointed at the cache: ${parsed.items.docker}`);
   assert.equal(post.outputs['upstream-requests'], String(final.all.length));
   assert.equal(post.outputs['counted-manifest-gets'], String(final.manifestGets.length));
   assert.equal(post.outputs['blob-misses'], String(final.blobGets.length));
@@ -131,6 +131,8 @@ async function fullRun(t: TestContext, node: string): Promise<void> {
   const manifestBytes = (await readFile(join(upstream.layout.dir, 'blobs', 'sha256', upstream.layout.manifestDigest.slice(7)))).length;
   const bytesFetched = Number(post.outputs['bytes-fetched']);
   assert.ok(bytesFetched >= fetched && bytesFetched <= fetched + manifestBytes, `bytes-fetched ${bytesFetched} is what the upstream sent (${fetched} in blobs)`);
+  assert.equal(fromUpstream, formatBytes(bytesFetched), 'the From upstream column: the bytes fetched');
+  assert.equal(size, formatBytes(fetched + manifestBytes), 'the Size column: the manifest and blobs, once each');
   assert.equal(post.outputs['stats-file'], outputs['stats-file']);
   const stats = JSON.parse(await readFile(outputs['stats-file']!, 'utf8')) as { repositories: Record<string, { blobMisses: number }> };
   const fileStats = Object.entries(stats.repositories).find(([n]) => n.endsWith(upstream.repository))?.[1];

@@ -8,6 +8,8 @@ import { test, type TestContext } from 'node:test';
 import { ActionsJob, type SeededUpstream, type StepResult, node24Binary, startSeededUpstream, startTestHost } from '../helpers/actions-runner.js';
 import { tempDir } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
+import { assertWellFormed, parseSummary } from '../helpers/summary-markdown.js';
+import { formatBytes } from '../../src/action/summary/index.js';
 
 const skip = skipUnless(['dockerd', 'containerd', 'docker', 'docker-registry', 'busybox'], { root: true });
 
@@ -51,10 +53,12 @@ async function simulatedJob(t: TestContext, jobDir: string, node: string, upstre
   };
 }
 
+/** The summary's row for an image (image, tags, digest, bytes from, size, from upstream), checked well formed. */
 function imageRow(summary: string, repository: string): string[] {
-  const row = summary.split('\n').find((l) => l.startsWith('| ') && l.includes(repository));
+  assertWellFormed(summary);
+  const row = parseSummary(summary).tables[0]?.rows.find((r) => r[0] === repository.replace(/^library\//, ''));
   assert.ok(row, `summary has a row for ${repository}:\n${summary}`);
-  return row.split('|').map((c) => c.trim());
+  return row;
 }
 
 test('second run on a fresh docker data-root and the same storage: zero upstream blob GETs', { skip, timeout: 120_000 }, async (t) => {
@@ -67,13 +71,16 @@ test('second run on a fresh docker data-root and the same storage: zero upstream
 
   const first = await simulatedJob(t, join(dir.path, 'job1'), node, upstream, storage);
   assert.equal(first.blobGets, upstream.blobs.length, 'the first run fetched every blob upstream');
-  assert.equal(imageRow(first.post.summary, upstream.repository)[5], `0 / ${upstream.blobs.length}`);
+  const cold = imageRow(first.post.summary, upstream.repository);
+  assert.equal(cold[3], 'upstream', `a cold job: bytes from upstream only: ${cold.join(' | ')}`);
+  assert.equal(cold[5], formatBytes(Number(first.post.outputs['bytes-fetched'])));
 
   const second = await simulatedJob(t, join(dir.path, 'job2'), node, upstream, storage);
   assert.equal(second.blobGets, 0, 'the second run fetched no blob upstream');
   const row = imageRow(second.post.summary, upstream.repository);
-  assert.equal(row[5], `${upstream.blobs.length} / 0`, `blobs local / upstream: ${row.join(' | ')}`);
-  assert.equal(row[4], 'disk', `the bytes came from disk: ${row.join(' | ')}`);
+  assert.equal(row[3], "this runner's disk", `the bytes came from disk: ${row.join(' | ')}`);
+  assert.equal(row[4], cold[4], 'the same size');
+  assert.equal(row[5], '0 B', 'nothing from upstream');
   assert.equal(second.post.outputs['blob-misses'], '0');
   assert.equal(second.post.outputs['blob-hits'], String(upstream.blobs.length));
   assert.equal(second.post.outputs['bytes-fetched'], '0');

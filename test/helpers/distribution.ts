@@ -43,6 +43,8 @@ export interface AccessLogEntry {
   /** The query string without its leading `?`, or '' when there was none. */
   query: string;
   status: number;
+  /** Bytes of the response body as logged (undefined when the log said `-`). */
+  bytes?: number;
 }
 
 /** A running distribution registry, as returned by {@link startDistribution}. */
@@ -222,7 +224,7 @@ function running(child: ChildProcess, parts: RunningParts): Distribution {
 }
 
 /** `127.0.0.1 - - [27/Nov/2026:21:00:46 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"` */
-const ACCESS_LINE = /^\S+ \S+ \S+ \[[^\]]+\] "([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) /;
+const ACCESS_LINE = /^\S+ \S+ \S+ \[[^\]]+\] "([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) (\d+|-)/;
 
 /** Extracts the access-log lines (combined log format) from distribution's mixed log output. */
 export function parseAccessLog(text: string): AccessLogEntry[] {
@@ -230,12 +232,12 @@ export function parseAccessLog(text: string): AccessLogEntry[] {
   for (const line of text.split('\n')) {
     const m = ACCESS_LINE.exec(line);
     if (!m) continue;
-    const [, method, target, status] = m as unknown as [string, string, string, string];
+    const [, method, target, status, size] = m as unknown as [string, string, string, string, string];
     const q = target.indexOf('?');
     const path = q < 0 ? target : target.slice(0, q);
     const query = q < 0 ? '' : target.slice(q + 1);
     if (path === '/v2/' && query.startsWith(`${SYNC_PARAM}=`)) continue;
-    entries.push({ method, path, query, status: Number(status) });
+    entries.push({ method, path, query, status: Number(status), ...(size !== '-' ? { bytes: Number(size) } : {}) });
   }
   return entries;
 }

@@ -103,8 +103,8 @@ test('a tampered pack entry: what follows the damage comes from upstream, never 
   assert.equal(persist.packsBroken, 1);
   assert.equal(persist.packsRestored, 1, "b's pack was still used");
   assert.equal(downloadsOf(second.requests, f.svc.records().entries.filter((e) => e.key === packA)).length, 1, 'the broken pack was downloaded once, not once per layer');
-  assert.match(second.persistence['Packs restored on demand']!, /1 broken/);
-  assert.match(second.persistence['Dropped from the index (evicted or broken)']!, /^1 packs/);
+  assert.match(second.persistence['Packs restored']!, /1 broken/);
+  assert.match(second.persistence['Dropped from the index (evicted or broken)']!, /^1 pack$/);
 });
 
 test('a pack whose blob does not match its digest: that blob is rejected and fetched upstream, the rest used', { skip, timeout: 90_000 }, async (t) => {
@@ -126,7 +126,7 @@ test('a pack whose blob does not match its digest: that blob is rejected and fet
   const persist = (await serverStats(second)).extras.persist as Record<string, number>;
   assert.equal(persist.blobsRejected, 1);
   assert.equal(persist.packsBroken, 1);
-  assert.match(second.persistence['Packs restored on demand']!, /1 blobs failed verification and were fetched upstream/);
+  assert.match(second.persistence['Packs restored']!, /1 blob failed verification \(fetched upstream instead\)/);
 });
 
 test('an evicted pack falls through to upstream; the other packs are still used; the layers are saved again', { skip, timeout: 90_000 }, async (t) => {
@@ -142,5 +142,5 @@ test('an evicted pack falls through to upstream; the other packs are still used;
   assert.equal(persist.packsMissing, 1);
   assert.equal(persist.packsRestored, 1);
   assert.equal(persist.packsUnavailable, 0, 'the breaker stayed closed');
-  assert.match(second.persistence['Packs restored on demand']!, /^1 \(2 blobs, [^)]*\); 1 evicted$/);
+  assert.match(second.persistence['Packs restored']!, /^1 pack \(2 blobs, [^)]*\); 1 evicted$/);
 });

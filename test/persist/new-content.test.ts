@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { skipUnless } from '../helpers/tools.js';
 import { pushImage, randomImage, seedImage } from '../helpers/upstream-images.js';
-import { formatBytes } from '../../src/action/summary.js';
+import { formatBytes } from '../../src/action/summary/index.js';
 import {
   assertSummaryMatchesRecords,
   blobGets,
@@ -51,7 +51,7 @@ test('a new tag sharing base layers: only its new layers are uploaded, in a new 
   assert.notEqual(packs2[0]!.key, pack1!.key);
   // The new pack is the new layer alone (random bytes do not compress: a few KiB of tar around it).
   assert.ok(packs2[0]!.sizeBytes! >= newLayer.size && packs2[0]!.sizeBytes! < newLayer.size + 8 * 1024, `pack size ${packs2[0]!.sizeBytes} for a ${newLayer.size}-byte layer`);
-  assert.match(second.persistence.Saved!, new RegExp(`^1 new packs \\(${formatBytes(newLayer.size).replace('.', '\\.')}\\)`));
+  assert.match(second.persistence.Saved!, new RegExp(`^1 new pack \\(${formatBytes(newLayer.size).replace('.', '\\.')}\\)`));
   assert.equal(createdIndexes(second).length, 1, 'a new index (a new tag and a new pack)');
   assertSummaryMatchesRecords(second, svc);
 

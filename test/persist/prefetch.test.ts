@@ -39,7 +39,8 @@ test('by default every pack is restored in the background at start; the pulls th
   assert.equal((await serverStats(run)).extras.persist?.packsRestored, packs.length);
   for (const { name } of images) {
     const row = imageRow(run.post.summary, name);
-    assert.equal(row[4], 'disk + Actions cache', `prefetched layers are counted as served from the Actions cache: ${row.join(' | ')}`);
+    assert.equal(row[3], 'Actions cache', `prefetched layers (and the index's manifest and config) are counted as the Actions cache's: ${row.join(' | ')}`);
+    assert.equal(row[5], '0 B', 'nothing from upstream');
   }
 });
 

@@ -68,7 +68,7 @@ test('persist-registry: true: an image pushed to :5000 is served by the next job
   assert.equal(persist.blobsRestored, image.layers.length);
   assert.deepEqual(blobGets(second.upstream), [], 'nothing came from the upstream');
   assert.deepEqual(second.created, [], 'nothing new: no pack, no index uploaded');
-  assert.equal(second.persistence['Pushed images restored (persist-registry)'], '1 tags, 1 manifests');
+  assert.equal(second.persistence['Pushed images restored (persist-registry)'], '1 tag, 1 manifest');
 });
 
 test("a pushed image built on a pulled one: the shared layers stay in the cache's pack, the pushed pack holds the rest, the next job restores both", { skip, timeout: 120_000 }, async (t) => {
@@ -164,5 +164,5 @@ test('an evicted pack under a :5000 tag: that image answers MANIFEST_UNKNOWN at 
   assert.deepEqual(Object.keys(index.registry?.manifests ?? {}), ['team/y']);
   assert.ok(!(packOf(x) in index.packs));
   assert.deepEqual(lookupsOf(third.requests, packOf(x)), [], 'nor looks the evicted pack up again');
-  assert.equal(third.persistence['Pushed images restored (persist-registry)'], '1 tags, 1 manifests');
+  assert.equal(third.persistence['Pushed images restored (persist-registry)'], '1 tag, 1 manifest');
 });

@@ -30,7 +30,7 @@ import {
   twirpCalls,
   persistWorld,
 } from './support.js';
-import { formatBytes } from '../../src/action/summary.js';
+import { formatBytes } from '../../src/action/summary/index.js';
 
 const skipDocker = skipUnless(['dockerd', 'containerd', 'docker', 'docker-registry', 'busybox'], { root: true });
 const skipHttp = skipUnless(['docker-registry', 'zstd']);
@@ -71,8 +71,8 @@ test('two runs on fresh runners: run 2 pulls every layer from restored packs, no
   assert.equal(packs1.length, 1, `run 1 saved the image's layers as one pack: ${first.created.map((e) => e.key).join(', ')}`);
   assert.equal(createdIndexes(first).length, 1, 'and one index entry');
   assert.equal(first.created.length, 2, 'and nothing else (no pack for the mirror probe)');
-  assert.equal(first.persistence.Saved?.split(' (')[0], '1 new packs');
-  assert.match(first.persistence.Saved!, new RegExp(`^1 new packs \\(${formatBytes(bytesOf(image.layers)).replace('.', '\\.')}\\)`), 'the pack holds the layers (the config travels in the index)');
+  assert.equal(first.persistence.Saved?.split(' (')[0], '1 new pack');
+  assert.match(first.persistence.Saved!, new RegExp(`^1 new pack \\(${formatBytes(bytesOf(image.layers)).replace('.', '\\.')}\\)`), 'the pack holds the layers (the config travels in the index)');
   assertSummaryMatchesRecords(first, svc);
 
   const second = await run(2);
@@ -86,10 +86,10 @@ test('two runs on fresh runners: run 2 pulls every layer from restored packs, no
   const persist = (await serverStats(second)).extras.persist as { packsRestored: number; blobsRestored: number; bytesRestored: number };
   assert.equal(persist.packsRestored, 1);
   assert.equal(persist.blobsRestored, layers, `the ${layers} layers came from the restored pack`);
-  assert.equal(second.persistence['Packs restored on demand']?.split(', ')[0], `1 (${layers} blobs`);
+  assert.equal(second.persistence['Packs restored']?.split(', ')[0], `1 pack (${layers} blobs`);
   const row = imageRow(second.post.summary, `library/${name}`);
-  assert.equal(row[4], 'disk + Actions cache', `config from the index (disk), layers from the pack: ${row.join(' | ')}`);
-  assert.equal(row[5], `${image.blobs.length} / 0`, 'blobs local / upstream');
+  assert.equal(row[3], 'Actions cache', `manifest and config from the index, layers from the pack: all the Actions cache's on a fresh runner: ${row.join(' | ')}`);
+  assert.equal(row[5], '0 B', 'nothing from upstream');
   assert.equal(second.post.outputs['bytes-fetched'], '0');
   assertSummaryMatchesRecords(second, svc);
 });
@@ -145,7 +145,8 @@ test('save: auto saves a push to the default branch; a pull request run restores
   assert.deepEqual(new Set(blobGets(pr.upstream)), new Set(added.blobs.map((b) => b.digest)), 'the PR run restored the base image (no blob of it upstream) and fetched only the new image');
   assert.equal((await serverStats(pr)).extras.persist?.blobsRestored, cached.layers.length);
   assert.deepEqual(twirpCalls(pr.requests, 'CreateCacheEntry'), [], 'the PR run created no entry, though it fetched a new image');
-  assert.equal(pr.persistence.Saved, 'nothing (this run only restores)');
+  assert.equal(pr.persistence.Saved, 'nothing: `save: auto` does not save on pull requests (set `save: true` to save from them)');
+  assert.match(pr.post.summary, /Nothing was saved to the Actions cache: `save: auto` does not save on pull requests/, 'said above the table');
   assert.match(pr.post.stdout, /not saving to the Actions cache/);
   assert.ok(twirpCalls(pr.requests, 'GetCacheEntryDownloadURL').every((r) => r.ref === 'refs/pull/7/merge'), 'the lookups were the PR token\'s');
   assertSummaryMatchesRecords(pr, svc);
