@@ -7,6 +7,7 @@
 import type { Readable } from 'node:stream';
 import {
   MAX_MANIFEST_SIZE,
+  manifestRecordOf,
   type BlobHandle,
   type BlobStore,
   type RegistryReader,
@@ -433,9 +434,9 @@ export class PullThroughCache implements RegistryReader {
       throw new RegistryError('UNAVAILABLE', `${route.upstream.ns} sent a manifest whose digest is not ${want.value}`);
     }
     const mediaType = this.mediaTypeOf(body, header(res.headers, 'content-type'));
-    const subject = this.subjectOf(body);
     await this.o.blobs.putBytes(digest, body);
-    await this.o.repositories.putManifest(name, digest, { mediaType, size: body.byteLength, ...(subject ? { subject } : {}) });
+    // With its subject, artifactType and annotations: its referrers entry lists them.
+    await this.o.repositories.putManifest(name, digest, manifestRecordOf(body, mediaType));
     if (!expected) {
       await this.o.repositories.putTag(name, ref, digest);
       this.validatedAt.set(`${name}:${ref}`, Date.now());
@@ -452,15 +453,6 @@ export class PullThroughCache implements RegistryReader {
       return Array.isArray(doc.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json';
     } catch {
       return declared ?? 'application/octet-stream';
-    }
-  }
-
-  private subjectOf(body: Buffer): string | undefined {
-    try {
-      const doc = JSON.parse(body.toString('utf8')) as { subject?: { digest?: unknown } };
-      return typeof doc.subject?.digest === 'string' && tryParseDigest(doc.subject.digest) ? doc.subject.digest : undefined;
-    } catch {
-      return undefined;
     }
   }
 
