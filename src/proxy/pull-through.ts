@@ -32,6 +32,7 @@ import { UpstreamClient, UpstreamError, header, type UpstreamResponse } from './
 import type { Route, UpstreamRouter } from './upstreams.js';
 import { PROBE_REPOSITORY, installProbe } from './probe.js';
 import type { CacheEvictor } from './eviction.js';
+import { UpstreamReferrers } from './referrers.js';
 
 const ACCEPT = [...MANIFEST_MEDIA_TYPES, 'application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5'].join(', ');
 
@@ -128,7 +129,12 @@ export class PullThroughCache implements RegistryReader {
   /** Canonical names answered from the store only (the mirror probe). */
   private readonly localOnly = new Set<string>();
 
-  constructor(private readonly o: PullThroughOptions) {}
+  /** The referrers API, asked of the upstream. */
+  private readonly referrers: UpstreamReferrers;
+
+  constructor(private readonly o: PullThroughOptions) {
+    this.referrers = new UpstreamReferrers({ route: (name) => this.route(name), repositories: o.repositories, stats: o.stats, tagTtlMs: o.tagTtlMs });
+  }
 
   /** Serves the mirror probe image under Docker Hub's `regcache-probe/mirror-check`. */
   async installProbe(): Promise<void> {
@@ -490,11 +496,17 @@ export class PullThroughCache implements RegistryReader {
     return this.o.repositories.listTags(name);
   }
 
-  /** Referrers among the cached manifests. */
-  listReferrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]> {
-    return this.o.repositories
-      .listReferrers(name, subject)
-      .then((all) => (artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType)));
+  /** Referrers as the upstream lists them (referrers.ts); of the cached manifests for local-only names. */
+  async listReferrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]> {
+    if (this.localOnly.has(name)) {
+      const all = await this.o.repositories.listReferrers(name, subject);
+      return artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType);
+    }
+    try {
+      return await this.referrers.list(name, subject, artifactType);
+    } catch (err) {
+      throw upstreamToRegistryError(err);
+    }
   }
 
   /** The cached repositories (as `<ns>/<name>`). */

@@ -149,6 +149,14 @@ export class Stats {
     r.bytesServed += bytes;
   }
 
+  /** A referrers list served to a client, and from where: counted with the manifests (it is an image index). */
+  referrersServed(name: string, source: Source): void {
+    const r = this.repo(name);
+    if (source === 'upstream') r.manifestMisses++;
+    else if (source === 'stale') r.manifestStale++;
+    else r.manifestHits++;
+  }
+
   /** A blob response started, and from where; `joined` when it shares another's download. */
   blobServed(name: string, source: Source, joined = false): void {
     const r = this.repo(name);
