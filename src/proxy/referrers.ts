@@ -222,17 +222,17 @@ function filtersApplied(headers: UpstreamResponse['headers']): string[] {
 
 /**
  * The query of the next page a `Link` header names (`?...`, or '' for none), resolved against
- * the page's URL; undefined when there is no next page. A next page anywhere but this subject's
- * referrers on the same upstream is refused: the cache asks only its upstream.
+ * the page's URL; undefined when there is no next page. Only the query is taken: the page is
+ * asked of the configured upstream, whatever host the Link names (credentials go nowhere else),
+ * and a Link to another path than this subject's referrers is refused.
  */
-export function nextPage(link: string | undefined, pageUrl: string, path: string): string | undefined {
+function nextPage(link: string | undefined, pageUrl: string, path: string): string | undefined {
   if (!link) return undefined;
   for (const m of link.matchAll(/<([^>]*)>([^,]*)/g)) {
     if (!/;\s*rel="?next"?/i.test(m[2]!)) continue;
-    const page = new URL(pageUrl);
-    const next = new URL(m[1]!, page);
-    if (next.origin !== page.origin || decodeURIComponent(next.pathname) !== decodeURIComponent(path)) {
-      throw new RegistryError('UNAVAILABLE', `the upstream's next referrers page is elsewhere (${next.origin}${next.pathname.slice(0, 200)})`);
+    const next = new URL(m[1]!, pageUrl);
+    if (decodeURIComponent(next.pathname) !== decodeURIComponent(path)) {
+      throw new RegistryError('UNAVAILABLE', `the upstream's next referrers page is elsewhere (${next.pathname.slice(0, 200)})`);
     }
     return next.search;
   }
