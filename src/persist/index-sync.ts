@@ -2,7 +2,7 @@
 // restored index's manifests, small blobs and tags (tags as hints: they are revalidated on
 // first use); at the end of the job the store is described as an index again.
 import type { Repositories, Storage } from '../storage/index.js';
-import { MAX_MANIFEST_SIZE } from '../storage/index.js';
+import { MAX_MANIFEST_SIZE, manifestRecordOf } from '../storage/index.js';
 import { digestOf, parseManifest, tryParseDigest } from '../oci/index.js';
 import { PROBE_REPOSITORY } from '../proxy/index.js';
 import { emptyIndex, emptyRepositories, type IndexedRepositories, type PersistIndex } from './persist-index.js';
@@ -35,7 +35,7 @@ export async function importIndex(storage: Storage, index: PersistIndex): Promis
       // Held from its bytes to its record: no eviction or gc falls between (BlobLifetime).
       await storage.blobs.lifetime.holding([d.value], async () => {
         await storage.blobs.putBytes(d, body);
-        await repos.putManifest(repo, d, { mediaType: m.mediaType, size: body.byteLength, ...(m.subject ? { subject: m.subject } : {}) });
+        await repos.putManifest(repo, d, manifestRecordOf(body, m.mediaType));
       });
       out.manifests++;
     }

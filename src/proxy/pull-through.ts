@@ -7,6 +7,7 @@
 import type { Readable } from 'node:stream';
 import {
   MAX_MANIFEST_SIZE,
+  manifestRecordOf,
   type BlobHandle,
   type BlobLink,
   type BlobStore,
@@ -32,6 +33,7 @@ import { UpstreamClient, UpstreamError, header, type UpstreamResponse } from './
 import type { Route, UpstreamRouter } from './upstreams.js';
 import { PROBE_REPOSITORY, installProbe } from './probe.js';
 import type { CacheEvictor } from './eviction.js';
+import { UpstreamReferrers } from './referrers.js';
 
 const ACCEPT = [...MANIFEST_MEDIA_TYPES, 'application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5'].join(', ');
 
@@ -128,7 +130,12 @@ export class PullThroughCache implements RegistryReader {
   /** Canonical names answered from the store only (the mirror probe). */
   private readonly localOnly = new Set<string>();
 
-  constructor(private readonly o: PullThroughOptions) {}
+  /** The referrers API, asked of the upstream. */
+  private readonly referrers: UpstreamReferrers;
+
+  constructor(private readonly o: PullThroughOptions) {
+    this.referrers = new UpstreamReferrers({ route: (name) => this.route(name), repositories: o.repositories, stats: o.stats, tagTtlMs: o.tagTtlMs });
+  }
 
   /** Serves the mirror probe image under Docker Hub's `regcache-probe/mirror-check`. */
   async installProbe(): Promise<void> {
@@ -457,11 +464,11 @@ export class PullThroughCache implements RegistryReader {
     }
     this.o.stats.fromUpstream(digest.value);
     const mediaType = this.mediaTypeOf(body, header(res.headers, 'content-type'));
-    const subject = this.subjectOf(body);
     // Held from its bytes to its record: no eviction or gc falls between (BlobLifetime).
     await this.o.blobs.lifetime.holding([digest.value], async () => {
       await this.o.blobs.putBytes(digest, body);
-      await this.o.repositories.putManifest(name, digest, { mediaType, size: body.byteLength, ...(subject ? { subject } : {}) });
+      // With its subject, artifactType and annotations: its referrers entry lists them.
+      await this.o.repositories.putManifest(name, digest, manifestRecordOf(body, mediaType));
     });
     if (!expected) {
       await this.o.repositories.putTag(name, ref, digest);
@@ -479,15 +486,6 @@ export class PullThroughCache implements RegistryReader {
       return Array.isArray(doc.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json';
     } catch {
       return declared ?? 'application/octet-stream';
-    }
-  }
-
-  private subjectOf(body: Buffer): string | undefined {
-    try {
-      const doc = JSON.parse(body.toString('utf8')) as { subject?: { digest?: unknown } };
-      return typeof doc.subject?.digest === 'string' && tryParseDigest(doc.subject.digest) ? doc.subject.digest : undefined;
-    } catch {
-      return undefined;
     }
   }
 
@@ -525,11 +523,17 @@ export class PullThroughCache implements RegistryReader {
     return this.o.repositories.listTags(name);
   }
 
-  /** Referrers among the cached manifests. */
-  listReferrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]> {
-    return this.o.repositories
-      .listReferrers(name, subject)
-      .then((all) => (artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType)));
+  /** Referrers as the upstream lists them (referrers.ts); of the cached manifests for local-only names. */
+  async listReferrers(name: string, subject: Digest, artifactType?: string): Promise<Descriptor[]> {
+    if (this.localOnly.has(name)) {
+      const all = await this.o.repositories.listReferrers(name, subject);
+      return artifactType === undefined ? all : all.filter((d) => d.artifactType === artifactType);
+    }
+    try {
+      return await this.referrers.list(name, subject, artifactType);
+    } catch (err) {
+      throw upstreamToRegistryError(err);
+    }
   }
 
   /** The cached repositories (as `<ns>/<name>`). */

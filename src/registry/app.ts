@@ -36,6 +36,8 @@ interface CommonOptions {
   extraRoutes?: (app: FastifyInstance) => void;
   /** Limits on slow and idle clients (defaults: DEFAULT_CLIENT_TIMEOUTS). */
   timeouts?: ClientTimeouts;
+  /** Most referrers on one page of the referrers API (default: as many as fit in 4 MiB). */
+  referrersPageSize?: number;
 }
 
 /** The fastify application serving the OCI distribution API over `backend`. */
@@ -86,7 +88,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
   baseRoutes(app);
   blobReadRoutes(app, ctx);
   manifestReadRoutes(app, ctx);
-  discoveryRoutes(app, ctx);
+  discoveryRoutes(app, ctx, opts.referrersPageSize !== undefined ? { referrersPageSize: opts.referrersPageSize } : {});
   if (opts.writable) {
     const writeCtx = routeContext(opts.backend, opts.resolveName);
     uploadRoutes(app, writeCtx);

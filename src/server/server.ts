@@ -79,6 +79,8 @@ export interface ServerOptions {
   uploadPurgeIntervalMs?: number;
   /** Limits on slow and idle clients, both ports. */
   timeouts?: ClientTimeouts;
+  /** Most referrers on one page of the referrers API, both ports (default: as many as fit in 4 MiB). */
+  referrersPageSize?: number;
 }
 
 /** A started server. */
@@ -147,7 +149,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const https =
       opts.tlsCert && opts.tlsKey ? await loadTlsFiles({ path: opts.tlsCert, name: nameOf('tlsCert') }, { path: opts.tlsKey, name: nameOf('tlsKey') }) : undefined;
     const logger = { level: opts.logLevel ?? 'info' };
-    const common = { ...(auth ? { auth } : {}), ...(https ? { https } : {}), ...(opts.timeouts ? { timeouts: opts.timeouts } : {}), logger };
+    const common = {
+      ...(auth ? { auth } : {}),
+      ...(https ? { https } : {}),
+      ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
+      ...(opts.referrersPageSize !== undefined ? { referrersPageSize: opts.referrersPageSize } : {}),
+      logger,
+    };
     const stats = new Stats();
     // The index (from standard input, while the Action restores it) is imported while the ports
     // open: the cache port's requests wait for it, but for the version check, so that the

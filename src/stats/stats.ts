@@ -247,6 +247,14 @@ export class Stats {
     if (bytes > 0) this.sized(name, r, digest, bytes);
   }
 
+  /** A referrers list served to a client, and from where: counted with the manifests (it is an image index). */
+  referrersServed(name: string, source: Source): void {
+    const r = this.repo(name);
+    if (source === 'upstream') r.manifestMisses++;
+    else if (source === 'stale') r.manifestStale++;
+    else r.manifestHits++;
+  }
+
   /** A blob response of `size` bytes started, and how; `joined` when it shares another's download. */
   blobServed(name: string, digest: string, size: number, source: Source, joined = false): void {
     const r = this.repo(name);

@@ -14,7 +14,7 @@ export { Layout } from './layout.js';
 export { BlobStore, BlobWriter } from './blob-store.js';
 export { BlobLifetime, Sweep, type BlobLink, type KeptBecause } from './blob-lifetime.js';
 export { Uploads, type UploadSession } from './uploads.js';
-export { Repositories, type ManifestRecord } from './repositories.js';
+export { Repositories, manifestRecordOf, type ManifestRecord } from './repositories.js';
 export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult } from './registry-store.js';
 export { referencedBlobs, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type GcUpload } from './gc.js';
 export * from './errors.js';

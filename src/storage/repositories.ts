@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Layout } from './layout.js';
 import { writeFileAtomic, readJson, removeFile, isNotFound } from './fs-util.js';
 import { readdirOrEmpty } from './blob-store.js';
-import { tryParseDigest, type Descriptor, type Digest } from '../oci/index.js';
+import { parseManifest, tryParseDigest, type Descriptor, type Digest } from '../oci/index.js';
 
 /** What is recorded for each manifest revision of a repository. */
 export interface ManifestRecord {
@@ -17,6 +17,36 @@ export interface ManifestRecord {
   annotations?: Record<string, string>;
   /** Digest of the manifest this one refers to (its `subject`), if any. */
   subject?: string;
+}
+
+/**
+ * The record of manifest bytes `body` of media type `mediaType`, as the pull-through cache and
+ * the index import store it: its subject, and what its referrers entry lists besides, as the
+ * registry port records a push (the spec's artifactType: the manifest's own, else its config's
+ * media type; its annotations). A body the parser refuses still records the subject it names.
+ */
+export function manifestRecordOf(body: Uint8Array, mediaType: string): ManifestRecord {
+  const record: ManifestRecord = { mediaType, size: body.byteLength };
+  try {
+    const m = parseManifest(body, mediaType);
+    if (m.artifactType) record.artifactType = m.artifactType;
+    if (m.annotations) record.annotations = m.annotations;
+    if (m.subject) record.subject = m.subject.digest;
+  } catch {
+    const subject = namedSubject(body);
+    if (subject) record.subject = subject;
+  }
+  return record;
+}
+
+/** The subject digest a manifest the parser refused names, if any. */
+function namedSubject(body: Uint8Array): string | undefined {
+  try {
+    const doc = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8')) as { subject?: { digest?: unknown } };
+    return typeof doc.subject?.digest === 'string' && tryParseDigest(doc.subject.digest) ? doc.subject.digest : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const CACHE_ENTRIES = 100_000;

@@ -135,6 +135,8 @@ export interface Gate {
   responseHeaders: Record<string, string>;
   /** When set, blob GETs are answered `307 Location: <redirectBlobsTo>/<digest>` (like Docker Hub's CDN). */
   redirectBlobsTo: string | undefined;
+  /** Query parameters removed before forwarding (an upstream that ignores them, e.g. `artifactType`). */
+  dropQuery: string[];
   log: GateEntry[];
   stop(): Promise<void>;
 }
@@ -142,7 +144,7 @@ export interface Gate {
 /** Starts a {@link Gate} forwarding to `target` (base URL). */
 export async function startGate(target: string): Promise<Gate> {
   const to = new URL(target);
-  const gate: Gate = { url: '', mode: 'pass', retryAfterSeconds: 30, responseHeaders: {}, redirectBlobsTo: undefined, log: [], stop: async () => {} };
+  const gate: Gate = { url: '', mode: 'pass', retryAfterSeconds: 30, responseHeaders: {}, redirectBlobsTo: undefined, dropQuery: [], log: [], stop: async () => {} };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const entry: GateEntry = { method: req.method ?? '', path, status: 0, refused: false };
@@ -172,7 +174,7 @@ export async function startGate(target: string): Promise<Gate> {
       res.end();
       return;
     }
-    const up = httpRequest({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: { ...req.headers, host: to.host } }, (upRes) => {
+    const up = httpRequest({ host: to.hostname, port: to.port, method: req.method, path: withoutQuery(req.url ?? '/', gate.dropQuery), headers: { ...req.headers, host: to.host } }, (upRes) => {
       entry.status = upRes.statusCode ?? 0;
       res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, ...gate.responseHeaders });
       upRes.pipe(res);
@@ -196,6 +198,16 @@ export async function startGate(target: string): Promise<Gate> {
       server.close(() => resolve());
     }));
   return gate;
+}
+
+/** `url` (path and query) without the query parameters `names`; unchanged when there are none. */
+function withoutQuery(url: string, names: readonly string[]): string {
+  const q = url.indexOf('?');
+  if (names.length === 0 || q === -1) return url;
+  const params = new URLSearchParams(url.slice(q + 1));
+  for (const k of names) params.delete(k);
+  const rest = params.toString();
+  return url.slice(0, q) + (rest ? `?${rest}` : '');
 }
 
 /** GETs JSON from the cache port (the stats endpoint). */

@@ -21,12 +21,18 @@ export interface TestAppOptions {
   extraRoutes?: (app: FastifyInstance) => void;
   /** An existing storage to serve instead of a fresh one. */
   storage?: Storage;
+  /** Most referrers on one page of the referrers API. */
+  referrersPageSize?: number;
 }
 
 /** A registry app over a fresh storage root; closed and removed after the test. */
 export async function testApp(t: TestContext, opts: TestAppOptions = {}): Promise<{ app: FastifyInstance; storage: Storage }> {
   const storage = opts.storage ?? (await tempStorage(t)).storage;
-  const common = { ...(opts.auth ? { auth: opts.auth } : {}), ...(opts.extraRoutes ? { extraRoutes: opts.extraRoutes } : {}) };
+  const common = {
+    ...(opts.auth ? { auth: opts.auth } : {}),
+    ...(opts.extraRoutes ? { extraRoutes: opts.extraRoutes } : {}),
+    ...(opts.referrersPageSize !== undefined ? { referrersPageSize: opts.referrersPageSize } : {}),
+  };
   const app =
     opts.writable === false
       ? buildRegistryApp({ backend: storage.registry, writable: false, ...common })
