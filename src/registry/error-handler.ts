@@ -64,8 +64,9 @@ export function sendError(err: RegistryError, request: FastifyRequest, reply: Fa
 
 /** Discards the rest of `request`'s body; drops the connection unless the body ends within DRAIN_MS. */
 function drainBriefly(request: IncomingMessage): void {
-  const socket = request.socket;
-  const timer = setTimeout(() => socket?.destroy(), DRAIN_MS);
+  // request.destroy() drops the connection of a real request and ends app.inject()'s stand-in,
+  // whose socket has no destroy().
+  const timer = setTimeout(() => request.destroy(), DRAIN_MS);
   timer.unref();
   request.once('end', () => clearTimeout(timer));
   request.once('close', () => clearTimeout(timer));
