@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // The command line: `regcache serve` runs the registry and the cache; `regcache gc`
-// collects garbage in a storage root that no server is using.
+// collects garbage in a storage root (gc-command.ts), or asks the server that holds it to.
 import './reexec.js';
 import { Command, InvalidArgumentError } from 'commander';
 import { runServer, ListenError } from './server/index.js';
-import { openStorage, StorageLockedError } from './storage/index.js';
+import { StorageLockedError } from './storage/index.js';
+import { registerGc } from './gc-command.js';
 import { defaultStorageDir } from './default-storage.js';
 import { parseSize } from './proxy/index.js';
 
@@ -73,6 +74,7 @@ export function program(): Command {
     .option('--headers-timeout <duration>', 'time a client has to send request headers', duration, 30_000)
     .option('--body-timeout <duration>', 'close a connection whose request body brings less than 1 KiB in this long', duration, 60_000)
     .option('--idle-timeout <duration>', 'close a connection with no traffic for this long', duration, 300_000)
+    .option('--gc-interval <duration>', 'collect garbage this often while running, with a 1h grace (default: off; `regcache gc` asks the running server)', duration)
     .action(async (o) => {
       if (!!o.tlsCert !== !!o.tlsKey) fail(new Error('--tls-cert and --tls-key go together'));
       await runServer({
@@ -95,28 +97,18 @@ export function program(): Command {
         uploadMaxAgeMs: o.uploadMaxAge,
         uploadPurgeIntervalMs: o.uploadPurgeInterval,
         timeouts: { headersMs: o.headersTimeout, bodyMs: o.bodyTimeout, idleMs: o.idleTimeout },
+        gcIntervalMs: o.gcInterval,
       }).catch(fail);
     });
 
-  cli
-    .command('gc')
-    .description('delete blobs that no manifest references (the server must not be running on this storage)')
-    .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
-    .option('--grace <duration>', 'keep blobs younger than this', duration, 3_600_000)
-    .option('--dry-run', 'report what would be deleted')
-    .action(async (o) => {
-      try {
-        const storage = await openStorage(o.storage ?? defaultStorageDir());
-        try {
-          const r = await storage.gc({ gracePeriodMs: o.grace, dryRun: !!o.dryRun });
-          process.stdout.write(`${JSON.stringify(r)}\n`);
-        } finally {
-          await storage.close();
-        }
-      } catch (err) {
-        fail(err);
-      }
-    });
+  registerGc(cli, {
+    duration,
+    fail,
+    storageDir: (flag) =>
+      flag !== undefined
+        ? { dir: flag, from: '--storage' }
+        : { dir: defaultStorageDir(), from: process.env.REGCACHE_STORAGE ? '$REGCACHE_STORAGE' : 'the default storage directory' },
+  });
   return cli;
 }
 

@@ -10,6 +10,7 @@ import { Stats, toPrometheus } from '../stats/index.js';
 import type { PackRestorer, RestoringRegistry } from '../persist/index.js';
 import type { Digest } from '../oci/index.js';
 import { parseAddress, urlOf } from './address.js';
+import { startGcService } from './gc-service.js';
 
 /**
  * What the cache port answers before the persistence index is imported: the API version check
@@ -67,6 +68,10 @@ export interface ServerOptions {
   uploadPurgeIntervalMs?: number;
   /** Limits on slow and idle clients, both ports. */
   timeouts?: ClientTimeouts;
+  /** Collect garbage this often while running (default: only when `regcache gc` asks, over the storage's gc socket). */
+  gcIntervalMs?: number;
+  /** Grace period of the periodic collections. Default one hour. */
+  gcGraceMs?: number;
 }
 
 /** A started server. */
@@ -167,6 +172,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...common,
     });
     apps.push(cacheApp);
+    // Garbage collection through the storage's lifetime owner: periodic, and on `regcache gc`'s request.
+    closers.push(
+      await startGcService(storage, {
+        log: registryApp.log,
+        uploadMaxAgeMs,
+        ...(opts.gcIntervalMs !== undefined ? { intervalMs: opts.gcIntervalMs } : {}),
+        ...(opts.gcGraceMs !== undefined ? { graceMs: opts.gcGraceMs } : {}),
+      }),
+    );
     const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', '--registry-addr');
     const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', '--cache-addr');
     void imported?.then(() => importFailure && cacheApp.log.error({ err: importFailure }, 'the persistence index could not be imported: serving without it'));
