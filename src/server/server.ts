@@ -11,6 +11,7 @@ import type { PackRestorer, RestoringRegistry } from '../persist/index.js';
 import type { Digest } from '../oci/index.js';
 import { parseAddress, urlOf } from './address.js';
 import { loadTlsFiles } from './tls-files.js';
+import { startGcService } from './gc-service.js';
 
 /**
  * What the cache port answers before the persistence index is imported: the API version check
@@ -81,6 +82,10 @@ export interface ServerOptions {
   timeouts?: ClientTimeouts;
   /** Most referrers on one page of the referrers API, both ports (default: as many as fit in 4 MiB). */
   referrersPageSize?: number;
+  /** Collect garbage this often while running (default: only when `regcache gc` asks, over the storage's gc socket). */
+  gcIntervalMs?: number;
+  /** Grace period of the periodic collections. Default one hour. */
+  gcGraceMs?: number;
 }
 
 /** A started server. */
@@ -209,6 +214,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...common,
     });
     apps.push(cacheApp);
+    // Garbage collection through the storage's lifetime owner: periodic, and on `regcache gc`'s request.
+    closers.push(
+      await startGcService(storage, {
+        log: registryApp.log,
+        uploadMaxAgeMs,
+        ...(opts.gcIntervalMs !== undefined ? { intervalMs: opts.gcIntervalMs } : {}),
+        ...(opts.gcGraceMs !== undefined ? { graceMs: opts.gcGraceMs } : {}),
+      }),
+    );
     const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', nameOf('registryAddr'));
     const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', nameOf('cacheAddr'));
     void imported?.then(() => importFailure && cacheApp.log.error({ err: importFailure }, 'the persistence index could not be imported: serving without it'));

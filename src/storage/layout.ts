@@ -13,6 +13,7 @@
 //                                               pull-through cache, kept apart from pushed ones
 //     tmp/                                      temp files, renamed into place when complete
 //     lock                                      symlink to the pid of the server that owns the storage
+//     gc.sock                                   Unix socket of that server: `regcache gc` asks it to collect
 //
 // Repository name components never start with `_`, so `_layers` and friends cannot collide
 // with a nested repository name.
@@ -27,6 +28,7 @@ export class Layout {
   readonly repositoriesDir: string;
   readonly tmpDir: string;
   readonly lockFile: string;
+  readonly gcSocket: string;
 
   /** `tree` names the directory of repository records: `repositories` (pushed) or `cache`. */
   constructor(root: string, tree: 'repositories' | 'cache' = 'repositories') {
@@ -36,6 +38,7 @@ export class Layout {
     this.repositoriesDir = join(root, tree);
     this.tmpDir = join(root, 'tmp');
     this.lockFile = join(root, 'lock');
+    this.gcSocket = join(root, 'gc.sock');
   }
 
   /** Where the bytes of a blob live once committed. */

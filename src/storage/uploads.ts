@@ -50,17 +50,21 @@ export class Uploads {
   async create(repository: string): Promise<UploadSession> {
     const id = randomUUID();
     const dir = this.layout.upload(id);
-    await mkdir(dir, { recursive: true });
+    // Busy while it is made: a purge running meanwhile leaves it alone.
+    const state: LiveState = { hash: newHash('sha256'), size: 0, busy: true };
+    this.live.set(id, state);
     const record: UploadRecord = { repository, startedAt: Date.now() };
     try {
+      await mkdir(dir, { recursive: true });
       await (await open(join(dir, 'data'), 'wx')).close();
       await writeFileAtomic(this.layout.tmpDir, join(dir, 'session.json'), JSON.stringify(record));
     } catch (err) {
       // A full disk, typically: leave no half-made session behind.
+      this.live.delete(id);
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
-    this.live.set(id, { hash: newHash('sha256'), size: 0, busy: false });
+    state.busy = false;
     return { id, size: 0, ...record };
   }
 
