@@ -50,7 +50,16 @@ export function boundYoungGeneration(cap = YOUNG_GENERATION_CAP): () => void {
 /** Starts the server and keeps it running until a termination signal. */
 export async function runServer(opts: RunOptions): Promise<RunningServer> {
   boundYoungGeneration();
-  const server = await startServer(opts);
+  const notice = (message: string) => void process.stdout.write(`regcache: ${message}\n`);
+  const server = await startServer({
+    notice,
+    // Another server owns the storage now: stop at once, without touching it.
+    onLockLost: (err) => {
+      process.stderr.write(`regcache: ${err.message}; exiting\n`);
+      process.exit(1);
+    },
+    ...opts,
+  });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
