@@ -73,6 +73,7 @@ export function program(): Command {
     .option('--headers-timeout <duration>', 'time a client has to send request headers', duration, 30_000)
     .option('--body-timeout <duration>', 'close a connection whose request body brings less than 1 KiB in this long', duration, 60_000)
     .option('--idle-timeout <duration>', 'close a connection with no traffic for this long', duration, 300_000)
+    .option('--drain-timeout <duration>', 'on SIGTERM or SIGINT, wait this long for requests in flight, then close their connections (a second signal exits at once)', duration, 5_000)
     .action(async (o) => {
       if (!!o.tlsCert !== !!o.tlsKey) fail(new Error('--tls-cert and --tls-key go together'));
       await runServer({
@@ -95,6 +96,7 @@ export function program(): Command {
         uploadMaxAgeMs: o.uploadMaxAge,
         uploadPurgeIntervalMs: o.uploadPurgeInterval,
         timeouts: { headersMs: o.headersTimeout, bodyMs: o.bodyTimeout, idleMs: o.idleTimeout },
+        drainTimeoutMs: o.drainTimeout,
       }).catch(fail);
     });
 

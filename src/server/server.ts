@@ -10,6 +10,7 @@ import { Stats, toPrometheus } from '../stats/index.js';
 import type { PackRestorer, RestoringRegistry } from '../persist/index.js';
 import type { Digest } from '../oci/index.js';
 import { parseAddress, urlOf } from './address.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, drainApps, seconds, trackRequests, type InFlight } from './drain.js';
 
 /**
  * What the cache port answers before the persistence index is imported: the API version check
@@ -65,6 +66,8 @@ export interface ServerOptions {
   uploadPurgeIntervalMs?: number;
   /** Limits on slow and idle clients, both ports. */
   timeouts?: ClientTimeouts;
+  /** How long close() waits for requests in flight before it closes their connections. Default 5 s. */
+  drainTimeoutMs?: number;
   /** The storage lock's lease period. Default: REGCACHE_LOCK_LEASE_MS, else 15 s. */
   lockLeaseMs?: number;
   /** Told, as one line, what the server waits for (a storage lock's lease, a drain). */
@@ -81,8 +84,15 @@ export interface RunningServer {
   stats: Stats;
   registryApp: FastifyInstance;
   cacheApp: FastifyInstance;
-  /** Stops accepting, drains in-flight requests, releases the storage. */
+  /**
+   * Stops accepting, waits for in-flight requests up to the drain timeout, closes the
+   * connections of those still running, waits for the work they started, releases the storage.
+   */
   close(): Promise<void>;
+  /** Requests in flight on both ports now. */
+  inFlight(): InFlight;
+  /** Releases the storage lock at once, synchronously: for a process about to exit without draining. */
+  abandon(): void;
 }
 
 /** A listen failure as one line naming the flag to change. */
@@ -177,6 +187,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...common,
     });
     apps.push(cacheApp);
+    const counters = apps.map((a) => trackRequests(a.server));
+    const inFlight = () => counters.map((count) => count()).reduce((a, b) => ({ requests: a.requests + b.requests, uploads: a.uploads + b.uploads }));
     const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', '--registry-addr');
     const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', '--cache-addr');
     void imported?.then(() => importFailure && cacheApp.log.error({ err: importFailure }, 'the persistence index could not be imported: serving without it'));
@@ -187,8 +199,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       stats,
       registryApp,
       cacheApp,
+      inFlight,
+      abandon: () => storage.abandon(),
       close: async () => {
-        await Promise.all(apps.map((a) => a.close()));
+        await drainApps(apps, inFlight, opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, opts.notice ?? (() => {}));
         await Promise.all(closers.map((c) => c().catch(() => {})));
         if (opts.statsFile) await writeJsonAtomic(opts.statsFile, stats.snapshot());
         await storage.close();
@@ -206,11 +220,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 function lockWaitNotice(storage: string, w: LockWait): string {
   const ago = w.renewedAgoMs !== undefined ? `last renewed ${seconds(w.renewedAgoMs)} ago` : 'renewed on a clock that may differ from ours';
   return `storage ${storage} is locked by ${describeOwner(w.owner)}, whose lease was ${ago}; waiting up to ${seconds(w.waitMs)} for it to run out (a running server renews it every third of the lease period)`;
-}
-
-/** Milliseconds as seconds for messages: 12 s, 0.5 s. */
-export function seconds(ms: number): string {
-  return `${ms >= 10_000 ? Math.round(ms / 1000) : Math.round(ms / 100) / 10} s`;
 }
 
 /**
