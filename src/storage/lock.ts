@@ -30,7 +30,8 @@
 //   link `<root>/lock.takeover`, taken the same way and held only for the check and the unlink,
 //   makes the takeover a compare-and-swap.
 // - The holder checks at each renewal that the lock still names it; if another process took it
-//   (this one was stopped or stalled longer than a lease period), `onLost` is told.
+//   (this one was stopped or stalled longer than a lease period), `onLost` is told. A lock
+//   deleted by hand while its holder runs is put back.
 //
 // A PID cannot tell two owners inside one process apart, so this process also remembers which
 // locks it holds.
@@ -327,8 +328,14 @@ function holdLock(path: string, key: string, owner: LockOwner, opts: LockOptions
   let released = false;
   let renewing: Promise<void> = Promise.resolve();
   const renew = async () => {
-    const target = await readlink(path).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : undefined));
+    let target = await readlink(path).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? '' : undefined));
     if (released || target === undefined) return; // a transient failure: try again next time
+    if (target === '') {
+      // Deleted by hand while this process holds it: put it back unless another process was quicker.
+      const back = await symlink(record, path).then(() => true, (err: NodeJS.ErrnoException) => (err.code === 'EEXIST' ? false : undefined));
+      if (back !== false) return;
+      target = (await readlink(path).catch(() => undefined)) ?? '';
+    }
     if (target !== record) {
       stop();
       held.delete(key);

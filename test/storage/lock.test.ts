@@ -214,3 +214,17 @@ test('servers started together on a storage whose holder died: exactly one takes
   assert.match(await readlink(join(storage, 'lock')), new RegExp(`^${winner.pid} `));
   for (const r of results) if (r.status === 'rejected') assert.match((r.reason as Error).message, new RegExp(`is in use by process ${winner.pid} on host \\S+, which is running`));
 });
+
+test('a lock deleted by hand while its holder runs is put back at the next renewal', async (t) => {
+  const dir = await tempDir(t);
+  let lost = false;
+  await open(t, dir, [], () => (lost = true));
+  const target = await readlink(join(dir, 'lock'));
+  await unlink(join(dir, 'lock'));
+  for (let i = 0; (await readlink(join(dir, 'lock')).catch(() => undefined)) === undefined; i++) {
+    assert.ok(i < 100, 'the lock was not put back within 10 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await readlink(join(dir, 'lock')), target);
+  assert.equal(lost, false);
+});
