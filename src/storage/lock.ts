@@ -159,8 +159,10 @@ export function parseOwner(text: string): LockOwner | undefined {
   return { pid: Number(m[1]), startTime: Number(m[2]), boot: m[3]!, pidns: Number(m[4]), leaseMs: Number(m[5]), host: m[6]! };
 }
 
+/** Same process: the host names compared as far as the record kept them (cut to fit). */
 function sameProcess(a: Omit<LockOwner, 'leaseMs'>, b: Omit<LockOwner, 'leaseMs'>): boolean {
-  return a.pid === b.pid && a.startTime === b.startTime && a.boot === b.boot && a.pidns === b.pidns && a.host === b.host;
+  const hosts = a.host.length <= b.host.length ? b.host.startsWith(a.host) : a.host.startsWith(b.host);
+  return a.pid === b.pid && a.startTime === b.startTime && a.boot === b.boot && a.pidns === b.pidns && hosts;
 }
 
 /** True when `o` lives in this process's PID namespace on this boot, where its PID can be checked. */

@@ -228,3 +228,12 @@ test('a lock deleted by hand while its holder runs is put back at the next renew
   assert.equal(await readlink(join(dir, 'lock')), target);
   assert.equal(lost, false);
 });
+
+test('a lock this process left (its own record, no open Storage) is taken over, even with a host name cut to fit', async (t) => {
+  const dir = await tempDir(t);
+  await symlink(record({ pid: process.pid, start: startTime('self'), host: hostname().slice(0, 1) }), join(dir, 'lock'));
+  const waits: LockWait[] = [];
+  await open(t, dir, waits);
+  assert.deepEqual(waits, []);
+  assert.match(await readlink(join(dir, 'lock')), new RegExp(`^${process.pid} ${startTime('self')} ${BOOT} ${PIDNS} ${LEASE_MS} `));
+});
