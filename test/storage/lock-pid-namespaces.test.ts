@@ -6,7 +6,7 @@
 // way out: "in use by process 1" forever, PID 1 being always alive). Root only (unshare).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile, readlink } from 'node:fs/promises';
+import { lutimes, mkdir, readFile, readlink, symlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -113,6 +113,27 @@ describe('storage lock across PID namespaces', { skip: skipUnless(['unshare'], {
     assert.match(await readlink(join(storage, 'lock')), new RegExp(`^${third.pid} `));
     const again = await request(`${third.registry}/v2/ns/kill/blobs/${digest}`);
     assert.equal(sha256(Buffer.from(await again.body.arrayBuffer())), digest);
+  });
+
+  test('a server finding the fresh lock of a server in a PID namespace that is gone says it waits, and for how long, then starts', { timeout: 60_000 }, async (t) => {
+    const servers: ServeHandle[] = [];
+    cleanup(t, servers);
+    const dir = await tempDir('rc-lock-ns-', t);
+    const storage = join(dir.path, 'storage');
+    await mkdir(storage);
+    // As a server that was PID 1 of a namespace now gone leaves it, just renewed.
+    const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).replace(/-/g, '').trim().slice(0, 12);
+    await symlink(`1 4242 ${boot} ${(await pidNamespace('self')) + 7} ${LEASE_MS} c0ffee`, join(storage, 'lock'));
+    // Renewed "now" for as long as the server may take to start on a loaded machine (an mtime
+    // ahead of the clock reads as just renewed): it must find a lease still running.
+    const ahead = new Date(Date.now() + 30_000);
+    await lutimes(join(storage, 'lock'), ahead, ahead);
+    const s = await startOnHost({ storage, dir: dir.path });
+    servers.push(s);
+    const log = await readFile(s.child.logFile, 'utf8');
+    assert.match(log, new RegExp(`regcache: storage ${storage} is locked by process 1 on host c0ffee \\(this machine, PID namespace \\d+\\), whose lease was last renewed [\\d.]+ s ago; waiting up to [\\d.]+ s for it to run out`));
+    assertWaitedAtMostALease(log, storage);
+    assert.match(await readlink(join(storage, 'lock')), new RegExp(`^${s.pid} `));
   });
 });
 
