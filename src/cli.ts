@@ -81,6 +81,7 @@ interface ServeFlags {
   bodyTimeout: number;
   idleTimeout: number;
   gcInterval?: number;
+  drainTimeout: number;
 }
 
 /**
@@ -137,6 +138,7 @@ function serveOptions(o: ServeFlags, given: (option: string) => boolean): Parame
     ...(given('uploadPurgeInterval') || !d ? (o.uploadPurgeInterval !== undefined ? { uploadPurgeIntervalMs: o.uploadPurgeInterval } : {}) : { uploadPurgeIntervalMs: d.uploadPurgeIntervalMs }),
     timeouts: { headersMs: o.headersTimeout, bodyMs: o.bodyTimeout, idleMs: o.idleTimeout },
     ...(o.gcInterval !== undefined ? { gcIntervalMs: o.gcInterval } : {}),
+    drainTimeoutMs: o.drainTimeout,
   };
 }
 
@@ -175,6 +177,7 @@ export function program(): Command {
     .addOption(durationOption('--body-timeout <duration>', 'close a connection whose request body brings less than 1 KiB in this long', 60_000, '60s'))
     .addOption(durationOption('--idle-timeout <duration>', 'close a connection with no traffic for this long', 300_000, '5m'))
     .addOption(durationOption('--gc-interval <duration>', 'collect garbage this often while running, with a 1h grace (default: off; `regcache gc` asks the running server)'))
+    .addOption(durationOption('--drain-timeout <duration>', 'on SIGTERM or SIGINT, wait this long for requests in flight, then close their connections (a second signal exits at once)', 5_000, '5s'))
     .action(async (o) => {
       try {
         await runServer(serveOptions(o, (key) => serve.getOptionValueSource(key) === 'cli'));

@@ -169,7 +169,12 @@ export function isServer(pid: number): boolean {
   return args.includes('serve') && args.some((a) => a.endsWith('cli.js'));
 }
 
-/** Sends SIGTERM and waits for the process to exit (SIGKILL after `timeoutMs`). */
+/**
+ * Sends SIGTERM and waits for the process to exit (SIGKILL after `timeoutMs`). The server waits
+ * for requests in flight at most its drain timeout (5 s by default, then it closes their
+ * connections), so the 30 s here leave room for the work after it (fills finishing, statistics).
+ * One SIGTERM only: a second one would make the server exit at once, without its statistics.
+ */
 export async function stopServer(pid: number, timeoutMs = 30_000): Promise<'stopped' | 'killed' | 'gone'> {
   if (!running(pid) || !isServer(pid)) return 'gone';
   try {

@@ -1,8 +1,10 @@
 // Runs the server as a process: writes the ready file, prints the addresses, and on
-// SIGTERM or SIGINT drains in-flight requests and exits 0.
+// SIGTERM or SIGINT drains in-flight requests for at most the drain timeout and exits 0; a
+// second signal exits at once.
 import { writeFile, rename } from 'node:fs/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { constants } from 'node:os';
 import { startServer, type RunningServer, type ServerOptions } from './server.js';
 
 /** Options of {@link runServer}. */
@@ -50,12 +52,27 @@ export function boundYoungGeneration(cap = YOUNG_GENERATION_CAP): () => void {
 /** Starts the server and keeps it running until a termination signal. */
 export async function runServer(opts: RunOptions): Promise<RunningServer> {
   boundYoungGeneration();
-  const server = await startServer(opts);
+  const notice = (message: string) => void process.stdout.write(`regcache: ${message}\n`);
+  const server = await startServer({
+    notice,
+    // Another server owns the storage now: stop at once, without touching it.
+    onLockLost: (err) => {
+      process.stderr.write(`regcache: ${err.message}; exiting\n`);
+      process.exit(1);
+    },
+    ...opts,
+  });
   let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      // A second signal (Ctrl-C twice, an impatient supervisor): no more waiting. Uploads cut
+      // off keep what they received and are resumed after a restart.
+      process.stdout.write(`regcache: ${signal} again, exiting now\n`);
+      server.abandon();
+      process.exit(128 + (constants.signals[signal] ?? 15));
+    }
     stopping = true;
-    process.stdout.write(`regcache: ${signal}, draining\n`);
+    process.stdout.write(`regcache: ${signal}, draining (a second signal exits at once)\n`);
     server.close().then(
       () => process.exit(0),
       (err) => {

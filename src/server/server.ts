@@ -3,7 +3,7 @@
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { DEFAULT_UPLOAD_MAX_AGE_MS, openStorage, type Storage } from '../storage/index.js';
+import { DEFAULT_UPLOAD_MAX_AGE_MS, describeOwner, openStorage, type LockWait, type Storage, type StorageLockLostError } from '../storage/index.js';
 import { buildRegistryApp, BasicAuth, type ClientTimeouts } from '../registry/index.js';
 import { createCache, type Credentials } from '../proxy/index.js';
 import { Stats, countPushes, toPrometheus } from '../stats/index.js';
@@ -12,6 +12,7 @@ import type { Digest } from '../oci/index.js';
 import { parseAddress, urlOf } from './address.js';
 import { loadTlsFiles } from './tls-files.js';
 import { startGcService } from './gc-service.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, drainApps, seconds, trackRequests, type InFlight } from './drain.js';
 
 /**
  * What the cache port answers before the persistence index is imported: the API version check
@@ -86,6 +87,14 @@ export interface ServerOptions {
   gcIntervalMs?: number;
   /** Grace period of the periodic collections. Default one hour. */
   gcGraceMs?: number;
+  /** How long close() waits for requests in flight before it closes their connections. Default 5 s. */
+  drainTimeoutMs?: number;
+  /** The storage lock's lease period. Default: REGCACHE_LOCK_LEASE_MS, else 15 s. */
+  lockLeaseMs?: number;
+  /** Told, as one line, what the server waits for (a storage lock's lease, a drain). */
+  notice?: (message: string) => void;
+  /** Told when another process took the storage lock over (this one stalled longer than a lease). */
+  onLockLost?: (err: StorageLockLostError) => void;
 }
 
 /** A started server. */
@@ -96,8 +105,15 @@ export interface RunningServer {
   stats: Stats;
   registryApp: FastifyInstance;
   cacheApp: FastifyInstance;
-  /** Stops accepting, drains in-flight requests, releases the storage. */
+  /**
+   * Stops accepting, waits for in-flight requests up to the drain timeout, closes the
+   * connections of those still running, waits for the work they started, releases the storage.
+   */
   close(): Promise<void>;
+  /** Requests in flight on both ports now. */
+  inFlight(): InFlight;
+  /** Releases the storage lock at once, synchronously: for a process about to exit without draining. */
+  abandon(): void;
 }
 
 /** The settings whose messages name them. */
@@ -141,7 +157,14 @@ async function listen(app: FastifyInstance, value: string, flag: string): Promis
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const uploadMaxAgeMs = opts.uploadMaxAgeMs ?? DEFAULT_UPLOAD_MAX_AGE_MS;
   const nameOf = (setting: NamedSetting) => opts.names?.[setting] ?? FLAGS[setting];
-  const storage = await openStorage(opts.storage, { uploadMaxAgeMs }).catch((err: unknown) => {
+  const storage = await openStorage(opts.storage, {
+    uploadMaxAgeMs,
+    lock: {
+      ...(opts.lockLeaseMs !== undefined ? { leaseMs: opts.lockLeaseMs } : {}),
+      onWait: (w) => opts.notice?.(lockWaitNotice(opts.storage, w)),
+      ...(opts.onLockLost ? { onLost: opts.onLockLost } : {}),
+    },
+  }).catch((err: unknown) => {
     throw storageOpenError(err, opts.storage, nameOf('storage'));
   });
   const apps: FastifyInstance[] = [];
@@ -223,6 +246,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         ...(opts.gcGraceMs !== undefined ? { graceMs: opts.gcGraceMs } : {}),
       }),
     );
+    const counters = apps.map((a) => trackRequests(a.server));
+    const inFlight = () => counters.map((count) => count()).reduce((a, b) => ({ requests: a.requests + b.requests, uploads: a.uploads + b.uploads }));
     const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', nameOf('registryAddr'));
     const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', nameOf('cacheAddr'));
     void imported?.then(() => importFailure && cacheApp.log.error({ err: importFailure }, 'the persistence index could not be imported: serving without it'));
@@ -233,8 +258,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       stats,
       registryApp,
       cacheApp,
+      inFlight,
+      abandon: () => storage.abandon(),
       close: async () => {
-        await Promise.all(apps.map((a) => a.close()));
+        await drainApps(apps, inFlight, opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, opts.notice ?? (() => {}));
         await Promise.all(closers.map((c) => c().catch(() => {})));
         if (opts.statsFile) await writeJsonAtomic(opts.statsFile, stats.snapshot());
         await storage.close();
@@ -246,6 +273,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await storage.close();
     throw err;
   }
+}
+
+/** What a server waiting for a storage lock's lease says. */
+function lockWaitNotice(storage: string, w: LockWait): string {
+  const ago = w.renewedAgoMs !== undefined ? `last renewed ${seconds(w.renewedAgoMs)} ago` : 'renewed on a clock that may differ from ours';
+  return `storage ${storage} is locked by ${describeOwner(w.owner)}, whose lease was ${ago}; waiting up to ${seconds(w.waitMs)} for it to run out (a running server renews it every third of the lease period)`;
 }
 
 /**
