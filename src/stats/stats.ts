@@ -36,6 +36,8 @@ export interface RepositoryStats {
   blobJoins: number;
   /** Blobs restored from the Actions cache. */
   blobPersistHits: number;
+  /** Blob requests by where the blob's content came from (a config restored with the index is the Actions cache's). */
+  blobsByOrigin: ByOrigin;
   bytesServed: number;
   /** Bytes sent to clients, by where the content came from (sums to bytesServed). */
   bytesServedByOrigin: ByOrigin;
@@ -126,6 +128,7 @@ function newRepository(now: number): RepositoryStats {
     blobMisses: 0,
     blobJoins: 0,
     blobPersistHits: 0,
+    blobsByOrigin: noBytes(),
     bytesServed: 0,
     bytesServedByOrigin: noBytes(),
     sizeByOrigin: noBytes(),
@@ -256,6 +259,7 @@ export class Stats {
     if (joined) r.blobJoins++;
     if (source === 'persist') this.fromActionsCache([digest]);
     if (source === 'upstream') this.fromUpstream(digest);
+    r.blobsByOrigin[this.originOf(digest)]++;
     this.sized(name, r, digest, size);
   }
 

@@ -56,7 +56,7 @@ function savedLine(saved: SaveReport): string {
 export function persistenceItems(p: PersistState, restored: RestoreReport | undefined, saved: SaveReport | undefined, pushed: RegistryImportReport | undefined, event: JobEvent, pushedHere: number): string[] {
   const out: string[] = [];
   const item = (label: string, value: string) => out.push(`- ${label}: ${value}`);
-  const none = p.unavailable ? 'none: the cache service failed or did not answer' : 'none yet (the first job saves one)';
+  const none = p.unavailable ? 'none: the cache service failed or did not answer' : 'none yet, the first job saves one';
   item('Index restored', `${p.restoredKey ? code(p.restoredKey) : none} (${seconds(p.restoreSeconds)})`);
   if (restored && (restored.packsRestored || restored.packsMissing || restored.packsBroken || restored.packsUnavailable)) item('Packs restored', restoredLine(p, restored));
   if (pushed) {

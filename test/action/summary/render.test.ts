@@ -92,7 +92,7 @@ test("Docker Hub's pulls and rate limit in the headline, parsed; another upstrea
   const md = renderJobSummary({ stats: s.snapshot() });
   assertWellFormed(md);
   const p = parseSummary(md);
-  assert.equal(p.headline, '2 images pulled, none from cache · Docker Hub: 1 counted, 93 of 100 left in the 6 h window');
+  assert.equal(p.headline, '2 images pulled, none from cache · Docker Hub: 1 pull counted, 93 of 100 left in the 6 h window');
   const upstreams = p.tables.find((t) => t.header[0] === 'Upstream')!;
   const ghcr = upstreams.rows.find((r) => r[0] === 'ghcr.io')!;
   assert.equal(ghcr[5], '4990 of 5000 left, 1 h window');
