@@ -93,7 +93,8 @@ export function summaryModel(s: StatsSnapshot, hidden: readonly string[] = [], r
       pushed: true,
     });
   }
-  images.sort((a, b) => a.name.localeCompare(b.name));
+  // Pulled images by name, then pushed ones by name.
+  images.sort((a, b) => Number(a.pushed) - Number(b.pushed) || a.name.localeCompare(b.name));
   const sizeByOrigin = { ...noBytes(), ...s.totals.sizeByOrigin };
   for (const [, r] of Object.entries(s.repositories).filter(([n]) => hidden.includes(n))) {
     for (const o of ORIGINS) sizeByOrigin[o] = Math.max(0, sizeByOrigin[o] - (r.sizeByOrigin?.[o] ?? 0));

@@ -197,8 +197,12 @@ export function renderJobSummary(input: SummaryInput): string {
   const setup = setupLines(input);
   const m = input.stats ? summaryModel(input.stats, hidden, input.registryHost) : undefined;
   if (!m || m.images.length === 0) {
+    // One line; what the Actions cache did (restored pushed images, saved) folded under it.
     const why = setup.visible.length ? ` ${setup.visible.join(' ')}` : '';
-    return `**regcache**: no image went through the cache or the registry in this job.${why}\n`;
+    const line = `regcache: no image went through the cache or the registry in this job.${why}`;
+    if (!input.persist) return `**${line.slice(0, 8)}**${line.slice(8)}\n`;
+    const items = persistenceItems(input.persist, input.restored, input.saved, input.registryImport, input.event ?? {}, 0);
+    return `${details(line, items).join('\n').trimEnd()}\n`;
   }
   const out: string[] = ['### regcache', '', headline(m), ''];
   out.push(...setup.visible.map((l) => `${l}\n`));

@@ -9,6 +9,7 @@ import { Stats } from '../../../src/stats/index.js';
 import { code, escapeCell, renderJobSummary } from '../../../src/action/summary/index.js';
 import type { PersistState } from '../../../src/action/state.js';
 import type { SaveReport } from '../../../src/persist/index.js';
+import { marked } from 'marked';
 import { assertWellFormed, parseSummary } from '../../helpers/summary-markdown.js';
 
 const HOSTILE = ['a *b* c', '_x_', '<img src=x onerror=alert(1)>', 'x|y', '`tick`', '[l](http://e)', '#1 ~~s~~', 'a\\b', 'integration_tests', 'a & b'];
@@ -59,12 +60,15 @@ test('code: a code span shows its text as it is, with no backslash, in a table c
   assert.equal(code('integration_tests'), '`integration_tests`', 'no escape inside a code span');
 });
 
-test('a job in which nothing went through regcache is one line', () => {
-  const md = renderJobSummary({ stats: new Stats().snapshot(), persist: persist({ save: true }) });
-  assert.equal(md.trimEnd().split('\n').length, 1, md);
-  assert.match(md, /no image went through/);
-  const none = renderJobSummary({ stats: undefined });
-  assert.equal(none.trimEnd().split('\n').length, 1);
+test('a job in which nothing went through regcache is one line (what the Actions cache did folded under it)', () => {
+  const none = renderJobSummary({ stats: new Stats().snapshot() });
+  assert.equal(none, '**regcache**: no image went through the cache or the registry in this job.\n');
+  assert.equal(renderJobSummary({ stats: undefined }), none);
+  const md = renderJobSummary({ stats: new Stats().snapshot(), persist: persist({ save: true }), saved: saveReport({ packsSaved: 0, bytesSaved: 0, index: 'unchanged', indexKey: undefined }) });
+  const html = marked.parse(md) as string;
+  assert.match(html, /^<details>\n<summary>regcache: no image went through the cache or the registry in this job\.<\/summary>/, 'the one visible line is the summary of a closed details');
+  assert.doesNotMatch(html, /<details open/);
+  assert.equal(parseSummary(md).items['Index entry'], 'unchanged (nothing new: no upload)');
 });
 
 test('500 images with long tags: under 1 MiB, 100 rows shown and the rest counted, every row well formed', () => {

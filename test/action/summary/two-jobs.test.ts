@@ -121,11 +121,11 @@ test('a cold job then a warm job: headline, table and chart attribute every byte
   assert.equal(warm.upstream.filter((e) => e.method === 'GET' && e.path.includes('/manifests/') && !e.path.includes('acme/migrate')).length, 0, 'no counted pull for a cached image');
   const warmImages = [images.migrate, images.api, images.postgres, images.python];
   assert.deepEqual(w.tables[0]!.rows, [
-    [`${registryHost}/acme/app`, 'v1', shortDigest(built.digest), 'pushed here', formatBytes(sizeOf(built)), '0 B'],
     ...warmImages.map((i) => {
       const fromUpstream = i === images.migrate ? sizeOf(i.image) : 0;
       return [i.name, 'v1', shortDigest(i.image.digest), i === images.migrate ? 'upstream' : 'Actions cache', formatBytes(sizeOf(i.image)), formatBytes(fromUpstream)];
     }),
+    [`${registryHost}/acme/app`, 'v1', shortDigest(built.digest), 'pushed here', formatBytes(sizeOf(built)), '0 B'],
   ]);
   assert.equal(w.items['Pushed images'], 'not saved (set `persist-registry: true` to keep them for the next job)');
   const restored = (await serverStats(warm)).extras.persist as { bytesRestored: number; blobsRestored: number };
