@@ -121,10 +121,14 @@ function chart(m: SummaryModel): string[] {
   if (slices.length < 3) return [];
   const largest = Math.max(...slices.map((o) => m.sizeByOrigin[o]));
   const unit = largest >= 1024 ** 3 ? ['GiB', 1024 ** 3] as const : largest >= 1024 ** 2 ? ['MiB', 1024 ** 2] as const : ['KiB', 1024] as const;
-  const value = (n: number) => Number((n / unit[1]).toPrecision(3));
+  // One decimal, as the table's sizes; a slice too small for it keeps two significant digits.
+  const value = (n: number) => {
+    const v = n / unit[1];
+    return v >= 0.05 ? Number(v.toFixed(1)) : Number(v.toPrecision(2));
+  };
   return [
     '```mermaid',
-    `pie showData title Image bytes by source (${unit[0]})`,
+    `pie showData title Bytes by source (${unit[0]})`,
     ...slices.map((o) => `  "${CHART_LABEL[o]}" : ${value(m.sizeByOrigin[o])}`),
     '```',
     '',

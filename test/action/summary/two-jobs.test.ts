@@ -136,7 +136,7 @@ test('a cold job then a warm job: headline, table and chart attribute every byte
   assert.equal(new Set(downloadsOf(warm.requests, packs).map((e) => e.key)).size, createdPacks(cold).length, 'each pack the cold job saved was downloaded');
   const fromCache = coldImages.reduce((a, i) => a + sizeOf(i.image), 0);
   assert.equal(w.headline, `4 images pulled, 3 from cache (${formatBytes(fromCache)} not downloaded) · 1 image pushed · Docker Hub: 2 pulls avoided, 1 counted, 97 of 100 left in the 6 h window`);
-  const mib = (n: number) => Number((n / MiB).toPrecision(3));
+  const mib = (n: number) => Number((n / MiB).toFixed(1));
   assert.deepEqual(w.pie, { Upstream: mib(sizeOf(images.migrate.image)), 'Actions cache': mib(fromCache), 'Pushed here': mib(sizeOf(built)) }, 'the chart: upstream, the Actions cache and the push, each its own source');
   assertSummaryMatchesRecords(warm, svc);
 
