@@ -73,7 +73,8 @@ export function persistenceItems(p: PersistState, restored: RestoreReport | unde
     item('Saved', `nothing: ${why}`);
   }
   if (pushedHere > 0) {
-    item('Pushed images', p.persistRegistry ? (saved ? 'saved with the cache (persist-registry)' : 'not saved (nothing was)') : `not saved (set ${code('persist-registry: true')} to keep them for the next job)`);
+    const kept = saved && (saved.index === 'saved' || saved.index === 'unchanged');
+    item('Pushed images', p.persistRegistry ? (kept ? 'saved with the cache (persist-registry)' : 'not saved (the index was not saved)') : `not saved (set ${code('persist-registry: true')} to keep them for the next job)`);
   }
   return out;
 }

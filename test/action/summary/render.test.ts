@@ -145,6 +145,10 @@ test('pushed images: a row each, "pushed here", and whether persist-registry kee
   assert.equal(p.headline, '1 image pushed');
   assert.deepEqual(p.tables[0]!.rows[0], ['127.0.0.1:5000/team/app', 'v1', digest('team/app').slice(0, 19), 'pushed here', '3.3 KiB', '0 B']);
   assert.equal(p.items['Pushed images'], 'not saved (set `persist-registry: true` to keep them for the next job)');
+  const kept = parseSummary(renderJobSummary({ stats: s.snapshot(), persist: persist({ save: true, persistRegistry: true }), saved: saveReport() }));
+  assert.equal(kept.items['Pushed images'], 'saved with the cache (persist-registry)');
+  const lost = parseSummary(renderJobSummary({ stats: s.snapshot(), persist: persist({ save: true, persistRegistry: true }), saved: saveReport({ index: 'failed', indexKey: undefined }) }));
+  assert.equal(lost.items['Pushed images'], 'not saved (the index was not saved)');
 });
 
 test('docker not pointed at the cache: said at the top, with the reason', () => {
