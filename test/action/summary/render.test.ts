@@ -2,7 +2,7 @@
 // outside and inside code spans read back through a GFM parser, a job with 500 images under
 // GitHub's 1 MiB per step, a job with none in one line, Docker Hub's counted pulls and parsed
 // rate limit (and no other upstream's), plurals and zero counts left out, the reason nothing
-// was saved.
+// was saved. (What the counters themselves record: test/stats/origins.test.ts.)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Stats } from '../../../src/stats/index.js';
@@ -108,15 +108,6 @@ test("Docker Hub's pulls and rate limit in the headline, parsed; another upstrea
     ['ghcr.io/owner/integration_tests', 'v1', digest('ghcr.io/owner/integration_tests:v1').slice(0, 19), 'upstream'],
   ]);
   assert.equal(p.pie, undefined, 'one source: no chart');
-});
-
-test("docker's by-digest re-request of the manifest it just got by tag is not a disk hit", () => {
-  const s = new Stats();
-  coldPull(s, 'docker.io', 'docker.io/library/alpine', 'latest', [4096]);
-  const r = s.snapshot().repositories['docker.io/library/alpine']!;
-  assert.deepEqual([r.manifestMisses, r.manifestHits, r.manifestRepeats], [1, 0, 1]);
-  assert.deepEqual(r.bytesServedByOrigin, { upstream: 5096, actionsCache: 0, disk: 0, pushed: 0 });
-  assert.deepEqual(r.sizeByOrigin, { upstream: 4596, actionsCache: 0, disk: 0, pushed: 0 }, 'the manifest counted once in the size');
 });
 
 test('the Actions cache section: plurals, zero counts left out, and why nothing was saved on a pull request', () => {
