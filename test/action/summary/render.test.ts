@@ -142,6 +142,17 @@ test('pushed images: a row each, "pushed here", and whether persist-registry kee
   assert.equal(lost.items['Pushed images'], 'not saved (the index was not saved)');
 });
 
+test('an image pulled from the registry port that a previous job pushed and the Actions cache restored: its row says so', () => {
+  const s = new Stats();
+  s.fromActionsCache([digest('team/app'), digest('layer')]);
+  s.registryServed('team/app', digest('team/app'), 400, 'v1');
+  s.registryServed('team/app', digest('layer'), 3000);
+  s.registryServed('team/app', digest('layer'), 3000);
+  const p = parseSummary(renderJobSummary({ stats: s.snapshot(), registryHost: 'localhost:5000' }));
+  assert.deepEqual(p.tables[0]!.rows, [['localhost:5000/team/app', 'v1', digest('team/app').slice(0, 19), 'Actions cache', '3.3 KiB', '0 B']]);
+  assert.equal(p.headline, '1 image pulled, 1 from cache (3.3 KiB not downloaded)');
+});
+
 test('docker not pointed at the cache: said at the top, with the reason', () => {
   const s = new Stats();
   coldPull(s, 'docker.io', 'docker.io/library/alpine', 'latest', [4096]);
