@@ -12,12 +12,12 @@ import { test, type TestContext } from 'node:test';
 import { renderJobSummary, formatBytes, shortDigest } from '../../../src/action/summary/index.js';
 import { PROBE_REPOSITORY } from '../../../src/proxy/index.js';
 import type { StatsSnapshot } from '../../../src/stats/index.js';
-import { startDistribution, type Distribution } from '../../helpers/distribution.js';
+import { sizedAccessLog, startDistribution, type Distribution } from '../../helpers/distribution.js';
 import { tempDir } from '../../helpers/proc.js';
 import { skipUnless } from '../../helpers/tools.js';
 import { ACCEPT_ALL_MANIFESTS, fetchBytes, seedImage, type TestImage } from '../../helpers/upstream-images.js';
 import { assertWellFormed, parseSummary } from '../../helpers/summary-markdown.js';
-import { cleanup, getText, logWindow, startCache } from '../../proxy/support.js';
+import { cleanup, getText, startCache } from '../../proxy/support.js';
 
 const skip = skipUnless(['docker-registry']);
 
@@ -50,11 +50,11 @@ function series(text: string, name: string): number {
 /** One job: a server on `storage`, `work`, its stats, metrics and summary. */
 async function job(t: TestContext, upstream: Distribution, storage: string, work: (cacheUrl: string) => Promise<void>) {
   const cache = await startCache(t, { upstreams: [`docker.io=${upstream.url}`], storage, tagTtlMs: 0 });
-  const window = await logWindow(upstream);
+  const start = (await upstream.accessLog()).length;
   await work(cache.cacheUrl);
   const snapshot = (await (await fetch(`${cache.cacheUrl}/_regcache/stats`)).json()) as StatsSnapshot;
   const metrics = (await getText(`${cache.cacheUrl}/metrics`)).text;
-  const log = await window.entries();
+  const log = (await sizedAccessLog(upstream)).slice(start);
   await cache.server.close();
   const hidden = Object.keys(snapshot.repositories).filter((n) => n.endsWith(`/${PROBE_REPOSITORY}`));
   const markdown = renderJobSummary({ stats: snapshot, hidden });
