@@ -224,7 +224,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // With the prefetch, the index's tags are confirmed upstream meanwhile too.
     if (opts.persistPrefetch) void persistence?.then((p) => cache.backend.confirmTags(p.tags), () => {});
     await cache.backend.installProbe();
-    const registryApp = buildRegistryApp({ backend: countPushes(registryBackend ?? storage.registry, stats), writable: true, deleteEnabled: opts.deleteEnabled ?? true, ...common });
+    const registryApp = buildRegistryApp({ backend: countPushes(registryBackend ?? storage.registry, stats, (d) => restorer?.claim(d) ?? false), writable: true, deleteEnabled: opts.deleteEnabled ?? true, ...common });
     apps.push(registryApp);
     const cacheApp = buildRegistryApp({
       backend: cache.backend,
@@ -373,7 +373,7 @@ async function openPersistence(
   ]);
   const index = parseIndex(text);
   // What the index brings (its manifests, its inline blobs) counts as the Actions cache's.
-  stats.fromActionsCache([...Object.keys(index.inline), ...Object.values(index.manifests).flatMap((m) => Object.keys(m))]);
+  stats.fromActionsCache([...Object.keys(index.inline), ...[index.manifests, index.registry?.manifests ?? {}].flatMap((ms) => Object.values(ms).flatMap((m) => Object.keys(m)))]);
   // The prefetch starts before the import (the index's manifests and tags into the store).
   const restorer = ActionsCache.available() ? new PackRestorer(storage, index, new ActionsCache(), storage.layout.tmpDir) : undefined;
   if (restorer && prefetch) void restorer.prefetchAll();

@@ -22,6 +22,8 @@ export function toPrometheus(s: StatsSnapshot): string {
     [{ repository, source: 'local' }, r.manifestHits],
     [{ repository, source: 'upstream' }, r.manifestMisses],
     [{ repository, source: 'stale' }, r.manifestStale],
+    // docker's by-digest request for a manifest this server just fetched by tag: not a hit.
+    [{ repository, source: 'repeat' }, r.manifestRepeats ?? 0],
   ] as Array<[Record<string, string>, number]>));
   metric('regcache_blob_requests_total', 'counter', 'Blobs served by source.', repos.flatMap(([repository, r]) => [
     [{ repository, source: 'local' }, r.blobHits],

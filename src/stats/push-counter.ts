@@ -1,12 +1,30 @@
-// Counts what clients push to the registry port: the registry's backend wrapped so that each
-// blob upload or mount and each manifest PUT that succeeded is recorded in the statistics
-// (the job summary lists pushed images). Every other call passes through untouched.
+// Counts what clients push to and pull from the registry port: the registry's backend wrapped
+// so that each blob upload or mount and each manifest PUT that succeeded, and each manifest and
+// blob served, is recorded in the statistics (the job summary lists the images). Every other
+// call passes through untouched.
+import type { Digest } from '../oci/index.js';
 import type { RegistryBackend } from '../storage/index.js';
 import type { Stats } from './stats.js';
 
-/** `backend` with its successful pushes recorded in `stats`. */
-export function countPushes<B extends RegistryBackend>(backend: B, stats: Stats): B {
+/**
+ * `backend` with its successful pushes and its reads recorded in `stats`. `claim(d)` is true
+ * once for a blob the Actions cache restored (a pushed image a previous job saved).
+ */
+export function countPushes<B extends RegistryBackend>(backend: B, stats: Stats, claim: (d: Digest) => boolean = () => false): B {
   const counted: Partial<RegistryBackend> = {
+    getManifest: async (name, reference, withBody) => {
+      const m = await backend.getManifest(name, reference, withBody);
+      if (m) stats.registryServed(name, m.digest.value, withBody ? m.size : 0, reference.kind === 'tag' ? reference.tag : reference.digest.value);
+      return m;
+    },
+    openBlob: async (name, d) => {
+      const handle = await backend.openBlob(name, d);
+      if (handle) {
+        if (claim(d)) stats.fromActionsCache([d.value]);
+        stats.registryServed(name, d.value, handle.size ?? 0);
+      }
+      return handle;
+    },
     putBlob: async (name, expected, source, expectedSize) => {
       const size = await backend.putBlob(name, expected, source, expectedSize);
       stats.blobPushed(name, expected.value, size);

@@ -36,6 +36,8 @@ export interface RepositoryStats {
   blobJoins: number;
   /** Blobs restored from the Actions cache. */
   blobPersistHits: number;
+  /** Blob requests by where the blob's content came from (a config restored with the index is the Actions cache's). */
+  blobsByOrigin: ByOrigin;
   bytesServed: number;
   /** Bytes sent to clients, by where the content came from (sums to bytesServed). */
   bytesServedByOrigin: ByOrigin;
@@ -77,6 +79,17 @@ export interface PushStats {
   lastSeenMs: number;
 }
 
+/** What clients pulled from one repository of the registry port. */
+export interface RegistryPullStats {
+  /** Tags asked for, last first. */
+  tags: string[];
+  /** Digests tags resolved to, last first. */
+  digests: string[];
+  /** Size of the distinct manifests and blobs served, by origin (pushed images restored with persist-registry: the Actions cache). */
+  sizeByOrigin: ByOrigin;
+  bytesServed: number;
+}
+
 /** A snapshot of every counter, as written to the stats file. */
 export interface StatsSnapshot {
   startedAtMs: number;
@@ -86,6 +99,8 @@ export interface StatsSnapshot {
   upstreams: Record<string, UpstreamStats>;
   /** The registry port's repositories clients pushed to. */
   pushes: Record<string, PushStats>;
+  /** The registry port's repositories clients pulled from. */
+  registryPulls: Record<string, RegistryPullStats>;
   /** Reports of other parts (the Actions cache restore tier as `persist`). */
   extras: Record<string, unknown>;
   totals: {
@@ -126,6 +141,7 @@ function newRepository(now: number): RepositoryStats {
     blobMisses: 0,
     blobJoins: 0,
     blobPersistHits: 0,
+    blobsByOrigin: noBytes(),
     bytesServed: 0,
     bytesServedByOrigin: noBytes(),
     sizeByOrigin: noBytes(),
@@ -154,6 +170,9 @@ export class Stats {
   private readonly repositories = new Map<string, RepositoryStats>();
   private readonly upstreams = new Map<string, UpstreamStats>();
   private readonly pushes = new Map<string, PushStats>();
+  private readonly registryPulls = new Map<string, RegistryPullStats>();
+  /** Digests served per registry repository (each counted once in its size). */
+  private readonly registryServedBy = new Map<string, Set<string>>();
   private readonly extras = new Map<string, () => unknown>();
   /** Where each digest's content came from, when not the disk as found. */
   private readonly origins = new Map<string, Origin>();
@@ -264,6 +283,7 @@ export class Stats {
     if (joined) r.blobJoins++;
     if (source === 'persist') this.fromActionsCache([digest]);
     if (source === 'upstream') this.fromUpstream(digest);
+    r.blobsByOrigin[this.originOf(digest)]++;
     this.sized(name, r, digest, size);
   }
 
@@ -331,6 +351,33 @@ export class Stats {
     this.mark([digest], 'pushed');
   }
 
+  private registryPull(name: string): RegistryPullStats {
+    let p = this.registryPulls.get(name);
+    if (!p) {
+      p = { tags: [], digests: [], sizeByOrigin: noBytes(), bytesServed: 0 };
+      this.registryPulls.set(name, p);
+    }
+    return p;
+  }
+
+  /** Content of `size` bytes served from the registry port (`reference` for a manifest: its tag or digest). */
+  registryServed(name: string, digest: string, size: number, reference?: string): void {
+    const p = this.registryPull(name);
+    if (reference !== undefined && !reference.includes(':')) {
+      pushUnique(p.tags, reference);
+      pushUnique(p.digests, digest);
+    }
+    p.bytesServed += size;
+    let seen = this.registryServedBy.get(name);
+    if (!seen) {
+      seen = new Set();
+      this.registryServedBy.set(name, seen);
+    }
+    if (size === 0 || seen.has(digest) || seen.size >= MAX_TRACKED) return;
+    seen.add(digest);
+    p.sizeByOrigin[this.originOf(digest)] += size;
+  }
+
   /** Every counter, as plain data. */
   snapshot(): StatsSnapshot {
     const repositories = Object.fromEntries([...this.repositories].map(([k, v]) => [k, structuredClone(v)]));
@@ -363,7 +410,8 @@ export class Stats {
     for (const [d, size] of this.served) totals.sizeByOrigin[this.originOf(d)] += size;
     const upstreams = Object.fromEntries([...this.upstreams].map(([k, v]) => [k, structuredClone(v)]));
     const pushes = Object.fromEntries([...this.pushes].map(([k, v]) => [k, structuredClone(v)]));
+    const registryPulls = Object.fromEntries([...this.registryPulls].map(([k, v]) => [k, structuredClone(v)]));
     const extras = Object.fromEntries([...this.extras].map(([k, f]) => [k, structuredClone(f())]));
-    return { startedAtMs: this.startedAtMs, takenAtMs: Date.now(), repositories, upstreams, pushes, extras, totals };
+    return { startedAtMs: this.startedAtMs, takenAtMs: Date.now(), repositories, upstreams, pushes, registryPulls, extras, totals };
   }
 }

@@ -15,7 +15,7 @@ import type { AccessLogEntry } from '../helpers/distribution.js';
 import { pidAlive, tempDir, waitFor } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 import { assertWellFormed, parseSummary } from '../helpers/summary-markdown.js';
-import { formatBytes, shortDigest } from '../../src/action/summary/index.js';
+import { count, formatBytes, shortDigest } from '../../src/action/summary/index.js';
 
 const skip = skipUnless(['dockerd', 'containerd', 'docker', 'docker-registry', 'busybox'], { root: true });
 
@@ -116,7 +116,7 @@ async function fullRun(t: TestContext, node: string): Promise<void> {
   assert.ok(tags!.split(' ').includes(upstream.tag), `row names the tag: ${row.join(' | ')}`);
   assert.equal(digest, shortDigest(upstream.layout.manifestDigest), 'row has the short digest');
   assert.equal(from, 'upstream', "a cold job: every byte from upstream, none from disk (docker's by-digest manifest request is no disk hit)");
-  assert.equal(parsed.headline, `1 image pulled, none from cache · Docker Hub: ${final.manifestGets.length} counted`);
+  assert.equal(parsed.headline, `1 image pulled, none from cache · Docker Hub: ${count(final.manifestGets.length, 'pull')} counted`);
   assert.ok(!s.includes('mirror-check'), 'the mirror probe is not reported');
   const hub = parsed.tables.find((t) => t.header[0] === 'Upstream')?.rows.find((r) => r[0] === 'docker.io');
   assert.ok(hub, `the upstreams section names docker.io:\n${s}`);

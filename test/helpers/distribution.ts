@@ -43,8 +43,11 @@ export interface AccessLogEntry {
   /** The query string without its leading `?`, or '' when there was none. */
   query: string;
   status: number;
-  /** Bytes of the response body as logged (undefined when the log said `-`). */
-  bytes?: number;
+}
+
+/** An access-log entry with the response body's size as logged (undefined when the log said `-`). */
+export interface SizedAccessLogEntry extends AccessLogEntry {
+  bytes: number | undefined;
 }
 
 /** A running distribution registry, as returned by {@link startDistribution}. */
@@ -226,8 +229,17 @@ function running(child: ChildProcess, parts: RunningParts): Distribution {
 /** `127.0.0.1 - - [27/Nov/2026:21:00:46 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"` */
 const ACCESS_LINE = /^\S+ \S+ \S+ \[[^\]]+\] "([A-Z]+) (\S+) HTTP\/[\d.]+" (\d{3}) (\d+|-)/;
 
-/** Extracts the access-log lines (combined log format) from distribution's mixed log output. */
-export function parseAccessLog(text: string): AccessLogEntry[] {
+/**
+ * What `d` answered so far with the body sizes it logged (accessLog() first, so that every
+ * response sent before the call is in the log file).
+ */
+export async function sizedAccessLog(d: Distribution): Promise<SizedAccessLogEntry[]> {
+  await d.accessLog();
+  return parseAccessLog(await readFile(d.logFile, 'utf8'), true) as SizedAccessLogEntry[];
+}
+
+/** Extracts the access-log lines (combined log format) from distribution's mixed log output; `withBytes` adds each body's size. */
+export function parseAccessLog(text: string, withBytes = false): AccessLogEntry[] {
   const entries: AccessLogEntry[] = [];
   for (const line of text.split('\n')) {
     const m = ACCESS_LINE.exec(line);
@@ -237,7 +249,7 @@ export function parseAccessLog(text: string): AccessLogEntry[] {
     const path = q < 0 ? target : target.slice(0, q);
     const query = q < 0 ? '' : target.slice(q + 1);
     if (path === '/v2/' && query.startsWith(`${SYNC_PARAM}=`)) continue;
-    entries.push({ method, path, query, status: Number(status), ...(size !== '-' ? { bytes: Number(size) } : {}) });
+    entries.push({ method, path, query, status: Number(status), ...(withBytes ? { bytes: size === '-' ? undefined : Number(size) } : {}) });
   }
   return entries;
 }

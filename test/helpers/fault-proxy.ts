@@ -16,8 +16,8 @@ import { request } from 'undici';
 
 /** What the proxy does to a matching request. */
 export type Fault =
-  /** Forward the request and stream the upstream's answer back unchanged. */
-  | { kind: 'pass' }
+  /** Forward the request and stream the upstream's answer back unchanged (plus `headers`, e.g. Docker Hub's ratelimit-*). */
+  | { kind: 'pass'; headers?: Record<string, string> }
   /** Forward; send the headers and the first `afterBytes` body bytes (0: the headers only), then reset the TCP connection (RST). */
   | { kind: 'reset'; afterBytes: number }
   /** Forward; send the headers and the first `afterBytes` body bytes, then close cleanly (FIN) though Content-Length promises more. */
@@ -180,7 +180,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, fault: Fault, e
     return;
   }
   res.on('close', () => upRes.destroy());
-  const headers = responseHeaders(upRes.headers, up.upstream, req);
+  const headers = { ...responseHeaders(upRes.headers, up.upstream, req), ...(fault.kind === 'pass' ? fault.headers : {}) };
   entry.status = upRes.statusCode ?? 502;
   if (fault.kind === 'replace') return replaceBody(req, res, upRes, headers, fault.body, entry);
   res.writeHead(entry.status, headers);

@@ -14,6 +14,8 @@ import type { Distribution } from '../helpers/distribution.js';
 import { skipUnless } from '../helpers/tools.js';
 import { fetchBytes, pullImage, pushImage, randomImage, seedImage, type TestImage } from '../helpers/upstream-images.js';
 import { packKey } from '../../src/persist/index.js';
+import { formatBytes } from '../../src/action/summary/index.js';
+import { parseSummary } from '../helpers/summary-markdown.js';
 import { blobGets, createdIndexes, createdPacks, lookupsOf, pullThroughCache, restoredIndex, serverStats, startJob, type JobOptions, type JobRun, persistWorld } from './support.js';
 
 const skip = skipUnless(['docker-registry', 'zstd']);
@@ -69,6 +71,9 @@ test('persist-registry: true: an image pushed to :5000 is served by the next job
   assert.deepEqual(blobGets(second.upstream), [], 'nothing came from the upstream');
   assert.deepEqual(second.created, [], 'nothing new: no pack, no index uploaded');
   assert.equal(second.persistence['Pushed images restored (persist-registry)'], '1 tag, 1 manifest');
+  const row = parseSummary(second.post.summary).tables[0]?.rows.find((r) => r[0]!.endsWith('/team/app'));
+  assert.ok(row, `the summary has a row for the image pulled from :5000:\n${second.post.summary}`);
+  assert.deepEqual(row.slice(1), ['v1', image.digest.slice(0, 19), 'Actions cache', formatBytes(image.manifest.byteLength + image.blobs.reduce((a, b) => a + b.size, 0)), '0 B'], 'restored from the Actions cache, every byte');
 });
 
 test("a pushed image built on a pulled one: the shared layers stay in the cache's pack, the pushed pack holds the rest, the next job restores both", { skip, timeout: 120_000 }, async (t) => {

@@ -93,12 +93,32 @@ export function summaryModel(s: StatsSnapshot, hidden: readonly string[] = [], r
       pushed: true,
     });
   }
-  images.sort((a, b) => a.name.localeCompare(b.name));
+  // Pulled images by name, then pushed ones by name.
+  // Pulled from the registry port without being pushed in this job: restored (persist-registry) or on disk.
+  for (const [name, p] of Object.entries(s.registryPulls ?? {})) {
+    if (s.pushes?.[name]) continue;
+    const sizeByOrigin = { ...noBytes(), ...p.sizeByOrigin };
+    images.push({
+      name: registryHost ? `${registryHost}/${name}` : name,
+      tags: p.tags,
+      digest: p.digests[0],
+      origins: originsOf(sizeByOrigin),
+      size: sumOf(sizeByOrigin),
+      sizeByOrigin,
+      fromUpstream: 0,
+      pushed: false,
+    });
+  }
+  images.sort((a, b) => Number(a.pushed) - Number(b.pushed) || a.name.localeCompare(b.name));
   const sizeByOrigin = { ...noBytes(), ...s.totals.sizeByOrigin };
   for (const [, r] of Object.entries(s.repositories).filter(([n]) => hidden.includes(n))) {
     for (const o of ORIGINS) sizeByOrigin[o] = Math.max(0, sizeByOrigin[o] - (r.sizeByOrigin?.[o] ?? 0));
   }
   for (const p of Object.values(s.pushes ?? {})) sizeByOrigin.pushed += p.bytes;
+  for (const [name, p] of Object.entries(s.registryPulls ?? {})) {
+    if (s.pushes?.[name]) continue;
+    for (const o of ORIGINS) sizeByOrigin[o] += p.sizeByOrigin[o];
+  }
   const pulledRows = images.filter((i) => !i.pushed);
   return {
     images,

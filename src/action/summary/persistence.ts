@@ -56,7 +56,7 @@ function savedLine(saved: SaveReport): string {
 export function persistenceItems(p: PersistState, restored: RestoreReport | undefined, saved: SaveReport | undefined, pushed: RegistryImportReport | undefined, event: JobEvent, pushedHere: number): string[] {
   const out: string[] = [];
   const item = (label: string, value: string) => out.push(`- ${label}: ${value}`);
-  const none = p.unavailable ? 'none: the cache service failed or did not answer' : 'none yet (the first job saves one)';
+  const none = p.unavailable ? 'none: the cache service failed or did not answer' : 'none yet, the first job saves one';
   item('Index restored', `${p.restoredKey ? code(p.restoredKey) : none} (${seconds(p.restoreSeconds)})`);
   if (restored && (restored.packsRestored || restored.packsMissing || restored.packsBroken || restored.packsUnavailable)) item('Packs restored', restoredLine(p, restored));
   if (pushed) {
@@ -73,7 +73,8 @@ export function persistenceItems(p: PersistState, restored: RestoreReport | unde
     item('Saved', `nothing: ${why}`);
   }
   if (pushedHere > 0) {
-    item('Pushed images', p.persistRegistry ? (saved ? 'saved with the cache (persist-registry)' : 'not saved (nothing was)') : `not saved (set ${code('persist-registry: true')} to keep them for the next job)`);
+    const kept = saved && (saved.index === 'saved' || saved.index === 'unchanged');
+    item('Pushed images', p.persistRegistry ? (kept ? 'saved with the cache (persist-registry)' : 'not saved (the index was not saved)') : `not saved (set ${code('persist-registry: true')} to keep them for the next job)`);
   }
   return out;
 }

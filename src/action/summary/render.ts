@@ -38,6 +38,14 @@ export const ORIGIN_LABEL: Record<Origin, string> = {
   pushed: 'pushed here',
 };
 
+/** The same, capitalized, as the chart's legend shows them. */
+const CHART_LABEL: Record<Origin, string> = {
+  upstream: 'Upstream',
+  actionsCache: 'Actions cache',
+  disk: "This runner's disk",
+  pushed: 'Pushed here',
+};
+
 const DEFAULT_MAX_ROWS = 100;
 
 /** A rate limit in words: `93 of 100 left in the 6 h window`. */
@@ -62,7 +70,7 @@ function headline(m: SummaryModel): string {
   if (hub) {
     const parts: string[] = [];
     if (hub.manifestGetsAvoided > 0) parts.push(`${count(hub.manifestGetsAvoided, 'pull')} avoided`);
-    if (hub.manifestGets > 0) parts.push(`${hub.manifestGets} counted`);
+    if (hub.manifestGets > 0) parts.push(hub.manifestGetsAvoided > 0 ? `${hub.manifestGets} counted` : `${count(hub.manifestGets, 'pull')} counted`);
     const left = rateLimitText(hub, 'left');
     if (left) parts.push(left);
     if (parts.length) groups.push(`Docker Hub: ${parts.join(', ')}`);
@@ -104,17 +112,24 @@ function imageTable(m: SummaryModel, maxRows: number): string[] {
   return [...out, ''];
 }
 
-/** A mermaid pie of bytes by source, when more than one source had bytes. */
+/**
+ * A mermaid pie of bytes by source, when three or more sources had bytes: with one or two, the
+ * headline and the table already say it in fewer pixels.
+ */
 function chart(m: SummaryModel): string[] {
   const slices = ORIGINS.filter((o) => m.sizeByOrigin[o] > 0);
-  if (slices.length < 2) return [];
+  if (slices.length < 3) return [];
   const largest = Math.max(...slices.map((o) => m.sizeByOrigin[o]));
   const unit = largest >= 1024 ** 3 ? ['GiB', 1024 ** 3] as const : largest >= 1024 ** 2 ? ['MiB', 1024 ** 2] as const : ['KiB', 1024] as const;
-  const value = (n: number) => Number((n / unit[1]).toPrecision(3));
+  // One decimal, as the table's sizes; a slice too small for it keeps two significant digits.
+  const value = (n: number) => {
+    const v = n / unit[1];
+    return v >= 0.05 ? Number(v.toFixed(1)) : Number(v.toPrecision(2));
+  };
   return [
     '```mermaid',
-    `pie showData title Image bytes by source (${unit[0]})`,
-    ...slices.map((o) => `  "${ORIGIN_LABEL[o]}" : ${value(m.sizeByOrigin[o])}`),
+    `pie showData title Bytes by source (${unit[0]})`,
+    ...slices.map((o) => `  "${CHART_LABEL[o]}" : ${value(m.sizeByOrigin[o])}`),
     '```',
     '',
   ];
@@ -123,7 +138,7 @@ function chart(m: SummaryModel): string[] {
 /** The upstreams section: requests by name, Docker Hub's counted pulls, rate limits. */
 function upstreamSection(m: SummaryModel): string[] {
   if (m.upstreams.length === 0) return [];
-  const rows = m.upstreams.map((u) => [
+  const rows = [...m.upstreams].sort((a, b) => (a.ns === DOCKER_HUB ? -1 : b.ns === DOCKER_HUB ? 1 : a.ns.localeCompare(b.ns))).map((u) => [
     escapeCell(u.ns),
     String(u.requests),
     Object.entries(u.byStatus).sort().map(([k, v]) => `${v}× ${k}`).join(', '),
@@ -137,14 +152,27 @@ function upstreamSection(m: SummaryModel): string[] {
   return details('Upstreams', body);
 }
 
+/** `3 upstream, 1 cached`: the counts that are not zero, or `-`. */
+function nonZero(parts: Array<[number, string]>): string {
+  return parts.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`).join(', ') || '-';
+}
+
 /** Per-image request counts and timings. */
 function requestSection(s: StatsSnapshot, hidden: readonly string[], maxRows: number): string[] {
   const repos = Object.entries(s.repositories).filter(([n]) => !hidden.includes(n)).sort(([a], [b]) => a.localeCompare(b));
   if (repos.length === 0) return [];
   const rows = repos.slice(0, maxRows).map(([name, r]) => [
     escapeCell(name),
-    `${r.manifestMisses} upstream, ${r.manifestHits} cached${r.manifestRevalidated ? ` (${r.manifestRevalidated} confirmed by HEAD)` : ''}${r.manifestStale ? `, ${r.manifestStale} stale` : ''}${r.manifestRepeats ? `, ${r.manifestRepeats} asked again by digest` : ''}`,
-    `${r.blobMisses} upstream${r.blobJoins ? ` (${r.blobJoins} joined)` : ''}, ${r.blobPersistHits} Actions cache, ${r.blobHits} disk`,
+    nonZero([
+      [r.manifestMisses, 'upstream'],
+      [r.manifestHits, r.manifestRevalidated ? `cached (${r.manifestRevalidated} confirmed by HEAD)` : 'cached'],
+      [r.manifestStale, 'stale'],
+      [r.manifestRepeats, 'again by digest'],
+    ]),
+    nonZero([
+      ...ORIGINS.map((o): [number, string] => [r.blobsByOrigin?.[o] ?? 0, ORIGIN_LABEL[o]]),
+      [r.blobJoins, 'joined a download'],
+    ]),
     formatBytes(r.bytesServed),
     `${((r.lastSeenMs - r.firstSeenMs) / 1000).toFixed(1)} s`,
   ]);
@@ -173,8 +201,12 @@ export function renderJobSummary(input: SummaryInput): string {
   const setup = setupLines(input);
   const m = input.stats ? summaryModel(input.stats, hidden, input.registryHost) : undefined;
   if (!m || m.images.length === 0) {
+    // One line; what the Actions cache did (restored pushed images, saved) folded under it.
     const why = setup.visible.length ? ` ${setup.visible.join(' ')}` : '';
-    return `**regcache**: no image went through the cache or the registry in this job.${why}\n`;
+    const line = `regcache: no image went through the cache or the registry in this job.${why}`;
+    if (!input.persist) return `**${line.slice(0, 8)}**${line.slice(8)}\n`;
+    const items = persistenceItems(input.persist, input.restored, input.saved, input.registryImport, input.event ?? {}, 0);
+    return `${details(line, items).join('\n').trimEnd()}\n`;
   }
   const out: string[] = ['### regcache', '', headline(m), ''];
   out.push(...setup.visible.map((l) => `${l}\n`));

@@ -1,22 +1,23 @@
 // Byte counts that must be exact, from the server's counters to the summary: two jobs on one
 // storage (a runner that keeps its disk) pull through a real regcache from a distribution
 // upstream named docker.io, as docker does (manifest by tag, again by digest, then blobs).
-// The stats JSON, /metrics and the summary's table, headline and chart must give the bytes
+// The stats JSON, /metrics and the summary's table and headline must give the bytes
 // the images hold, each attributed to where it came from, and agree with the upstream's
 // access log: the first job's bytes all from upstream, the second job's from this runner's disk
-// for the image it had and from upstream for the new one.
+// for the image it had and from upstream for the new one. (The chart needs three sources: it
+// is checked in two-jobs.test.ts.)
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { renderJobSummary, formatBytes, shortDigest } from '../../../src/action/summary/index.js';
 import { PROBE_REPOSITORY } from '../../../src/proxy/index.js';
 import type { StatsSnapshot } from '../../../src/stats/index.js';
-import { startDistribution, type Distribution } from '../../helpers/distribution.js';
+import { sizedAccessLog, startDistribution, type Distribution } from '../../helpers/distribution.js';
 import { tempDir } from '../../helpers/proc.js';
 import { skipUnless } from '../../helpers/tools.js';
 import { ACCEPT_ALL_MANIFESTS, fetchBytes, seedImage, type TestImage } from '../../helpers/upstream-images.js';
 import { assertWellFormed, parseSummary } from '../../helpers/summary-markdown.js';
-import { cleanup, getText, logWindow, startCache } from '../../proxy/support.js';
+import { cleanup, getText, startCache } from '../../proxy/support.js';
 
 const skip = skipUnless(['docker-registry']);
 
@@ -49,11 +50,11 @@ function series(text: string, name: string): number {
 /** One job: a server on `storage`, `work`, its stats, metrics and summary. */
 async function job(t: TestContext, upstream: Distribution, storage: string, work: (cacheUrl: string) => Promise<void>) {
   const cache = await startCache(t, { upstreams: [`docker.io=${upstream.url}`], storage, tagTtlMs: 0 });
-  const window = await logWindow(upstream);
+  const start = (await upstream.accessLog()).length;
   await work(cache.cacheUrl);
   const snapshot = (await (await fetch(`${cache.cacheUrl}/_regcache/stats`)).json()) as StatsSnapshot;
   const metrics = (await getText(`${cache.cacheUrl}/metrics`)).text;
-  const log = await window.entries();
+  const log = (await sizedAccessLog(upstream)).slice(start);
   await cache.server.close();
   const hidden = Object.keys(snapshot.repositories).filter((n) => n.endsWith(`/${PROBE_REPOSITORY}`));
   const markdown = renderJobSummary({ stats: snapshot, hidden });
@@ -87,7 +88,7 @@ test('exact bytes: served and fetched in stats, /metrics and the summary, attrib
   assert.equal(series(first.metrics, `regcache_bytes_served_by_origin_total{repository="${appName}",origin="disk"}`), 0);
   assert.equal(series(first.metrics, `regcache_bytes_fetched_total{repository="${appName}"}`), sizeOf(app));
   assert.deepEqual(first.parsed.tables[0]!.rows, [['app', 'v1', shortDigest(app.digest), 'upstream', formatBytes(sizeOf(app)), formatBytes(sizeOf(app))]]);
-  assert.equal(first.parsed.headline, '1 image pulled, none from cache · Docker Hub: 1 counted');
+  assert.equal(first.parsed.headline, '1 image pulled, none from cache · Docker Hub: 1 pull counted');
   assert.equal(first.parsed.pie, undefined, 'one source: no chart');
 
   // Job 2 on the same disk: app from the disk, other from upstream.
@@ -106,6 +107,5 @@ test('exact bytes: served and fetched in stats, /metrics and the summary, attrib
     ['other', 'v1', shortDigest(other.digest), 'upstream', formatBytes(sizeOf(other)), formatBytes(sizeOf(other))],
   ]);
   assert.equal(second.parsed.headline, `2 images pulled, 1 from cache (${formatBytes(sizeOf(app))} not downloaded) · Docker Hub: 1 pull avoided, 1 counted`);
-  const kib = (n: number) => Number((n / 1024).toPrecision(3));
-  assert.deepEqual(second.parsed.pie, { upstream: kib(sizeOf(other)), "this runner's disk": kib(sizeOf(app)) });
+  assert.equal(second.parsed.pie, undefined, 'two sources: the headline and the table say it, no chart');
 });

@@ -2,13 +2,14 @@
 // outside and inside code spans read back through a GFM parser, a job with 500 images under
 // GitHub's 1 MiB per step, a job with none in one line, Docker Hub's counted pulls and parsed
 // rate limit (and no other upstream's), plurals and zero counts left out, the reason nothing
-// was saved.
+// was saved. (What the counters themselves record: test/stats/origins.test.ts.)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Stats } from '../../../src/stats/index.js';
 import { code, escapeCell, renderJobSummary } from '../../../src/action/summary/index.js';
 import type { PersistState } from '../../../src/action/state.js';
 import type { SaveReport } from '../../../src/persist/index.js';
+import { marked } from 'marked';
 import { assertWellFormed, parseSummary } from '../../helpers/summary-markdown.js';
 
 const HOSTILE = ['a *b* c', '_x_', '<img src=x onerror=alert(1)>', 'x|y', '`tick`', '[l](http://e)', '#1 ~~s~~', 'a\\b', 'integration_tests', 'a & b'];
@@ -59,12 +60,15 @@ test('code: a code span shows its text as it is, with no backslash, in a table c
   assert.equal(code('integration_tests'), '`integration_tests`', 'no escape inside a code span');
 });
 
-test('a job in which nothing went through regcache is one line', () => {
-  const md = renderJobSummary({ stats: new Stats().snapshot(), persist: persist({ save: true }) });
-  assert.equal(md.trimEnd().split('\n').length, 1, md);
-  assert.match(md, /no image went through/);
-  const none = renderJobSummary({ stats: undefined });
-  assert.equal(none.trimEnd().split('\n').length, 1);
+test('a job in which nothing went through regcache is one line (what the Actions cache did folded under it)', () => {
+  const none = renderJobSummary({ stats: new Stats().snapshot() });
+  assert.equal(none, '**regcache**: no image went through the cache or the registry in this job.\n');
+  assert.equal(renderJobSummary({ stats: undefined }), none);
+  const md = renderJobSummary({ stats: new Stats().snapshot(), persist: persist({ save: true }), saved: saveReport({ packsSaved: 0, bytesSaved: 0, index: 'unchanged', indexKey: undefined }) });
+  const html = marked.parse(md) as string;
+  assert.match(html, /^<details>\n<summary>regcache: no image went through the cache or the registry in this job\.<\/summary>/, 'the one visible line is the summary of a closed details');
+  assert.doesNotMatch(html, /<details open/);
+  assert.equal(parseSummary(md).items['Index entry'], 'unchanged (nothing new: no upload)');
 });
 
 test('500 images with long tags: under 1 MiB, 100 rows shown and the rest counted, every row well formed', () => {
@@ -92,7 +96,7 @@ test("Docker Hub's pulls and rate limit in the headline, parsed; another upstrea
   const md = renderJobSummary({ stats: s.snapshot() });
   assertWellFormed(md);
   const p = parseSummary(md);
-  assert.equal(p.headline, '2 images pulled, none from cache · Docker Hub: 1 counted, 93 of 100 left in the 6 h window');
+  assert.equal(p.headline, '2 images pulled, none from cache · Docker Hub: 1 pull counted, 93 of 100 left in the 6 h window');
   const upstreams = p.tables.find((t) => t.header[0] === 'Upstream')!;
   const ghcr = upstreams.rows.find((r) => r[0] === 'ghcr.io')!;
   assert.equal(ghcr[5], '4990 of 5000 left, 1 h window');
@@ -104,15 +108,6 @@ test("Docker Hub's pulls and rate limit in the headline, parsed; another upstrea
     ['ghcr.io/owner/integration_tests', 'v1', digest('ghcr.io/owner/integration_tests:v1').slice(0, 19), 'upstream'],
   ]);
   assert.equal(p.pie, undefined, 'one source: no chart');
-});
-
-test("docker's by-digest re-request of the manifest it just got by tag is not a disk hit", () => {
-  const s = new Stats();
-  coldPull(s, 'docker.io', 'docker.io/library/alpine', 'latest', [4096]);
-  const r = s.snapshot().repositories['docker.io/library/alpine']!;
-  assert.deepEqual([r.manifestMisses, r.manifestHits, r.manifestRepeats], [1, 0, 1]);
-  assert.deepEqual(r.bytesServedByOrigin, { upstream: 5096, actionsCache: 0, disk: 0, pushed: 0 });
-  assert.deepEqual(r.sizeByOrigin, { upstream: 4596, actionsCache: 0, disk: 0, pushed: 0 }, 'the manifest counted once in the size');
 });
 
 test('the Actions cache section: plurals, zero counts left out, and why nothing was saved on a pull request', () => {
@@ -141,6 +136,21 @@ test('pushed images: a row each, "pushed here", and whether persist-registry kee
   assert.equal(p.headline, '1 image pushed');
   assert.deepEqual(p.tables[0]!.rows[0], ['127.0.0.1:5000/team/app', 'v1', digest('team/app').slice(0, 19), 'pushed here', '3.3 KiB', '0 B']);
   assert.equal(p.items['Pushed images'], 'not saved (set `persist-registry: true` to keep them for the next job)');
+  const kept = parseSummary(renderJobSummary({ stats: s.snapshot(), persist: persist({ save: true, persistRegistry: true }), saved: saveReport() }));
+  assert.equal(kept.items['Pushed images'], 'saved with the cache (persist-registry)');
+  const lost = parseSummary(renderJobSummary({ stats: s.snapshot(), persist: persist({ save: true, persistRegistry: true }), saved: saveReport({ index: 'failed', indexKey: undefined }) }));
+  assert.equal(lost.items['Pushed images'], 'not saved (the index was not saved)');
+});
+
+test('an image pulled from the registry port that a previous job pushed and the Actions cache restored: its row says so', () => {
+  const s = new Stats();
+  s.fromActionsCache([digest('team/app'), digest('layer')]);
+  s.registryServed('team/app', digest('team/app'), 400, 'v1');
+  s.registryServed('team/app', digest('layer'), 3000);
+  s.registryServed('team/app', digest('layer'), 3000);
+  const p = parseSummary(renderJobSummary({ stats: s.snapshot(), registryHost: 'localhost:5000' }));
+  assert.deepEqual(p.tables[0]!.rows, [['localhost:5000/team/app', 'v1', digest('team/app').slice(0, 19), 'Actions cache', '3.3 KiB', '0 B']]);
+  assert.equal(p.headline, '1 image pulled, 1 from cache (3.3 KiB not downloaded)');
 });
 
 test('docker not pointed at the cache: said at the top, with the reason', () => {
