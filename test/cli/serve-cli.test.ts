@@ -138,6 +138,30 @@ describe('regcache CLI', { concurrency: false }, () => {
     await withTimeout(s.exited, 10_000, 'exit after SIGTERM');
   });
 
+  test('REGCACHE_CONFIG (the image): no listed file exists, so the REGISTRY_* variables alone configure serve', async (t) => {
+    const dir = await tempDir(t);
+    const s = await serve(t, {
+      storage: join(dir, 's'),
+      readyFile: join(dir, 'ready.json'),
+      bare: true,
+      extra: ['--log-level', 'silent'],
+      env: {
+        REGCACHE_CONFIG: `${join(dir, 'docker', 'config.yml')}:${join(dir, 'distribution', 'config.yml')}`,
+        REGISTRY_HTTP_ADDR: '127.0.0.1:0',
+        REGISTRY_HTTP_DEBUG_ADDR: '127.0.0.1:0',
+        REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'from-env'),
+        REGISTRY_NO_SUCH_THING: 'x',
+      },
+    });
+    assert.equal(s.ready.storage, join(dir, 'from-env'));
+    assert.match(s.stderr(), /regcache: warning: Ignoring unrecognized environment variable REGISTRY_NO_SUCH_THING/);
+    const res = await request(`${s.ready.registry}/v2/a/manifests/latest`, { method: 'DELETE' });
+    await res.body.dump();
+    assert.equal(res.statusCode, 405, "delete is off, as distribution's default");
+    s.child.kill('SIGTERM');
+    await withTimeout(s.exited, 10_000, 'exit after SIGTERM');
+  });
+
   test('an htpasswd path that is a directory, or a file without bcrypt entries, is an error naming the flag and the fix', async (t) => {
     const dir = await tempDir(t);
     const asDir = join(dir, 'htpasswd.d');
