@@ -188,6 +188,7 @@ export function program(): Command {
 
   registerGc(cli, {
     duration,
+    durationOption,
     fail,
     storageDir: (flag) =>
       flag !== undefined

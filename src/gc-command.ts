@@ -4,13 +4,15 @@
 // gc socket; otherwise gc opens the storage itself. A storage directory that does not exist is
 // refused (a typo would otherwise create an empty one and report nothing to collect).
 import { stat } from 'node:fs/promises';
-import type { Command } from 'commander';
+import type { Command, Option } from 'commander';
 import { DEFAULT_GC_GRACE_MS, DEFAULT_UPLOAD_MAX_AGE_MS, Layout, openStorage, StorageLockedError, type GcResult } from './storage/index.js';
 import { askServerToCollect, type GcRequest } from './server/index.js';
 
 /** What the gc command needs from the command line's shared parsers. */
 export interface GcCommandTools {
   duration(v: string): number;
+  /** A duration option whose default is shown as written (`1h`). */
+  durationOption(flags: string, description: string, defaultMs: number, shown: string): Option;
   fail(err: unknown): never;
   storageDir(flag: string | undefined): { dir: string; from: string };
 }
@@ -21,8 +23,8 @@ export function registerGc(cli: Command, tools: GcCommandTools): void {
     .command('gc')
     .description('delete blobs that nothing references and upload sessions left idle (asks the running server when one holds the storage)')
     .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
-    .option('--grace <duration>', 'keep unreferenced blobs younger than this (default: 1h)', tools.duration, DEFAULT_GC_GRACE_MS)
-    .option('--upload-max-age <duration>', 'remove upload sessions idle this long (default: 24h)', tools.duration, DEFAULT_UPLOAD_MAX_AGE_MS)
+    .addOption(tools.durationOption('--grace <duration>', 'keep unreferenced blobs younger than this', DEFAULT_GC_GRACE_MS, '1h'))
+    .addOption(tools.durationOption('--upload-max-age <duration>', 'remove upload sessions idle this long', DEFAULT_UPLOAD_MAX_AGE_MS, '24h'))
     .option('--dry-run', 'say what would be deleted, delete nothing')
     .option('--json', 'print the result as one JSON line')
     .action(async (o: { storage?: string; grace: number; uploadMaxAge: number; dryRun?: boolean; json?: boolean }) => {

@@ -177,7 +177,7 @@ export function reviewKeys(tree: Tree, name: (key: string) => string): Finding[]
   };
   const visit = (value: unknown, path: string[]) => {
     // A storage driver or auth type counts even with no parameters (`auth: token`).
-    const typed = path.length === 2 && (path[0] === 'storage' || path[0] === 'auth');
+    const typed = path.length <= 2 && (path[0] === 'storage' || path[0] === 'auth');
     if (isZero(value) && !typed) return;
     if (isTree(value) && rulesBelow(path)) {
       for (const [k, v] of Object.entries(value)) visit(v, [...path, k]);
@@ -273,7 +273,7 @@ export function toSettings(tree: Tree, name: (key: string) => string): { setting
     cacheAddr,
     logLevel: str('log.level') ?? str('loglevel') ?? 'info',
     deleteEnabled: at(tree, ['storage', 'delete', 'enabled']) === true,
-    ...purging(tree, name, error),
+    ...purging(tree, error),
   };
   const root = sourced('storage.filesystem.rootdirectory');
   if (root) settings.storage = root;
@@ -311,7 +311,7 @@ export function toSettings(tree: Tree, name: (key: string) => string): { setting
 }
 
 /** `storage.maintenance.uploadpurging`, with distribution's defaults (168h, every 24h). */
-function purging(tree: Tree, name: (key: string) => string, error: (key: string, message: string) => void): { uploadMaxAgeMs: number; uploadPurgeIntervalMs: number } {
+function purging(tree: Tree, error: (key: string, message: string) => void): { uploadMaxAgeMs: number; uploadPurgeIntervalMs: number } {
   const defaults = { uploadMaxAgeMs: 168 * 3_600_000, uploadPurgeIntervalMs: 24 * 3_600_000 };
   const section = at(tree, ['storage', 'maintenance', 'uploadpurging']);
   if (!isTree(section)) return defaults;
@@ -325,6 +325,5 @@ function purging(tree: Tree, name: (key: string) => string, error: (key: string,
     }
     return ms;
   };
-  void name;
   return { uploadMaxAgeMs: duration('age', defaults.uploadMaxAgeMs), uploadPurgeIntervalMs: duration('interval', defaults.uploadPurgeIntervalMs) };
 }

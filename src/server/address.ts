@@ -14,8 +14,11 @@ export function parseAddress(value: string, flag: string): ListenAddress {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
-/** The URL a client uses to reach a bound address. */
+/**
+ * The URL a client uses to reach a bound address: a wildcard (`0.0.0.0`, or `::`, which listens
+ * on IPv4 too) is reached on 127.0.0.1.
+ */
 export function urlOf(host: string, port: number, tls: boolean): string {
-  const h = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return `${tls ? 'https' : 'http'}://${h}:${port}`;
 }

@@ -23,6 +23,8 @@ export interface TestAppOptions {
   storage?: Storage;
   /** Most referrers on one page of the referrers API. */
   referrersPageSize?: number;
+  /** Deletes on the writable port (default: enabled). */
+  deleteEnabled?: boolean;
 }
 
 /** A registry app over a fresh storage root; closed and removed after the test. */
@@ -36,7 +38,7 @@ export async function testApp(t: TestContext, opts: TestAppOptions = {}): Promis
   const app =
     opts.writable === false
       ? buildRegistryApp({ backend: storage.registry, writable: false, ...common })
-      : buildRegistryApp({ backend: storage.registry, writable: true, ...common });
+      : buildRegistryApp({ backend: storage.registry, writable: true, ...(opts.deleteEnabled !== undefined ? { deleteEnabled: opts.deleteEnabled } : {}), ...common });
   t.after(() => app.close());
   await app.ready();
   return { app, storage };
