@@ -2,7 +2,9 @@
 // containerd) at the cache, prove the daemon uses it, and hand everything to post.
 import * as core from '@actions/core';
 import { join } from 'node:path';
-import { readInputs, InputError, type Inputs } from './inputs.js';
+import { readInputs, type Inputs } from './inputs.js';
+import * as log from './log.js';
+import { formatBytes } from './summary.js';
 import { saveState, type ActionState } from './state.js';
 import { detectEnvironment } from './environment.js';
 import { portFree, spawnServer } from './server-process.js';
@@ -13,12 +15,27 @@ import { proveMirror } from './mirror-proof.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { ActionsCache, defaultBranchOf, emptyIndex, restoreIndex, shouldSave } from '../persist/index.js';
 
+/** The statistics' path on the cache port (server.ts's STATS_PATH; not imported: main does not bundle the server). */
+const STATS_PATH = '/_regcache/stats';
+
 function isLoopback(address: string): boolean {
   return address === 'localhost' || address.startsWith('127.') || address === '::1';
 }
 
 function addr(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * Longest time main keeps retrying a failing cache service's lookup of the index (5xx answers,
+ * backing off 1 s, 2 s, ...): a down service costs main about a second, and post nothing (it
+ * does not save after a failed start). A request in flight still gets the lookup budget.
+ */
+const INDEX_RETRY_BUDGET_MS = 2_000;
+
+/** Bytes of the packs an index names. */
+function packBytes(index: { packs: Record<string, { size: number }> }): number {
+  return Object.values(index.packs).reduce((a, p) => a + (p.size || 0), 0);
 }
 
 /**
@@ -33,15 +50,23 @@ async function restorePersistence(inputs: Inputs, state: ActionState, dir: strin
   let unavailable = false;
   let text: string;
   if (inputs.restore) {
-    const { index, key, outcome } = await restoreIndex(new ActionsCache({ timeoutMs: 30_000 }), inputs.keyPrefix, join(dir, 'persist-restore'));
+    const cache = new ActionsCache({ timeoutMs: 30_000, retryBudgetMs: INDEX_RETRY_BUDGET_MS });
+    const { index, key, outcome } = await restoreIndex(cache, inputs.keyPrefix, join(dir, 'persist-restore'));
     text = JSON.stringify(index);
     restoredKey = key;
     unavailable = outcome === 'unavailable' || outcome === 'broken';
-    if (key) core.info(`regcache: restored index ${key} (${Object.keys(index.packs).length} packs)`);
-    else if (unavailable) core.warning('regcache: the GitHub Actions cache service failed or did not answer: starting with an empty cache');
-    else core.info('regcache: no index in the Actions cache yet');
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    log.debug(`index lookup under ${inputs.keyPrefix}-index-: ${outcome}${key ? ` (${key})` : ''}, ${seconds} s`);
+    const packs = Object.keys(index.packs).length;
+    if (key) log.info(`restored the index ${key} in ${seconds} s: ${packs} pack${packs === 1 ? '' : 's'} (${formatBytes(packBytes(index))} of layers) to restore as they are needed`);
+    else if (unavailable) {
+      log.warning(
+        `the GitHub Actions cache service failed or did not answer (${seconds} s): this job starts with an empty cache, pulls every image from its upstream, and saves nothing at the end. Nothing to change in the workflow; a re-run tries the service again.`,
+      );
+    } else log.info(`no index in the Actions cache yet (key prefix ${inputs.keyPrefix}-index-): this job starts empty${save ? ' and saves what it pulls' : ''}`);
   } else {
     text = JSON.stringify(emptyIndex());
+    log.info('restore: false: not restoring from the Actions cache');
   }
   await writeFile(indexFile, text);
   state.persist = {
@@ -59,13 +84,21 @@ async function restorePersistence(inputs: Inputs, state: ActionState, dir: strin
   return text;
 }
 
+/** A port that cannot be listened on: a runtime failure naming the input to change. */
+class PortTakenError extends Error {
+  constructor(readonly input: string, address: string) {
+    super(`${address} is already in use (a services: registry container, or another runner on this host?): choose another ${input}`);
+    this.name = 'PortTakenError';
+  }
+}
+
 async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> {
   if (inputs.registryPort !== 0 && !(await portFree(inputs.bindAddress, inputs.registryPort))) {
-    throw new InputError('registry-port', `${addr(inputs.bindAddress, inputs.registryPort)} is already in use (a services: registry container, or another runner on this host?); choose another registry-port`);
+    throw new PortTakenError('registry-port', addr(inputs.bindAddress, inputs.registryPort));
   }
   let cachePort = inputs.cachePort;
   if (cachePort !== 0 && !(await portFree(inputs.bindAddress, cachePort))) {
-    core.warning(`cache-port ${cachePort} is in use; the cache takes a free port instead (regcache configures the mirror itself).`);
+    log.warning(`cache-port ${cachePort} is in use; the cache takes a free port instead (regcache configures the mirror itself).`);
     cachePort = 0;
   }
   const dir = join(process.env.RUNNER_TEMP || '/tmp', 'regcache');
@@ -74,11 +107,11 @@ async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> 
   let persistIndex: Promise<string> | undefined;
   if (ActionsCache.available()) {
     persistIndex = restorePersistence(inputs, state, dir).catch((err: unknown) => {
-      core.warning(`regcache: could not restore from the Actions cache: ${(err as Error).message}`);
+      log.warning(`could not restore from the GitHub Actions cache (${(err as Error).message}): this job starts with an empty cache and pulls every image from its upstream.`);
       return '';
     });
   } else {
-    core.info('No GitHub Actions cache service in this job: regcache starts empty and saves nothing.');
+    log.info('no GitHub Actions cache service in this job: the cache starts empty and nothing is saved');
   }
   const started = await spawnServer({
     ...(persistIndex ? { persistIndex, prefetch: inputs.prefetch, persistRegistry: inputs.persistRegistry } : {}),
@@ -102,24 +135,39 @@ async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> 
     statsFile: join(dir, 'stats.json'),
   });
   saveState(state);
-  core.info(`regcache: registry ${started.registryUrl}, cache ${started.cacheUrl} (pid ${started.pid})`);
+  log.info(`registry ${started.registryUrl}, cache ${started.cacheUrl} (pid ${started.pid}; its log: ${join(dir, 'server.log')})`);
 }
 
 async function pointDockerAtCache(inputs: Inputs, state: ActionState): Promise<void> {
   const env = await detectEnvironment(process.env, state.cacheUrl!, inputs.dockerDaemonConfig);
-  for (const w of env.warnings) core.warning(w);
+  for (const w of env.warnings) log.warning(w);
   if (env.dockerBlocker) return;
   const reload = await detectReload(inputs.dockerPidFile);
   if (!reload) {
-    core.warning(`Cannot tell how to reload dockerd (no systemd docker unit, no ${inputs.dockerPidFile}); add "registry-mirrors": ["${state.cacheUrl}"] to ${inputs.dockerDaemonConfig} yourself.`);
+    log.warning(`cannot tell how to reload dockerd (no systemd docker unit, no ${inputs.dockerPidFile}); add "registry-mirrors": ["${state.cacheUrl}"] to ${inputs.dockerDaemonConfig} yourself.`);
     return;
   }
   const insecure = isLoopback(inputs.bindAddress) ? [] : [new URL(state.cacheUrl!).host, new URL(state.registryUrl!).host];
   state.docker = await configureDocker(inputs.dockerDaemonConfig, state.cacheUrl!, insecure, reload);
   saveState(state);
   const proof = await proveMirror(state.cacheUrl!);
-  if (proof.ok) core.info(`docker pulls through the cache: ${proof.detail}`);
-  else core.warning(`docker was configured but did not pull through the cache: ${proof.detail}`);
+  log.debug(`${inputs.dockerDaemonConfig}: registry-mirrors ${state.cacheUrl}, reloaded (${state.docker.reload.kind})`);
+  if (proof.ok) log.info(`docker pulls Docker Hub images through the cache (${proof.detail})`);
+  else log.warning(`docker was configured but did not pull through the cache: ${proof.detail}. Docker Hub pulls go straight to Docker Hub; see the README's "When a pull does not go through the cache".`);
+}
+
+/** The outputs main knows: addresses, what was restored, where the statistics are. */
+function setOutputs(state: ActionState): void {
+  core.setOutput('registry', new URL(state.registryUrl!).host);
+  core.setOutput('cache', new URL(state.cacheUrl!).host);
+  core.setOutput('registry-url', state.registryUrl);
+  core.setOutput('cache-url', state.cacheUrl);
+  // Never empty: an index restored from the Actions cache (index keys are per job, so there is
+  // no exact-key hit as in actions/cache: a hit is any earlier job's index found by the prefix).
+  core.setOutput('cache-hit', state.persist?.restoredKey ? 'true' : 'false');
+  core.setOutput('cache-matched-key', state.persist?.restoredKey ?? '');
+  core.setOutput('stats-url', `${state.cacheUrl}${STATS_PATH}`);
+  core.setOutput('stats-file', state.statsFile);
 }
 
 async function run(): Promise<void> {
@@ -131,6 +179,7 @@ async function run(): Promise<void> {
     core.setFailed((err as Error).message);
     return;
   }
+  log.debug(`inputs: ${JSON.stringify({ ...inputs, upstreamCredentials: inputs.upstreamCredentials.length })}`);
   for (const line of inputs.upstreamCredentials) {
     core.setSecret(line);
     core.setSecret(line.slice(line.indexOf(':', line.indexOf('=')) + 1));
@@ -138,23 +187,19 @@ async function run(): Promise<void> {
   state.summary = inputs.summary;
   saveState(state);
   try {
-    await startRegcache(inputs, state);
+    await log.group('start the server and restore the index', () => startRegcache(inputs, state));
   } catch (err) {
-    core.setFailed((err as Error).message);
+    core.setFailed(log.prefixed((err as Error).message));
     return;
   }
-  core.setOutput('registry', new URL(state.registryUrl!).host);
-  core.setOutput('cache', new URL(state.cacheUrl!).host);
-  core.setOutput('registry-url', state.registryUrl);
-  core.setOutput('cache-url', state.cacheUrl);
-  core.setOutput('stats-file', state.statsFile);
+  setOutputs(state);
   const namespaces = inputs.upstreams.map((u) => u.slice(0, u.indexOf('=')));
   core.setOutput('buildkitd-config', buildkitConfig(state.cacheUrl!, state.registryUrl!, namespaces));
   if (inputs.configureDocker) {
     try {
       await pointDockerAtCache(inputs, state);
     } catch (err) {
-      core.warning(`Could not configure docker: ${(err as Error).message}`);
+      log.warning(`could not configure docker: ${(err as Error).message}`);
     }
   }
   if (inputs.configureContainerd && process.platform === 'linux') {
@@ -162,7 +207,7 @@ async function run(): Promise<void> {
       state.containerdFiles = await writeContainerdHosts(inputs.containerdHostsDir, ['docker.io', ...namespaces], state.cacheUrl!);
       saveState(state);
     } catch (err) {
-      core.warning(`Could not write containerd hosts.toml files: ${(err as Error).message}`);
+      log.warning(`could not write containerd hosts.toml files: ${(err as Error).message}`);
     }
   }
 }

@@ -151,7 +151,7 @@ export function renderPersistence(p: PersistState, restored: RestoreReport | und
       out.push(`| ⚠ Working set | ${formatBytes(saved.workingSetBytes)} is larger than the repository's Actions cache (${formatBytes(REPOSITORY_CACHE_LIMIT)}): entries will evict each other |`);
     }
   } else {
-    out.push(`| Saved | nothing (${p.save ? 'save failed' : 'this run only restores'}) |`);
+    out.push(`| Saved | nothing (${p.save ? (p.unavailable ? 'the cache service failed at the start of the job' : 'save failed') : 'this run only restores'}) |`);
   }
   out.push('');
   return out.join('\n');

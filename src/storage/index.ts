@@ -13,7 +13,7 @@ export { Layout } from './layout.js';
 export { BlobStore, BlobWriter } from './blob-store.js';
 export { Uploads, type UploadSession } from './uploads.js';
 export { Repositories, type ManifestRecord } from './repositories.js';
-export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult } from './registry-store.js';
+export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult, type ServedFrom } from './registry-store.js';
 export { referencedBlobs, type GcOptions, type GcResult } from './gc.js';
 export * from './errors.js';
 
