@@ -44,7 +44,8 @@ export function decorateRequestLog(app: FastifyInstance): void {
 /** The body bytes of the answer, as its Content-Length says (HEAD: 0; unknown: undefined). */
 function bodyBytes(request: FastifyRequest, reply: FastifyReply): number | undefined {
   if (request.method === 'HEAD' || reply.statusCode === 204 || reply.statusCode === 304) return 0;
-  const length = reply.raw.getHeader('content-length');
+  // fastify hands its headers to writeHead (the raw response does not keep them): ask the reply.
+  const length = reply.getHeader('content-length') ?? reply.raw.getHeader('content-length');
   const n = typeof length === 'string' ? Number(length) : typeof length === 'number' ? length : NaN;
   return Number.isFinite(n) ? n : undefined;
 }

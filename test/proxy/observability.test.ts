@@ -103,7 +103,9 @@ test('credentials never appear in stats, /metrics, error bodies, the stats file 
   assert.equal(exit.code, 0, child.log());
   const statsFromFile = await readFile(statsFile, 'utf8');
   const log = await readFile(child.logFile, 'utf8');
-  assert.match(log, /"level":50/, 'the failures were logged at error level (so the log had the chance to leak)');
+  assert.match(log, /"level":40.*upstream gcr\.io unavailable/, 'the outage was logged as a warning (so the log had the chance to leak)');
+  assert.match(log, /"level":20.*"msg":"request failed"/, 'the failures were logged with their causes at debug (so the log had the chance to leak)');
+  assert.match(log, /"level":30.*"status":403.*"msg":"request"/, 'the refusals are in the request log (so the log had the chance to leak)');
   assert.match(log, /"level":20|"level":30/, 'debug/info lines were written');
 
   const basic = (user: string, password: string) => Buffer.from(`${user}:${password}`).toString('base64');
