@@ -90,7 +90,10 @@ test('two runs on fresh runners: run 2 pulls every layer from restored packs, no
   const row = imageRow(second.post.summary, `library/${name}`);
   assert.equal(row[4], 'disk + Actions cache', `config from the index (disk), layers from the pack: ${row.join(' | ')}`);
   assert.equal(row[5], `${image.blobs.length} / 0`, 'blobs local / upstream');
-  assert.equal(second.post.outputs['bytes-fetched'], '0');
+  assert.equal(((await serverStats(second)) as unknown as { totals: { bytesFetched: number } }).totals.bytesFetched, 0, 'nothing fetched upstream');
+  assert.equal(second.main.outputs['cache-hit'], 'true', 'an index was restored');
+  assert.equal(second.main.outputs['cache-matched-key'], createdIndexes(first)[0]!.key);
+  assert.equal(first.main.outputs['cache-hit'], 'false', 'run 1 found no index');
   assertSummaryMatchesRecords(second, svc);
 });
 
