@@ -89,7 +89,7 @@ test('cache service down (503s, retried by the client): main + post bounded, the
 test('cache service failing after main restored the index: one lookup budget in all, then every layer from upstream', { skip, timeout: 120_000 }, async (t) => {
   const f = await populated(t);
   const job = await startJob(t, { svc: f.svc, upstream: f.upstream, dir: join(f.dir, 'run2'), runner: { runId: 2 }, inputs: { save: 'true' } });
-  assert.match(job.main.stdout, /regcache: restored index/);
+  assert.match(job.main.stdout, /regcache: restored the index/);
   f.svc.setDown('unavailable');
   const t0 = Date.now();
   await f.pull(job.cacheUrl);
