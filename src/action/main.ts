@@ -176,7 +176,7 @@ async function run(): Promise<void> {
   try {
     inputs = readInputs((name) => core.getInput(name));
   } catch (err) {
-    core.setFailed((err as Error).message);
+    core.setFailed(log.prefixed((err as Error).message));
     return;
   }
   log.debug(`inputs: ${JSON.stringify({ ...inputs, upstreamCredentials: inputs.upstreamCredentials.length })}`);

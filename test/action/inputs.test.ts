@@ -80,7 +80,7 @@ test('several invalid inputs: one error listing each, and no server started', { 
   assert.equal(main.code, 1, main.stdout);
   assert.equal(main.errors.length, 1, `one ::error::\n${main.stdout}`);
   for (const input of ['registry-port', 'save', 'tag-ttl', 'prefetch']) assert.match(main.errors[0]!, new RegExp(`\\binput ${input}:`), main.errors[0]);
-  assert.match(main.errors[0]!, /^4 invalid inputs:/);
+  assert.match(main.errors[0]!, /^regcache: 4 invalid inputs:/);
   assert.deepEqual(main.outputs, {});
   assert.equal(existsSync(join(j.runnerTemp, 'regcache', 'ready.json')), false, 'no server was started');
 });
