@@ -42,7 +42,7 @@ function packBytes(index: { packs: Record<string, { size: number }> }): number {
  * Restores the persistence index (not the packs: they follow on demand), writes it where post
  * finds it, and returns its text for the server.
  */
-async function restorePersistence(inputs: Inputs, state: ActionState, dir: string): Promise<string> {
+async function restorePersistence(inputs: Inputs, state: ActionState, dir: string, outcomes: string[]): Promise<string> {
   const started = Date.now();
   const save = shouldSave(inputs.save, process.env, await defaultBranchOf(process.env));
   const indexFile = join(dir, 'persist-index.json');
@@ -58,15 +58,15 @@ async function restorePersistence(inputs: Inputs, state: ActionState, dir: strin
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     log.debug(`index lookup under ${inputs.keyPrefix}-index-: ${outcome}${key ? ` (${key})` : ''}, ${seconds} s`);
     const packs = Object.keys(index.packs).length;
-    if (key) log.info(`restored the index ${key} in ${seconds} s: ${packs} pack${packs === 1 ? '' : 's'} (${formatBytes(packBytes(index))} of layers) to restore as they are needed`);
+    if (key) outcomes.push(`restored the index ${key} in ${seconds} s: ${packs} pack${packs === 1 ? '' : 's'} (${formatBytes(packBytes(index))} of layers) to restore as they are needed`);
     else if (unavailable) {
       log.warning(
         `the GitHub Actions cache service failed or did not answer (${seconds} s): this job starts with an empty cache, pulls every image from its upstream, and saves nothing at the end. Nothing to change in the workflow; a re-run tries the service again.`,
       );
-    } else log.info(`no index in the Actions cache yet (key prefix ${inputs.keyPrefix}-index-): this job starts empty${save ? ' and saves what it pulls' : ''}`);
+    } else outcomes.push(`no index in the Actions cache yet (key prefix ${inputs.keyPrefix}-index-): this job starts empty${save ? ' and saves what it pulls' : ''}`);
   } else {
     text = JSON.stringify(emptyIndex());
-    log.info('restore: false: not restoring from the Actions cache');
+    outcomes.push('restore: false: not restoring from the Actions cache');
   }
   await writeFile(indexFile, text);
   state.persist = {
@@ -92,7 +92,11 @@ class PortTakenError extends Error {
   }
 }
 
-async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> {
+/**
+ * Starts the server (restoring the index meanwhile); the outcome lines go to `outcomes`, printed
+ * after the step's group, where they are seen without opening it.
+ */
+async function startRegcache(inputs: Inputs, state: ActionState, outcomes: string[]): Promise<void> {
   if (inputs.registryPort !== 0 && !(await portFree(inputs.bindAddress, inputs.registryPort))) {
     throw new PortTakenError('registry-port', addr(inputs.bindAddress, inputs.registryPort));
   }
@@ -106,12 +110,12 @@ async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> 
   // The index is restored while the server starts: the server takes it on its stdin.
   let persistIndex: Promise<string> | undefined;
   if (ActionsCache.available()) {
-    persistIndex = restorePersistence(inputs, state, dir).catch((err: unknown) => {
+    persistIndex = restorePersistence(inputs, state, dir, outcomes).catch((err: unknown) => {
       log.warning(`could not restore from the GitHub Actions cache (${(err as Error).message}): this job starts with an empty cache and pulls every image from its upstream.`);
       return '';
     });
   } else {
-    log.info('no GitHub Actions cache service in this job: the cache starts empty and nothing is saved');
+    outcomes.push('no GitHub Actions cache service in this job: the cache starts empty and nothing is saved');
   }
   const started = await spawnServer({
     ...(persistIndex ? { persistIndex, prefetch: inputs.prefetch, persistRegistry: inputs.persistRegistry } : {}),
@@ -135,7 +139,8 @@ async function startRegcache(inputs: Inputs, state: ActionState): Promise<void> 
     statsFile: join(dir, 'stats.json'),
   });
   saveState(state);
-  log.info(`registry ${started.registryUrl}, cache ${started.cacheUrl} (pid ${started.pid}; its log: ${join(dir, 'server.log')})`);
+  log.debug(`server ready: ${JSON.stringify(started)}`);
+  outcomes.push(`registry ${started.registryUrl}, cache ${started.cacheUrl} (pid ${started.pid}; its log: ${join(dir, 'server.log')})`);
 }
 
 async function pointDockerAtCache(inputs: Inputs, state: ActionState): Promise<void> {
@@ -186,12 +191,15 @@ async function run(): Promise<void> {
   }
   state.summary = inputs.summary;
   saveState(state);
+  const outcomes: string[] = [];
   try {
-    await log.group('start the server and restore the index', () => startRegcache(inputs, state));
+    await log.group('start the server and restore the index', () => startRegcache(inputs, state, outcomes));
   } catch (err) {
+    for (const line of outcomes) log.info(line);
     core.setFailed(log.prefixed((err as Error).message));
     return;
   }
+  for (const line of outcomes) log.info(line);
   setOutputs(state);
   const namespaces = inputs.upstreams.map((u) => u.slice(0, u.indexOf('=')));
   core.setOutput('buildkitd-config', buildkitConfig(state.cacheUrl!, state.registryUrl!, namespaces));

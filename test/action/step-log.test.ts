@@ -38,7 +38,11 @@ test('main: every line prefixed, the start in a group, details as ::debug:: line
   assert.ok(plain.length > 0, main.stdout);
   for (const l of plain) assert.match(l, /^regcache: /, `prefixed: ${l}`);
   for (const c of main.commands.filter((x) => x.command === 'warning' || x.command === 'debug')) assert.match(c.message, /^regcache: /, `prefixed: ${c.message}`);
-  assert.ok(groupLines(main, /^regcache: start the server/)?.some((l) => /^regcache: registry http/.test(l)), `the start is grouped:\n${main.stdout}`);
+  const group = groupLines(main, /^regcache: start the server/);
+  assert.ok(group, `the start is grouped:\n${main.stdout}`);
+  assert.ok(group.some((l) => /^::debug::regcache: server ready/.test(l)), `its details in the group:\n${main.stdout}`);
+  assert.ok(!group.some((l) => /^regcache: registry http/.test(l)), `the outcome line is not hidden in the group:\n${main.stdout}`);
+  assert.ok(main.lines.some((l) => /^regcache: registry http/.test(l)), main.stdout);
   assert.ok(main.commands.some((c) => c.command === 'debug' && /^regcache: inputs: /.test(c.message)), `::debug:: details:\n${main.stdout}`);
   const post = await job.post({ env: { RUNNER_DEBUG: '1' } });
   assert.equal(post.code, 0, post.stdout + post.stderr);
