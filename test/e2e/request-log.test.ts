@@ -41,7 +41,8 @@ test('docker pull through the mirror: every request in the server log at info, w
   const upstream = await startSeededUpstream(join(dir.path, 'layout'));
   t.after(() => upstream.registry.stop());
   const statsFile = join(dir.path, 'stats.json');
-  const server = await startRegcacheProcess(dir.path, ['--log-level', 'info', '--upstream', `docker.io=${upstream.registry.url}`, '--stats-file', statsFile]);
+  // --tag-ttl 0: every tag request asks the upstream, so that one made while it is down is served stale.
+  const server = await startRegcacheProcess(dir.path, ['--log-level', 'info', '--tag-ttl', '0s', '--upstream', `docker.io=${upstream.registry.url}`, '--stats-file', statsFile]);
   t.after(() => server.stop());
   const dockerd = await startDockerd({ daemonJson: { 'registry-mirrors': [server.ready.cache] } });
   t.after(() => dockerd.stop());
@@ -50,9 +51,16 @@ test('docker pull through the mirror: every request in the server log at info, w
   const first = requestLines(server.child.log(1024 * 1024));
   await dockerd.docker(['rmi', upstream.image]);
   await dockerd.docker(['pull', upstream.image]);
+  const pulls = requestLines(server.child.log(1024 * 1024)).length;
+  // The upstream goes away: the cached tag is served stale.
+  await upstream.registry.stop();
+  const staleAnswer = await fetch(`${server.ready.cache}/v2/${upstream.repository}/manifests/${upstream.tag}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  await staleAnswer.arrayBuffer();
+  assert.equal(staleAnswer.status, 200);
   await server.stop();
   const all = requestLines(await readFile(server.child.logFile, 'utf8'));
-  const second = all.slice(first.length);
+  const second = all.slice(first.length, pulls);
+  assert.deepEqual(all.slice(pulls).map((l) => [l.status, l.source]), [[200, 'stale']], 'the answer while the upstream was down: stale');
 
   for (const l of all) {
     assert.equal(l.level, 30, `at info: ${JSON.stringify(l)}`);
