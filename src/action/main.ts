@@ -94,9 +94,11 @@ class PortTakenError extends Error {
 
 /**
  * Starts the server (restoring the index meanwhile); the outcome lines go to `outcomes`, printed
- * after the step's group, where they are seen without opening it.
+ * after the step's group, where they are seen without opening it. The server may be ready before
+ * the index is restored (it holds the cache port's requests until then): `restoring` settles
+ * once it is.
  */
-async function startRegcache(inputs: Inputs, state: ActionState, outcomes: string[]): Promise<void> {
+async function startRegcache(inputs: Inputs, state: ActionState, outcomes: string[]): Promise<{ restoring: Promise<unknown> }> {
   if (inputs.registryPort !== 0 && !(await portFree(inputs.bindAddress, inputs.registryPort))) {
     throw new PortTakenError('registry-port', addr(inputs.bindAddress, inputs.registryPort));
   }
@@ -141,6 +143,7 @@ async function startRegcache(inputs: Inputs, state: ActionState, outcomes: strin
   saveState(state);
   log.debug(`server ready: ${JSON.stringify(started)}`);
   outcomes.push(`registry ${started.registryUrl}, cache ${started.cacheUrl} (pid ${started.pid}; its log: ${join(dir, 'server.log')})`);
+  return { restoring: persistIndex ?? Promise.resolve() };
 }
 
 async function pointDockerAtCache(inputs: Inputs, state: ActionState): Promise<void> {
@@ -161,18 +164,22 @@ async function pointDockerAtCache(inputs: Inputs, state: ActionState): Promise<v
   else log.warning(`docker was configured but did not pull through the cache: ${proof.detail}. Docker Hub pulls go straight to Docker Hub; see the README's "When a pull does not go through the cache".`);
 }
 
-/** The outputs main knows: addresses, what was restored, where the statistics are. */
+/** The outputs main knows once the server is ready: addresses, where the statistics are. */
 function setOutputs(state: ActionState): void {
   core.setOutput('registry', new URL(state.registryUrl!).host);
   core.setOutput('cache', new URL(state.cacheUrl!).host);
   core.setOutput('registry-url', state.registryUrl);
   core.setOutput('cache-url', state.cacheUrl);
+  core.setOutput('stats-url', `${state.cacheUrl}${STATS_PATH}`);
+  core.setOutput('stats-file', state.statsFile);
+}
+
+/** The outputs main knows once the index restore ended: whether one was restored, and its key. */
+function setRestoreOutputs(state: ActionState): void {
   // Never empty: an index restored from the Actions cache (index keys are per job, so there is
   // no exact-key hit as in actions/cache: a hit is any earlier job's index found by the prefix).
   core.setOutput('cache-hit', state.persist?.restoredKey ? 'true' : 'false');
   core.setOutput('cache-matched-key', state.persist?.restoredKey ?? '');
-  core.setOutput('stats-url', `${state.cacheUrl}${STATS_PATH}`);
-  core.setOutput('stats-file', state.statsFile);
 }
 
 async function run(): Promise<void> {
@@ -184,22 +191,29 @@ async function run(): Promise<void> {
     core.setFailed(log.prefixed((err as Error).message));
     return;
   }
-  log.debug(`inputs: ${JSON.stringify({ ...inputs, upstreamCredentials: inputs.upstreamCredentials.length })}`);
   for (const line of inputs.upstreamCredentials) {
     core.setSecret(line);
     core.setSecret(line.slice(line.indexOf(':', line.indexOf('=')) + 1));
   }
+  // Masks first: nothing is printed before them.
+  log.debug(`inputs: ${JSON.stringify({ ...inputs, upstreamCredentials: inputs.upstreamCredentials.length })}`);
   state.summary = inputs.summary;
   saveState(state);
   const outcomes: string[] = [];
+  let printed = 0;
+  const printOutcomes = () => {
+    for (const line of outcomes.slice(printed)) log.info(line);
+    printed = outcomes.length;
+  };
+  let restoring: Promise<unknown>;
   try {
-    await log.group('start the server and restore the index', () => startRegcache(inputs, state, outcomes));
+    ({ restoring } = await log.group('start the server and restore the index', () => startRegcache(inputs, state, outcomes)));
   } catch (err) {
-    for (const line of outcomes) log.info(line);
+    printOutcomes();
     core.setFailed(log.prefixed((err as Error).message));
     return;
   }
-  for (const line of outcomes) log.info(line);
+  printOutcomes();
   setOutputs(state);
   const namespaces = inputs.upstreams.map((u) => u.slice(0, u.indexOf('=')));
   core.setOutput('buildkitd-config', buildkitConfig(state.cacheUrl!, state.registryUrl!, namespaces));
@@ -218,6 +232,10 @@ async function run(): Promise<void> {
       log.warning(`could not write containerd hosts.toml files: ${(err as Error).message}`);
     }
   }
+  // The index restore bounds itself (its lookup budget, its download timeouts).
+  await restoring;
+  printOutcomes();
+  setRestoreOutputs(state);
 }
 
 await run();
