@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The command line: `regcache serve` runs the registry and the cache (with its flags, or
-// distribution's configuration: --config, REGISTRY_* variables); `regcache gc` collects garbage
+// distribution's configuration: --config, REGISTRY_* variables); `regcache stats` asks a running
+// server for its statistics; `regcache gc` collects garbage
 // in a storage root (gc-command.ts), or asks the server that holds it to.
 import './reexec.js';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runServer, ListenError, type NamedSetting } from './server/index.js';
 import { StorageLockedError } from './storage/index.js';
@@ -142,6 +144,33 @@ function serveOptions(o: ServeFlags, given: (option: string) => boolean): Parame
   };
 }
 
+/** The cache URL a server wrote into its ready file. */
+async function cacheUrlFromReadyFile(file: string): Promise<string> {
+  const ready = JSON.parse(await readFile(file, 'utf8')) as { cache?: unknown };
+  if (typeof ready.cache !== 'string') throw new Error(`${file} names no cache URL`);
+  return ready.cache;
+}
+
+/** Fetches the statistics of the server whose cache port is `url`; writes them to `out` (atomically) or stdout. */
+async function writeStats(url: string, out: string | undefined): Promise<void> {
+  const statsUrl = `${url.replace(/\/+$/, '')}/_regcache/stats`;
+  let res: Response;
+  try {
+    res = await fetch(statsUrl, { signal: AbortSignal.timeout(10_000) });
+  } catch (err) {
+    throw new Error(`no regcache server answers at ${url} (${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message})`);
+  }
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${statsUrl} answered ${res.status}`);
+  const json = `${JSON.stringify(JSON.parse(text), null, 2)}\n`;
+  if (!out) {
+    process.stdout.write(json);
+    return;
+  }
+  await writeFile(`${out}.tmp`, json);
+  await rename(`${out}.tmp`, out);
+}
+
 /** Builds the command-line program. */
 export function program(): Command {
   const cli = new Command('regcache')
@@ -166,7 +195,7 @@ export function program(): Command {
     .option('--upstream <ns=url>', 'an upstream of the cache, repeatable (default: docker.io=https://registry-1.docker.io)', collect)
     .option('--upstream-auth <ns=user:token>', 'credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)', collect)
     .addOption(durationOption('--tag-ttl <duration>', 'serve a cached tag this long before revalidating it upstream', 300_000, '5m'))
-    .option('--stats-file <file>', 'write the statistics here as JSON on exit')
+    .option('--stats-file <file>', 'keep the statistics here as JSON (rewritten within a second of a change, and on exit)')
     .option('--persist-index <file>', 'an index restored from the GitHub Actions cache (the Action passes it; - reads it from standard input)')
     .option('--persist-prefetch', 'restore every pack of --persist-index and confirm its tags upstream in the background')
     .option('--persist-registry', "import --persist-index's :5000 registry part too (images a job with persist-registry pushed)")
@@ -181,6 +210,20 @@ export function program(): Command {
     .action(async (o) => {
       try {
         await runServer(serveOptions(o, (key) => serve.getOptionValueSource(key) === 'cli'));
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  cli
+    .command('stats')
+    .description("print a running server's statistics as JSON (GET /_regcache/stats on its cache port)")
+    .option('--url <url>', 'the cache port of the running server', 'http://127.0.0.1:5001')
+    .option('--ready-file <file>', "take the cache's URL from this ready file (serve --ready-file) instead of --url")
+    .option('--out <file>', 'write the JSON to this file instead of standard output')
+    .action(async (o) => {
+      try {
+        await writeStats(o.readyFile ? await cacheUrlFromReadyFile(o.readyFile) : o.url, o.out);
       } catch (err) {
         fail(err);
       }

@@ -46,23 +46,86 @@ export class InputError extends Error {
   }
 }
 
+/** Every invalid input at once: the step fails with one error listing each. */
+export class InputErrors extends Error {
+  constructor(readonly errors: InputError[]) {
+    super(errors.length === 1 ? errors[0]!.message : `${errors.length} invalid inputs:\n${errors.map((e) => `- ${e.message}`).join('\n')}`);
+    this.name = 'InputErrors';
+  }
+}
+
 /** Reads the raw value of an input ('' when unset). */
 export type InputGetter = (name: string) => string;
 
-function port(get: InputGetter, name: string, fallback: number): number {
-  const v = get(name).trim();
-  if (!v) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InputError(name, `"${v}" is not a port number`);
-  return n;
+/** The words core.getBooleanInput accepts (YAML 1.2 core schema). */
+const TRUE_WORDS = ['true', 'True', 'TRUE'];
+const FALSE_WORDS = ['false', 'False', 'FALSE'];
+const BOOLEAN_WORDS = 'true | True | TRUE | false | False | FALSE';
+
+/** Reads inputs, collecting what is wrong with each instead of stopping at the first. */
+class InputReader {
+  readonly errors: InputError[] = [];
+
+  constructor(private readonly get: InputGetter) {}
+
+  /** Runs `parse`; a thrown InputError is collected and `fallback` returned. */
+  private check<T>(parse: () => T, fallback: T): T {
+    try {
+      return parse();
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      this.errors.push(err);
+      return fallback;
+    }
+  }
+
+  raw(name: string): string {
+    return this.get(name).trim();
+  }
+
+  port(name: string, fallback: number): number {
+    return this.check(() => {
+      const v = this.raw(name);
+      if (!v) return fallback;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InputError(name, `"${v}" is not a port number`);
+      return n;
+    }, fallback);
+  }
+
+  /** A boolean input, as core.getBooleanInput reads it (an empty value takes `fallback`). */
+  bool(name: string, fallback: boolean): boolean {
+    return this.check(() => parseBoolean(this.raw(name), name, fallback), fallback);
+  }
+
+  duration(name: string, fallback: number): number {
+    return this.check(() => (this.raw(name) ? parseDuration(this.raw(name), name) : fallback), fallback);
+  }
+
+  size(name: string, fallback: number): number {
+    return this.check(() => (this.raw(name) ? parseByteSize(this.raw(name), name) : fallback), fallback);
+  }
+
+  /** `value` when `valid`, else the error (`message`) collected and `value` returned anyway. */
+  validate<T>(name: string, value: T, valid: boolean, message: string): T {
+    if (!valid) this.errors.push(new InputError(name, message));
+    return value;
+  }
+
+  lines(name: string): string[] {
+    return this.get(name)
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+  }
 }
 
-function bool(get: InputGetter, name: string, fallback: boolean): boolean {
-  const v = get(name).trim().toLowerCase();
-  if (!v) return fallback;
-  if (['true', 'yes', '1', 'on'].includes(v)) return true;
-  if (['false', 'no', '0', 'off'].includes(v)) return false;
-  throw new InputError(name, `"${v}" is not true or false`);
+/** A boolean input's value: core.getBooleanInput's words; '' is `fallback`. */
+export function parseBoolean(value: string, name: string, fallback: boolean): boolean {
+  if (!value) return fallback;
+  if (TRUE_WORDS.includes(value)) return true;
+  if (FALSE_WORDS.includes(value)) return false;
+  throw new InputError(name, `"${value}" is not a boolean (${BOOLEAN_WORDS})`);
 }
 
 /** Parses a duration such as `90s`, `5m`, `1h` or a number of seconds. */
@@ -72,65 +135,63 @@ export function parseDuration(value: string, name: string): number {
   return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
 }
 
-function lines(get: InputGetter, name: string): string[] {
-  return get(name)
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'));
-}
-
 const UPSTREAM_RE = /^[a-z0-9.-]+(?::\d+)?=https?:\/\/\S+$/i;
 const CREDENTIAL_RE = /^[a-z0-9.-]+(?::\d+)?=[^:\s]+:\S+$/i;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-/** Reads and validates every input. `env` gives RUNNER_TEMP for the default storage. */
+/**
+ * Reads and validates every input; throws InputErrors listing every invalid one. `env` gives
+ * RUNNER_TEMP for the default storage.
+ */
 export function readInputs(get: InputGetter, env: NodeJS.ProcessEnv = process.env): Inputs {
-  const upstreams = lines(get, 'upstreams');
-  for (const u of upstreams) if (!UPSTREAM_RE.test(u)) throw new InputError('upstreams', `"${u}" is not NS=URL`);
-  const upstreamCredentials = lines(get, 'upstream-credentials');
+  const r = new InputReader(get);
+  const upstreams = r.lines('upstreams');
+  for (const u of upstreams) r.validate('upstreams', u, UPSTREAM_RE.test(u), `"${u}" is not NS=URL`);
+  const upstreamCredentials = r.lines('upstream-credentials');
   // Never echo a credential line, even a malformed one.
-  upstreamCredentials.forEach((c, i) => {
-    if (!CREDENTIAL_RE.test(c)) throw new InputError('upstream-credentials', `line ${i + 1} is not NS=USER:TOKEN`);
-  });
-  const bindAddress = get('bind-address').trim() || '127.0.0.1';
-  if (!/^[0-9a-f.:]+$/i.test(bindAddress)) throw new InputError('bind-address', `"${bindAddress}" is not an IP address`);
-  const logLevel = get('log-level').trim() || 'info';
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new InputError('log-level', `"${logLevel}" is not a log level`);
+  upstreamCredentials.forEach((c, i) => r.validate('upstream-credentials', c, CREDENTIAL_RE.test(c), `line ${i + 1} is not NS=USER:TOKEN`));
+  const bindAddress = r.raw('bind-address') || '127.0.0.1';
+  r.validate('bind-address', bindAddress, /^[0-9a-f.:]+$/i.test(bindAddress), `"${bindAddress}" is not an IP address`);
+  const logLevel = r.raw('log-level') || 'info';
+  r.validate('log-level', logLevel, LOG_LEVELS.includes(logLevel), `"${logLevel}" is not a log level (${LOG_LEVELS.join(', ')})`);
+  const save = r.raw('save') || 'auto';
+  const keyPrefix = r.raw('key-prefix') || 'regcache';
+  r.validate('key-prefix', keyPrefix, /^[A-Za-z0-9._-]{1,100}$/.test(keyPrefix), 'use letters, digits, dot, dash and underscore (at most 100)');
   const temp = env.RUNNER_TEMP || '/tmp';
-  return {
+  const inputs: Inputs = {
     upstreams,
     upstreamCredentials,
-    registryPort: port(get, 'registry-port', 5000),
-    cachePort: port(get, 'cache-port', 5001),
+    registryPort: r.port('registry-port', 5000),
+    cachePort: r.port('cache-port', 5001),
     bindAddress,
-    configureDocker: bool(get, 'configure-docker', true),
-    configureContainerd: bool(get, 'configure-containerd', true),
-    tagTtlMs: get('tag-ttl').trim() ? parseDuration(get('tag-ttl'), 'tag-ttl') : 300_000,
-    summary: bool(get, 'summary', true),
-    storage: get('storage').trim() || `${temp}/regcache/storage`,
+    configureDocker: r.bool('configure-docker', true),
+    configureContainerd: r.bool('configure-containerd', true),
+    tagTtlMs: r.duration('tag-ttl', 300_000),
+    summary: r.bool('summary', true),
+    storage: r.raw('storage') || `${temp}/regcache/storage`,
     logLevel,
-    dockerDaemonConfig: get('docker-daemon-config').trim() || '/etc/docker/daemon.json',
-    containerdHostsDir: get('containerd-hosts-dir').trim() || '/etc/containerd/certs.d',
-    dockerPidFile: get('docker-pid-file').trim() || '/var/run/docker.pid',
-    restore: bool(get, 'restore', true),
-    save: saveMode(get),
-    keyPrefix: keyPrefix(get),
-    maxSaveBytes: get('max-save-size').trim() ? parseByteSize(get('max-save-size'), 'max-save-size') : 2 * 1024 ** 3,
-    prefetch: bool(get, 'prefetch', true),
-    persistRegistry: bool(get, 'persist-registry', false),
-    matrix: get('matrix').trim(),
+    dockerDaemonConfig: r.raw('docker-daemon-config') || '/etc/docker/daemon.json',
+    containerdHostsDir: r.raw('containerd-hosts-dir') || '/etc/containerd/certs.d',
+    dockerPidFile: r.raw('docker-pid-file') || '/var/run/docker.pid',
+    restore: r.bool('restore', true),
+    save: saveMode(r, save),
+    keyPrefix,
+    maxSaveBytes: r.size('max-save-size', 2 * 1024 ** 3),
+    prefetch: r.bool('prefetch', true),
+    persistRegistry: r.bool('persist-registry', false),
+    matrix: r.raw('matrix'),
   };
+  if (r.errors.length > 0) throw new InputErrors(r.errors);
+  return inputs;
 }
 
-function saveMode(get: InputGetter): 'auto' | 'true' | 'false' {
-  const v = get('save').trim().toLowerCase() || 'auto';
-  if (v !== 'auto' && v !== 'true' && v !== 'false') throw new InputError('save', `"${v}" is not auto, true or false`);
-  return v;
-}
-
-function keyPrefix(get: InputGetter): string {
-  const v = get('key-prefix').trim() || 'regcache';
-  if (!/^[A-Za-z0-9._-]{1,100}$/.test(v)) throw new InputError('key-prefix', 'use letters, digits, dot, dash and underscore (at most 100)');
-  return v;
+/** `save`: a boolean word (as the other boolean inputs) or `auto` (auto, Auto, AUTO). */
+function saveMode(r: InputReader, v: string): 'auto' | 'true' | 'false' {
+  if (['auto', 'Auto', 'AUTO'].includes(v)) return 'auto';
+  if (TRUE_WORDS.includes(v)) return 'true';
+  if (FALSE_WORDS.includes(v)) return 'false';
+  r.validate('save', v, false, `"${v}" is not auto or a boolean (${BOOLEAN_WORDS})`);
+  return 'auto';
 }
 
 /** Parses a size such as `2G`, `500M` or a number of bytes. */

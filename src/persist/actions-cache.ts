@@ -79,6 +79,12 @@ export interface ActionsCacheOptions {
    * Default 10 s: a healthy service answers in well under a second.
    */
   lookupBudgetMs?: number;
+  /**
+   * How long failing lookups (5xx answers, answers without JSON) are retried, backing off 1 s,
+   * 2 s, 4 s (service v2). Default: the lookup budget. The Action's main step keeps it short: a
+   * down service then costs it about a second, and post does not save after a failed start.
+   */
+  retryBudgetMs?: number;
   breaker?: CircuitBreaker;
   /**
    * Restore and look up through @actions/cache even on service v2 (as on v1): what GHES runs,
@@ -270,7 +276,9 @@ export class ActionsCache {
     // The runner forbids reads (ACTIONS_CACHE_MODE): nothing to find, as with the library.
     if (!cacheReadable()) return { result: { outcome: 'missing' } };
     if (!this.breaker.allow()) return { result: { outcome: 'unavailable' } };
-    const deadline = Date.now() + (this.opts.lookupBudgetMs ?? 10_000);
+    const start = Date.now();
+    const deadline = start + (this.opts.lookupBudgetMs ?? 10_000);
+    const retryDeadline = Math.min(deadline, start + (this.opts.retryBudgetMs ?? Infinity));
     for (let attempt = 0; ; attempt++) {
       try {
         const found = await lookupEntry(path, key, restoreKeys, AbortSignal.timeout(Math.max(1, deadline - Date.now())));
@@ -281,7 +289,7 @@ export class ActionsCache {
       } catch (err) {
         const retryable = err instanceof CacheServiceError && err.retryable;
         const wait = 1000 * 2 ** attempt;
-        if (retryable && Date.now() + wait < deadline) {
+        if (retryable && Date.now() + wait < retryDeadline) {
           await sleep(wait);
           continue;
         }

@@ -2,13 +2,13 @@
 import type { Storage } from '../storage/index.js';
 import type { Stats } from '../stats/index.js';
 import { PullThroughCache, type PersistTier } from './pull-through.js';
-import { UpstreamClient, createDispatcher } from './upstream-client.js';
+import { UpstreamClient, createDispatcher, type UpstreamLog } from './upstream-client.js';
 import { DEFAULT_UPSTREAMS, UpstreamRouter, parseUpstream, type Credentials } from './upstreams.js';
 import { loadCredentials } from './credentials.js';
 import { CacheEvictor, type EvictorOptions } from './eviction.js';
 
 export { PullThroughCache, upstreamToRegistryError, type PersistTier } from './pull-through.js';
-export { UpstreamClient, UpstreamError } from './upstream-client.js';
+export { UpstreamClient, UpstreamError, type UpstreamLog } from './upstream-client.js';
 export { UpstreamRouter, parseUpstream, normalizeNs, DEFAULT_UPSTREAMS, DOCKER_HUB, type UpstreamConfig, type Credentials } from './upstreams.js';
 export { loadCredentials, parseCredentialLines, readDockerConfig } from './credentials.js';
 export { CircuitBreaker } from './circuit-breaker.js';
@@ -36,6 +36,8 @@ export interface CacheOptions {
   /** Retries and breaker tuning for tests and the fault suite. */
   retries?: number;
   backoffMs?: number;
+  /** Where upstream outages are logged (one line per breaker transition). */
+  log?: UpstreamLog;
 }
 
 /** A ready pull-through cache with its name resolver. */
@@ -62,6 +64,7 @@ export function createCache(o: CacheOptions): Cache {
     dispatcher,
     ...(o.retries !== undefined ? { retries: o.retries } : {}),
     ...(o.backoffMs !== undefined ? { backoffMs: o.backoffMs } : {}),
+    ...(o.log ? { log: o.log } : {}),
   };
   const clients = new Map(configs.map((c) => [c.ns, new UpstreamClient(c, clientOpts)]));
   const backend = new PullThroughCache({

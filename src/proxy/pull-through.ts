@@ -13,6 +13,7 @@ import {
   type BlobStore,
   type RegistryReader,
   type Repositories,
+  type ServedFrom,
   type StoredManifest,
 } from '../storage/index.js';
 import {
@@ -178,10 +179,10 @@ export class PullThroughCache implements RegistryReader {
       if (this.o.persist?.claim?.(d)) {
         this.o.stats.blobServed(name, d.value, size, 'persist');
         void this.o.blobs.lifetime.link(this.linkOf(name), d).catch(() => {});
-      } else {
-        this.o.stats.blobServed(name, d.value, size, 'local');
+        return this.storedHandle(name, d, size, 'actions-cache');
       }
-      return this.storedHandle(name, d, size);
+      this.o.stats.blobServed(name, d.value, size, 'local');
+      return this.storedHandle(name, d, size, 'disk');
     }
     if (!this.fills.has(d.value) && (await this.o.persist?.fetch(d))) {
       const restored = await this.o.blobs.stat(d);
@@ -189,7 +190,7 @@ export class PullThroughCache implements RegistryReader {
         this.o.persist?.claim?.(d);
         this.o.stats.blobServed(name, d.value, restored, 'persist');
         void this.o.blobs.lifetime.link(this.linkOf(name), d).catch(() => {});
-        return this.storedHandle(name, d, restored);
+        return this.storedHandle(name, d, restored, 'actions-cache');
       }
     }
     let pending = this.fills.get(d.value);
@@ -220,6 +221,7 @@ export class PullThroughCache implements RegistryReader {
     return {
       size: fill.size,
       read: (range) => this.counted(name, d, fill.reader(range), range ? range.end - range.start + 1 : fill.size),
+      servedFrom: joined ? 'joined' : 'upstream',
     };
   }
 
@@ -289,10 +291,11 @@ export class PullThroughCache implements RegistryReader {
 
   /** Counts the bytes served when `stream` ends, and holds off eviction of `d` while it reads. */
   /** A blob the store holds: served from its file, counted and kept from eviction meanwhile. */
-  private storedHandle(name: string, d: Digest, size: number): BlobHandle {
+  private storedHandle(name: string, d: Digest, size: number, servedFrom: ServedFrom): BlobHandle {
     const bytes = (range?: { start: number; end: number }) => (range ? range.end - range.start + 1 : size);
     return {
       size,
+      servedFrom,
       read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), bytes(range)),
       openFile: async (range) => {
         const release = this.hold(d);
@@ -397,8 +400,11 @@ export class PullThroughCache implements RegistryReader {
     if (res.status === 200 && header(res.headers, 'docker-content-digest') === cached.value) this.validatedAt.set(key, Date.now());
   }
 
+  /** One upstream exchange per key at a time; a latecomer's answer says it joined (the request log). */
   private async flight(key: string, fn: () => Promise<StoredManifest | undefined>): Promise<StoredManifest | undefined> {
-    return this.manifestFlight.run(key, fn).promise;
+    const { promise, joined } = this.manifestFlight.run(key, fn);
+    const m = await promise;
+    return joined && m ? { ...m, servedFrom: 'joined' } : m;
   }
 
   /** Asks upstream whether a cached tag still points where it did; serves stale on failure. */
@@ -429,6 +435,7 @@ export class PullThroughCache implements RegistryReader {
         const stale = await this.local(name, cached, true);
         if (!stale) throw upstreamToRegistryError(err);
         this.o.stats.manifestServed(name, tag, cached.value, 'stale', withBody ? stale.size : 0);
+        stale.servedFrom = 'stale';
         return stale;
       }
     }
@@ -474,7 +481,7 @@ export class PullThroughCache implements RegistryReader {
       await this.o.repositories.putTag(name, ref, digest);
       this.validatedAt.set(`${name}:${ref}`, Date.now());
     }
-    return { digest, mediaType, size: body.byteLength, body };
+    return { digest, mediaType, size: body.byteLength, body, servedFrom: 'upstream' };
   }
 
   private mediaTypeOf(body: Buffer, contentType: string | undefined): string {
@@ -493,7 +500,7 @@ export class PullThroughCache implements RegistryReader {
   private async local(name: string, d: Digest, withBody: boolean): Promise<StoredManifest | undefined> {
     const record = await this.o.repositories.getManifest(name, d);
     if (!record) return undefined;
-    const out: StoredManifest = { digest: d, mediaType: record.mediaType, size: record.size };
+    const out: StoredManifest = { digest: d, mediaType: record.mediaType, size: record.size, servedFrom: 'disk' };
     if (withBody) {
       try {
         out.body = await this.o.blobs.readSmall(d, MAX_MANIFEST_SIZE);

@@ -41,6 +41,21 @@ export interface UpstreamClientOptions {
   headersTimeoutMs?: number;
   bodyTimeoutMs?: number;
   breaker?: CircuitBreaker;
+  /** Where the upstream's outages go: one line when its breaker opens, one when it closes again. */
+  log?: UpstreamLog;
+}
+
+/** The part of a (pino) logger the client writes to. */
+export interface UpstreamLog {
+  warn(fields: Record<string, unknown>, message: string): void;
+  info(fields: Record<string, unknown>, message: string): void;
+}
+
+/** An error's message, with its code when it has one (`connect ECONNREFUSED ...`). */
+function reasonOf(err: unknown): string {
+  if (!(err instanceof Error)) return String(err ?? 'no answer');
+  const code = (err as NodeJS.ErrnoException).code;
+  return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
 }
 
 interface CachedAuth {
@@ -129,7 +144,7 @@ export class UpstreamClient {
         lastError = new Error(`${this.config.ns} answered ${res.status}`);
       }
       // Every failed attempt counts: a dead upstream opens the breaker within one or two requests.
-      this.breaker.failure();
+      this.failed(lastError);
       if (attempt >= retries || this.breaker.state === 'open') break;
       await this.backoff(attempt++);
     }
@@ -142,25 +157,46 @@ export class UpstreamClient {
    * working upstream, not an outage: it must not open the breaker.
    */
   private settle(err: unknown): void {
-    if (err instanceof UpstreamError && err.kind !== 'unavailable') this.breaker.success();
-    else this.breaker.failure();
+    if (err instanceof UpstreamError && err.kind !== 'unavailable') this.succeeded();
+    else this.failed(err);
+  }
+
+  /**
+   * Tells the breaker of a failed attempt; the breaker's opening is logged once, with the
+   * upstream and the reason (no stack): what an outage leaves in the log.
+   */
+  private failed(err: unknown): void {
+    const before = this.breaker.state;
+    this.breaker.failure();
+    if (this.breaker.state !== 'open' || before === 'open') return;
+    const retryInS = Math.ceil(this.breaker.retryInMs() / 1000);
+    const fields = { upstream: this.config.ns, url: this.config.url, reason: reasonOf(err), retryInS };
+    if (before === 'half-open') this.opts.log?.info(fields, `upstream ${this.config.ns} still unavailable: ${fields.reason}; not asked again for ${retryInS} s`);
+    else this.opts.log?.warn(fields, `upstream ${this.config.ns} unavailable: ${fields.reason}; not asked again for ${retryInS} s (cached tags are served stale meanwhile)`);
+  }
+
+  /** Tells the breaker of an answer; an upstream back after an outage is logged once. */
+  private succeeded(): void {
+    const before = this.breaker.state;
+    this.breaker.success();
+    if (before !== 'closed') this.opts.log?.info({ upstream: this.config.ns, url: this.config.url }, `upstream ${this.config.ns} answers again`);
   }
 
   /** Classifies a response below 500: auth refusals and 429 throw, the rest is returned. */
   private accept(res: UpstreamResponse): UpstreamResponse {
     if (res.status === 401 || res.status === 403) {
       res.body.resume();
-      this.breaker.success();
+      this.succeeded();
       throw new UpstreamError('unauthorized', `${this.config.ns} refused our credentials (${res.status})`, { status: res.status });
     }
     if (res.status === 429) {
       res.body.resume();
-      this.breaker.success();
+      this.succeeded();
       const wait = retryAfterMs(header(res.headers, 'retry-after'));
       this.blockedUntil = Date.now() + wait;
       throw new UpstreamError('rate-limited', `${this.config.ns} answered 429 Too Many Requests`, { status: 429, retryAfterMs: wait });
     }
-    this.breaker.success();
+    this.succeeded();
     this.recordRateLimit(res);
     return res;
   }

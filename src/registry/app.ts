@@ -1,7 +1,7 @@
 // Builds the fastify application for one port (it does not listen): the registry port is
 // writable, the cache port is read-only. Bodies are never parsed by the framework: every
 // route reads the raw stream itself, with its own limits.
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { RegistryBackend, RegistryReader } from '../storage/index.js';
 import { routeContext, type NameResolver } from './route-context.js';
 import { RegistryError } from '../oci/index.js';
@@ -16,6 +16,7 @@ import { discoveryRoutes } from './routes/discovery.js';
 import { deletesRefusedRoutes, readOnlyRoutes } from './routes/read-only.js';
 import { guardSlowBodies, httpServerOptions, resolveTimeouts, type ClientTimeouts } from './client-timeouts.js';
 import { API_VERSION, answerUnroutable, clientErrorHandler, requireHost } from './protocol-errors.js';
+import { RequestLogController, decorateRequestLog } from './request-log.js';
 
 /** Options of {@link buildRegistryApp}. */
 export type RegistryAppOptions = CommonOptions &
@@ -46,7 +47,8 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
   const serverOptions = httpServerOptions(timeouts);
   const app = Fastify({
     logger: opts.logger ?? false,
-    logController: new LogController({ disableRequestLogging: true }),
+    // One line per request at info (request-log.ts), none of fastify's own.
+    logController: new RequestLogController(!!opts.logger && RequestLogController.enabledAt(typeof opts.logger === 'object' ? (opts.logger as { level?: string }).level : undefined)),
     rewriteUrl: (req) => rewriteUrl(req.url ?? '/'),
     routerOptions: { maxParamLength: 4096, ignoreTrailingSlash: true },
     exposeHeadRoutes: false,
@@ -71,6 +73,7 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
   );
 
   answerUnroutable(app.server);
+  decorateRequestLog(app);
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));

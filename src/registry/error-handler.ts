@@ -56,6 +56,7 @@ const DRAIN_MS = 2000;
  * the body goes on past DRAIN_MS. (A body never read at all is drained by node.)
  */
 export function sendError(err: RegistryError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  request.failure = err.message;
   reply.code(err.status).headers(err.headers);
   if (!request.raw.complete && request.raw.readableDidRead) drainBriefly(request.raw);
   if (request.method === 'HEAD') return reply.send();
@@ -81,7 +82,12 @@ export function errorHandler(this: unknown, err: unknown, request: FastifyReques
     return;
   }
   const re = toRegistryError(err);
-  if (re.status >= 500) request.log.error({ err }, 'request failed');
+  // A 500 is a bug: its stack is what to fix. Other 5xx (an upstream or the cache service
+  // failing, a full disk) are conditions: the request log line carries the message, the
+  // upstream's breaker logs the outage once, and the stack is a debug detail.
+  if (re.status === 500) request.log.error({ err }, 'request failed');
+  else if (re.status === 507) request.log.warn({ url: request.url }, re.message);
+  else if (re.status > 500) request.log.debug({ err }, 'request failed');
   if (reply.sent || reply.raw.headersSent) {
     reply.raw.destroy();
     return;

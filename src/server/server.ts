@@ -72,7 +72,7 @@ export interface ServerOptions {
   persistPrefetch?: boolean;
   /** Import the index's :5000 registry part too (pushed images saved by a job with `persist-registry`). */
   persistRegistry?: boolean;
-  /** Where the statistics are written as JSON on close. */
+  /** Where the statistics are written as JSON: kept current while running (within a second), and on close. */
   statsFile?: string;
   /** Upstream retries after the first attempt (default 2) and base backoff (default 200 ms). */
   upstreamRetries?: number;
@@ -200,7 +200,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       (p) => void (restorer = p.restorer),
       (err: unknown) => void (importFailure = err),
     );
+    // Upstream outages go to the cache port's log (built below: bound once it exists).
+    let cacheLog: FastifyInstance['log'] | undefined;
     const cache = createCache({
+      log: {
+        warn: (fields, message) => cacheLog?.warn(fields, message),
+        info: (fields, message) => cacheLog?.info(fields, message),
+      },
       ...(imported
         ? {
             persist: {
@@ -223,6 +229,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...(opts.upstreamBackoffMs !== undefined ? { backoffMs: opts.upstreamBackoffMs } : {}),
     });
     closers.push(cache.close);
+    const statsFile = opts.statsFile ? keepStatsFile(opts.statsFile, stats) : undefined;
     // With the prefetch, the index's tags are confirmed upstream meanwhile too.
     if (opts.persistPrefetch) void persistence?.then((p) => cache.backend.confirmTags(p.tags), () => {});
     await cache.backend.installProbe();
@@ -250,6 +257,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     );
     const counters = apps.map((a) => trackRequests(a.server));
     const inFlight = () => counters.map((count) => count()).reduce((a, b) => ({ requests: a.requests + b.requests, uploads: a.uploads + b.uploads }));
+    cacheLog = cacheApp.log;
     const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', nameOf('registryAddr'));
     const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', nameOf('cacheAddr'));
     void imported?.then(() => importFailure && cacheApp.log.error({ err: importFailure }, 'the persistence index could not be imported: serving without it'));
@@ -265,6 +273,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       close: async () => {
         await drainApps(apps, inFlight, opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, opts.notice ?? (() => {}));
         await Promise.all(closers.map((c) => c().catch(() => {})));
+        await statsFile?.stop();
         if (opts.statsFile) await writeJsonAtomic(opts.statsFile, stats.snapshot());
         await storage.close();
       },
@@ -348,6 +357,35 @@ function statsRoutes(app: FastifyInstance, stats: Stats): void {
   app.addHook('onRequest', async () => stats.request());
   app.get(STATS_PATH, async (_req, reply) => reply.type('application/json').send(stats.snapshot()));
   app.get(METRICS_PATH, async (_req, reply) => reply.type('text/plain; version=0.0.4').send(toPrometheus(stats.snapshot())));
+}
+
+/** How often the statistics file is brought up to date while the server runs. */
+export const STATS_FILE_INTERVAL_MS = 1_000;
+
+/**
+ * Keeps `path` current while the server runs: rewritten (atomically) within a second of a change
+ * of the statistics, so a step of the job (or actions/upload-artifact) can read it at any time.
+ * Nothing is written while nothing changes. Returns the stopper, which waits for a write under way.
+ */
+function keepStatsFile(path: string, stats: Stats): { stop(): Promise<void> } {
+  let last = '';
+  let writing: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    writing = writing.then(async () => {
+      const snapshot = stats.snapshot();
+      const compared = JSON.stringify({ ...snapshot, takenAtMs: 0 });
+      if (compared === last) return;
+      last = compared;
+      await writeJsonAtomic(path, snapshot);
+    }).catch(() => {});
+  }, STATS_FILE_INTERVAL_MS);
+  timer.unref();
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await writing;
+    },
+  };
 }
 
 async function writeJsonAtomic(path: string, value: unknown): Promise<void> {

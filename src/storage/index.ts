@@ -15,7 +15,7 @@ export { BlobStore, BlobWriter } from './blob-store.js';
 export { BlobLifetime, Sweep, type BlobLink, type KeptBecause } from './blob-lifetime.js';
 export { Uploads, type UploadSession } from './uploads.js';
 export { Repositories, manifestRecordOf, type ManifestRecord } from './repositories.js';
-export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult } from './registry-store.js';
+export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult, type ServedFrom } from './registry-store.js';
 export { referencedBlobs, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type GcUpload } from './gc.js';
 export * from './errors.js';
 export { DEFAULT_LOCK_LEASE_MS, defaultLeaseMs, parseOwner, describeOwner, type LockOptions, type LockOwner, type LockWait } from './lock.js';

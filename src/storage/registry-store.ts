@@ -37,6 +37,13 @@ async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: 
 /** Total bytes of manifests kept in memory to answer repeated GETs. */
 const MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Where the pull-through cache got an answer from, for the request log: this runner's disk, the
+ * GitHub Actions cache, the upstream, another request's upstream download (`joined`), or a cached
+ * tag served because the upstream failed (`stale`).
+ */
+export type ServedFrom = 'disk' | 'actions-cache' | 'upstream' | 'joined' | 'stale';
+
 /** A manifest as it is served. */
 export interface StoredManifest {
   digest: Digest;
@@ -45,6 +52,8 @@ export interface StoredManifest {
   /** The exact bytes pushed (absent when only metadata was asked for). */
   body?: Buffer;
   subject?: string;
+  /** Where the cache got it (the pull-through cache sets it). */
+  servedFrom?: ServedFrom;
 }
 
 /** Result of a manifest push. */
@@ -70,6 +79,8 @@ export interface BlobHandle {
    * (undefined when it is gone since). The GET route serves such a file from reused buffers.
    */
   openFile?(range?: { start: number; end: number }): Promise<BlobFile | undefined>;
+  /** Where the cache got it (the pull-through cache sets it). */
+  servedFrom?: ServedFrom;
 }
 
 /**

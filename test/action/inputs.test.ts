@@ -1,12 +1,15 @@
-// Only invalid inputs fail the step: exit code 1 with an ::error:: naming the input (and never
-// echoing a credential). A registry port already taken is such an error; a cache port already
-// taken is not: main warns and the cache takes a free port, since main configures the mirror.
+// Only invalid inputs fail the step: exit code 1 with one ::error:: naming every invalid input
+// (and never echoing a credential). Boolean inputs take core.getBooleanInput's words (YAML 1.2:
+// true | True | TRUE | false | False | FALSE), `save` those and auto. A registry port already
+// taken fails the step too, as a runtime error naming registry-port; a cache port already taken
+// does not: main warns and the cache takes a free port, since main configures the mirror.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { ActionsJob, type StepResult, node24Binary, sandboxInputs } from '../helpers/actions-runner.js';
+import { ActionsJob, type StepResult, actionInputDefaults, evaluatedDefaults, node24Binary, sandboxInputs } from '../helpers/actions-runner.js';
+import { InputErrors, readInputs } from '../../src/action/inputs.js';
 import { pidAlive, tempDir } from '../helpers/proc.js';
 
 async function job(t: TestContext, inputs: Record<string, string>): Promise<ActionsJob | undefined> {
@@ -42,6 +45,8 @@ const INVALID: Array<[input: string, value: string]> = [
   ['cache-port', '70000'],
   ['tag-ttl', 'soon'],
   ['configure-docker', 'maybe'],
+  ['configure-containerd', 'yes'],
+  ['save', 'on'],
   ['summary', 'perhaps'],
   ['upstreams', 'docker.io=ftp://example.test'],
   ['bind-address', 'example.test'],
@@ -68,12 +73,50 @@ test('a malformed upstream-credentials line fails the step without echoing it', 
   assert.ok(!main.stdout.includes(secret) && !main.stderr.includes(secret), `the line is not echoed:\n${main.stdout}`);
 });
 
-test('a registry port already in use fails the step with an error naming registry-port', { timeout: 30_000 }, async (t) => {
+test('several invalid inputs: one error listing each, and no server started', { timeout: 30_000 }, async (t) => {
+  const j = await job(t, { 'registry-port': 'abc', save: 'yes', 'tag-ttl': 'soon', prefetch: 'on' });
+  if (!j) return;
+  const main = await j.main();
+  assert.equal(main.code, 1, main.stdout);
+  assert.equal(main.errors.length, 1, `one ::error::\n${main.stdout}`);
+  for (const input of ['registry-port', 'save', 'tag-ttl', 'prefetch']) assert.match(main.errors[0]!, new RegExp(`\\binput ${input}:`), main.errors[0]);
+  assert.match(main.errors[0]!, /^regcache: 4 invalid inputs:/);
+  assert.deepEqual(main.outputs, {});
+  assert.equal(existsSync(join(j.runnerTemp, 'regcache', 'ready.json')), false, 'no server was started');
+});
+
+/** readInputs over action.yml's defaults with `inputs` on top. */
+function read(inputs: Record<string, string>) {
+  const defaults = evaluatedDefaults(actionInputDefaults());
+  return readInputs((n) => inputs[n] ?? defaults[n] ?? '', { RUNNER_TEMP: '/tmp/x' });
+}
+
+test("boolean inputs take core.getBooleanInput's words, save those and auto", () => {
+  for (const word of ['true', 'True', 'TRUE']) assert.equal(read({ prefetch: word, 'configure-docker': word }).prefetch, true, word);
+  for (const word of ['false', 'False', 'FALSE']) assert.equal(read({ summary: word, 'persist-registry': word }).summary, false, word);
+  for (const [word, mode] of [['True', 'true'], ['FALSE', 'false'], ['auto', 'auto'], ['', 'auto']] as const) assert.equal(read({ save: word }).save, mode, word);
+  for (const word of ['yes', 'no', '1', '0', 'on', 'off', 'tRuE']) {
+    assert.throws(() => read({ restore: word }), (err: unknown) => err instanceof InputErrors && /input restore: .*true \| True \| TRUE \| false \| False \| FALSE/.test(err.message), word);
+    assert.throws(() => read({ save: word }), (err: unknown) => err instanceof InputErrors && /input save: .*auto/.test(err.message), word);
+  }
+});
+
+test('readInputs lists every invalid input, each once', () => {
+  assert.throws(
+    () => read({ 'cache-port': '-1', 'log-level': 'loud', 'key-prefix': 'a b', 'max-save-size': 'lots', summary: 'maybe' }),
+    (err: unknown) => err instanceof InputErrors && err.errors.map((e) => e.input).sort().join(',') === 'cache-port,key-prefix,log-level,max-save-size,summary',
+  );
+});
+
+test('a registry port already in use fails the step with a runtime error naming registry-port', { timeout: 30_000 }, async (t) => {
   const port = await takenPort(t);
   const j = await job(t, { 'registry-port': String(port) });
   if (!j) return;
   const main = await j.main();
-  assertFailed(main, 'registry-port');
+  assert.equal(main.code, 1, main.stdout);
+  assert.equal(main.errors.length, 1, main.stdout);
+  assert.doesNotMatch(main.errors[0]!, /\binput\b/, 'not reported as an invalid input');
+  assert.match(main.errors[0]!, /choose another registry-port/);
   assert.match(main.errors[0]!, new RegExp(`127\\.0\\.0\\.1:${port} is already in use`));
   assert.equal(existsSync(join(j.runnerTemp, 'regcache', 'ready.json')), false, 'no server was started');
   const post = await j.post();

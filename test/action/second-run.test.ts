@@ -2,7 +2,7 @@
 // but a fresh docker daemon (a fresh data-root: docker really pulls again) gets every blob from
 // regcache's disk: the upstream's access log shows no blob GET, and the summary says so.
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { ActionsJob, type SeededUpstream, type StepResult, node24Binary, startSeededUpstream, startTestHost } from '../helpers/actions-runner.js';
@@ -10,6 +10,7 @@ import { tempDir } from '../helpers/proc.js';
 import { skipUnless } from '../helpers/tools.js';
 import { assertWellFormed, parseSummary } from '../helpers/summary-markdown.js';
 import { formatBytes } from '../../src/action/summary/index.js';
+import type { StatsSnapshot } from '../../src/stats/index.js';
 
 const skip = skipUnless(['dockerd', 'containerd', 'docker', 'docker-registry', 'busybox'], { root: true });
 
@@ -81,9 +82,13 @@ test('second run on a fresh docker data-root and the same storage: zero upstream
   assert.equal(row[3], "this runner's disk", `the bytes came from disk: ${row.join(' | ')}`);
   assert.equal(row[4], cold[4], 'the same size');
   assert.equal(row[5], '0 B', 'nothing from upstream');
-  assert.equal(second.post.outputs['blob-misses'], '0');
-  assert.equal(second.post.outputs['blob-hits'], String(upstream.blobs.length));
-  assert.equal(second.post.outputs['bytes-fetched'], '0');
-  assert.equal(second.post.outputs['upstream-requests'], String(second.upstreamRequests), 'requests sent upstream: as the access log says');
-  assert.equal(second.post.outputs['counted-manifest-gets'], String(second.manifestGets), 'counted manifest GETs: as the access log says');
+  const stats = JSON.parse(await readFile(second.main.outputs['stats-file']!, 'utf8')) as StatsSnapshot;
+  const repo = Object.entries(stats.repositories).find(([n]) => n.endsWith(upstream.repository))?.[1];
+  assert.equal(repo?.blobMisses, 0);
+  assert.equal(repo?.blobHits, upstream.blobs.length);
+  assert.equal(stats.totals.bytesFetched, 0);
+  const upstreamRequests = Object.values(stats.upstreams).reduce((a, u) => a + Object.values(u.requests).reduce((x, y) => x + y, 0), 0);
+  assert.equal(upstreamRequests, second.upstreamRequests, 'requests sent upstream: as the access log says');
+  const counted = Object.values(stats.upstreams).reduce((a, u) => a + u.countedManifestGets, 0);
+  assert.equal(counted, second.manifestGets, 'counted manifest GETs: as the access log says');
 });

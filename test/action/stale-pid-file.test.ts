@@ -41,7 +41,7 @@ test('a pid file naming a process that is not dockerd: no signal to it, daemon.j
   assert.equal(main.code, 0, main.stdout + main.stderr);
   assert.deepEqual(main.errors, []);
   assert.equal(main.warnings.length, 1, main.stdout);
-  assert.match(main.warnings[0]!, /Could not configure docker: .*does not name a running dockerd/);
+  assert.match(main.warnings[0]!, /regcache: could not configure docker: .*does not name a running dockerd/);
   assert.ok(pidAlive(bystander.pid!), 'the bystander got no SIGHUP');
   assert.ok((await readFile(host.dockerd.configFile)).equals(host.daemonJsonBefore), 'daemon.json is as before');
   assert.equal((JSON.parse(main.state.regcache!) as { docker?: unknown }).docker, undefined, 'no docker change for post to undo');

@@ -74,6 +74,14 @@ test('two runs on fresh runners: run 2 pulls every layer from restored packs, no
   assert.equal(first.persistence.Saved?.split(' (')[0], '1 new pack');
   assert.match(first.persistence.Saved!, new RegExp(`^1 new pack \\(${formatBytes(bytesOf(image.layers)).replace('.', '\\.')}\\)`), 'the pack holds the layers (the config travels in the index)');
   assertSummaryMatchesRecords(first, svc);
+  // The step log: @actions/cache's lines inside the save group, the outcome in one line after it.
+  const save = first.post.lines.indexOf('::group::regcache: save to the GitHub Actions cache');
+  const saveEnd = first.post.lines.indexOf('::endgroup::', save);
+  assert.ok(save >= 0 && saveEnd > save, first.post.stdout);
+  assert.ok(first.post.lines.slice(save + 1, saveEnd).some((l) => l && !l.startsWith('regcache:') && !l.startsWith('::')), `the library's lines are in the group:\n${first.post.stdout}`);
+  const outside = first.post.lines.slice(0, save).concat(first.post.lines.slice(saveEnd + 1)).filter((l) => l && !l.startsWith('::'));
+  for (const l of outside) assert.match(l, /^regcache: /, `outside the group only regcache's own lines:\n${first.post.stdout}`);
+  assert.ok(first.post.lines.slice(saveEnd).some((l) => /^regcache: saved 1 new pack \(\d+(\.\d)? (B|KiB|MiB)\) to the Actions cache in \d+\.\d s; index regcache-index-/.test(l)), first.post.stdout);
 
   const second = await run(2);
   assert.equal(second.id, first.id, 'the same image');
@@ -90,7 +98,10 @@ test('two runs on fresh runners: run 2 pulls every layer from restored packs, no
   const row = imageRow(second.post.summary, `library/${name}`);
   assert.equal(row[3], 'Actions cache', `manifest and config from the index, layers from the pack: all the Actions cache's on a fresh runner: ${row.join(' | ')}`);
   assert.equal(row[5], '0 B', 'nothing from upstream');
-  assert.equal(second.post.outputs['bytes-fetched'], '0');
+  assert.equal(((await serverStats(second)) as unknown as { totals: { bytesFetched: number } }).totals.bytesFetched, 0, 'nothing fetched upstream');
+  assert.equal(second.main.outputs['cache-hit'], 'true', 'an index was restored');
+  assert.equal(second.main.outputs['cache-matched-key'], createdIndexes(first)[0]!.key);
+  assert.equal(first.main.outputs['cache-hit'], 'false', 'run 1 found no index');
   assertSummaryMatchesRecords(second, svc);
 });
 

@@ -20,6 +20,7 @@ export function blobReadRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const digest = digestParam((request.params as { digest: string }).digest);
     const blob = await ctx.backend.openBlob(ctx.name(request), digest);
     if (!blob) throw unknown(digest.value);
+    request.servedFrom = blob.servedFrom;
     reply.header('docker-content-digest', digest.value).type('application/octet-stream');
     if (blob.size === undefined) return reply.send(blob.read());
     reply.header('accept-ranges', 'bytes');

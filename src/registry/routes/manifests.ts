@@ -18,6 +18,7 @@ export function manifestReadRoutes(app: FastifyInstance, ctx: RouteContext): voi
     const head = request.method === 'HEAD';
     const m = await ctx.backend.getManifest(name, reference, !head);
     if (!m) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { name, reference: referenceParam(request) } });
+    request.servedFrom = m.servedFrom;
     reply
       .type(m.mediaType)
       .header('docker-content-digest', m.digest.value)
