@@ -123,7 +123,7 @@ describe('regcache gc', { concurrency: true }, () => {
     assert.ok(await exists(join(dir, 'uploads', recent)));
     // The default is 24h: the same sessions are then kept.
     const byDefault = await runCliToEnd(t, ['gc', '--storage', dir]);
-    assert.match(byDefault.stdout, /kept \(idle less than --upload-max-age 1d\)/);
+    assert.match(byDefault.stdout, /kept \(idle less than --upload-max-age 24h\)/);
   });
 
   test('gc takes REGCACHE_STORAGE when --storage is not given', async (t) => {
