@@ -27,14 +27,16 @@ export function registerGc(cli: Command, tools: GcCommandTools): void {
     .addOption(tools.durationOption('--upload-max-age <duration>', 'remove upload sessions idle this long', DEFAULT_UPLOAD_MAX_AGE_MS, '24h'))
     .option('--dry-run', 'say what would be deleted, delete nothing')
     .option('--json', 'print the result as one JSON line')
-    .action(async (o: { storage?: string; grace: number; uploadMaxAge: number; dryRun?: boolean; json?: boolean }) => {
+    .action(async (o: { storage?: string; grace?: number; uploadMaxAge?: number; dryRun?: boolean; json?: boolean }) => {
       const { dir, from } = tools.storageDir(o.storage);
-      const request: GcRequest = { gracePeriodMs: o.grace, uploadMaxAgeMs: o.uploadMaxAge, dryRun: !!o.dryRun };
+      const grace = o.grace ?? DEFAULT_GC_GRACE_MS;
+      const uploadMaxAge = o.uploadMaxAge ?? DEFAULT_UPLOAD_MAX_AGE_MS;
+      const request: GcRequest = { gracePeriodMs: grace, uploadMaxAgeMs: uploadMaxAge, dryRun: !!o.dryRun };
       try {
         const exists = await stat(dir).then((s) => s.isDirectory(), () => false);
         if (!exists) throw new Error(`${from} ${dir} is not a storage directory (it does not exist); nothing to collect`);
         const { result, by } = await collect(dir, request);
-        process.stdout.write(o.json ? `${JSON.stringify(result)}\n` : report(dir, result, { grace: o.grace, uploadMaxAge: o.uploadMaxAge, by }));
+        process.stdout.write(o.json ? `${JSON.stringify(result)}\n` : report(dir, result, { grace, uploadMaxAge, by }));
       } catch (err) {
         tools.fail(err);
       }
@@ -77,12 +79,12 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(1)} ${units[u]}`;
 }
 
-/** A duration as written on the command line: 0s, 90s, 15m, 1h, 1h30m, 2d. */
+/** A duration as written on the command line: 0s, 1m30s, 15m, 1h, 1h30m, 24h, 72h (two units at most). */
 export function formatDuration(ms: number): string {
   if (ms < 1000) return ms === 0 ? '0s' : `${ms}ms`;
   let s = Math.round(ms / 1000);
   const parts: string[] = [];
-  for (const [unit, size] of [['d', 86_400], ['h', 3_600], ['m', 60], ['s', 1]] as const) {
+  for (const [unit, size] of [['h', 3_600], ['m', 60], ['s', 1]] as const) {
     if (s >= size) {
       parts.push(`${Math.floor(s / size)}${unit}`);
       s %= size;

@@ -144,9 +144,12 @@ export class RestoringRegistry implements RegistryBackend {
   private async restoreBlob(name: string, d: Digest): Promise<boolean> {
     const listed = this.pending.blobs.get(name);
     if (!listed?.has(d.value)) return false;
-    const there = (await this.storage.blobs.stat(d)) !== undefined || (await this.restorer?.fetch(d)) === true;
-    // Linked only if the blob is still there (the lifetime owner checks under its lock).
-    if (!there || !(await this.storage.blobs.lifetime.link({ repositories: this.storage.repositories, name }, d))) return false;
+    // Held from its restore to its link (no gc falls between); linked only if it is there.
+    const linked = await this.storage.blobs.lifetime.holding([d.value], async () => {
+      const there = (await this.storage.blobs.stat(d)) !== undefined || (await this.restorer?.fetch(d)) === true;
+      return there && this.storage.blobs.lifetime.link({ repositories: this.storage.repositories, name }, d);
+    });
+    if (!linked) return false;
     listed.delete(d.value);
     return true;
   }

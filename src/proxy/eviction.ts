@@ -54,12 +54,6 @@ export class CacheEvictor {
     this.lastUse.set(digest, Date.now());
   }
 
-  /** Counts a reader of `digest` until the returned function is called (a hold of the lifetime owner). */
-  acquire(digest: string): () => void {
-    this.touch(digest);
-    return this.blobs.lifetime.hold(digest);
-  }
-
   /** Runs a pass now, or once more after the one running (passes never overlap). */
   evict(): Promise<EvictionResult> {
     if (this.running) {

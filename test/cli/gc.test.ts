@@ -4,7 +4,7 @@
 // directory that does not exist. When a server holds the storage, the server collects, asked
 // over the storage's gc socket; `serve --gc-interval` collects periodically.
 import assert from 'node:assert/strict';
-import { readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test, type TestContext } from 'node:test';
@@ -55,8 +55,9 @@ async function incompleteUpload(dir: string, repository: string, bytes: string, 
 
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
-// Each test has its own storage, ports and processes: they run side by side.
-describe('regcache gc', { concurrency: true }, () => {
+// Each test has its own storage, ports and processes: they run side by side, a few at a time
+// (two start a server, which must get ready within its deadline on a busy machine).
+describe('regcache gc', { concurrency: 3 }, () => {
   test('gc says what it deleted and what it kept, and deletes the old orphan only', async (t) => {
     const { dir, orphanPath, keptPaths } = await prepared(t);
     const r = await runCliToEnd(t, ['gc', '--storage', dir]);
@@ -123,7 +124,7 @@ describe('regcache gc', { concurrency: true }, () => {
     assert.ok(await exists(join(dir, 'uploads', recent)));
     // The default is 24h: the same sessions are then kept.
     const byDefault = await runCliToEnd(t, ['gc', '--storage', dir]);
-    assert.match(byDefault.stdout, /kept \(idle less than --upload-max-age 1d\)/);
+    assert.match(byDefault.stdout, /kept \(idle less than --upload-max-age 24h\)/);
   });
 
   test('gc takes REGCACHE_STORAGE when --storage is not given', async (t) => {
@@ -201,6 +202,5 @@ describe('regcache gc', { concurrency: true }, () => {
     for (const p of keptPaths) assert.ok(await exists(p));
     server.child.kill('SIGTERM');
     assert.equal((await server.exited).code, 0);
-    assert.ok((await readFile(readyFile, 'utf8')).length > 0);
   });
 });
