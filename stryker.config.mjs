@@ -3,7 +3,7 @@
 // end-to-end tests that drive docker, containerd or a real upstream). Which modules are mutated
 // is chosen by REGCACHE_MUTATE (names of MODULES below, comma-separated); scripts/mutation.mjs
 // (`npm run test:mutation -- <name> ...`) sets it. Results: the clear-text table on the console,
-// .tmp/mutation/mutation.html and .tmp/mutation/mutation.json; docs/MUTATION.md records the last run.
+// .tmp/mutation/<groups>.html and .json; docs/MUTATION.md records the last run.
 import { readFileSync } from 'node:fs';
 
 /**
@@ -36,6 +36,8 @@ export const DEFAULT_MODULES = ['digest', 'auth', 'single-flight', 'persist-keys
 const chosen = (process.env.REGCACHE_MUTATE ?? DEFAULT_MODULES.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 for (const name of chosen) if (!(name in MODULES)) throw new Error(`stryker.config.mjs: unknown module group '${name}' (known: ${Object.keys(MODULES).join(', ')})`);
 const groups = chosen.map((name) => MODULES[name]);
+/** Names the sandbox and the reports after the groups, so that runs of other groups can go on side by side. */
+const runName = chosen.join('+');
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
@@ -57,11 +59,11 @@ export default {
   timeoutMS: 20_000,
   // Stryker copies the project into a sandbox: leave out what the unit tests do not read.
   ignorePatterns: ['dist', 'bench', 'docs', '.tmp', '.ci', 'coverage', 'reports'],
-  tempDirName: '.tmp/stryker',
+  tempDirName: `.tmp/stryker-${runName}`,
   cleanTempDir: 'always',
   reporters: ['clear-text', 'progress', 'html', 'json'],
-  htmlReporter: { fileName: '.tmp/mutation/mutation.html' },
-  jsonReporter: { fileName: '.tmp/mutation/mutation.json' },
+  htmlReporter: { fileName: `.tmp/mutation/${runName}.html` },
+  jsonReporter: { fileName: `.tmp/mutation/${runName}.json` },
   clearTextReporter: { allowColor: false, logTests: false, maxTestsToLog: 0 },
   thresholds: { high: 90, low: 80, break: null },
 };

@@ -149,6 +149,9 @@ test('a blob held by two packs restored at once: it enters the store once, both 
 
   // Two clients ask at once for a blob of each pack; a third for the shared one.
   const got = await Promise.all([onlyA, onlyB, shared].map((b) => restorer.fetch(parseDigest(b.digest))));
+  // A client is answered as its blob lands, before its pack's restore ends: join the restores
+  // before reading the report (on a loaded machine a pack was still finishing here).
+  await restorer.prefetchAll();
 
   assert.deepEqual(got, [true, true, true]);
   for (const b of [shared, onlyA, onlyB]) assert.deepEqual(await stored(f.storage, b), b.data);
