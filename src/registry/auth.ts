@@ -123,8 +123,10 @@ export class BasicAuth {
   private async check(encoded: string): Promise<boolean> {
     const decoded = Buffer.from(encoded, 'base64').toString('utf8');
     const i = decoded.indexOf(':');
-    const user = i < 0 ? decoded : decoded.slice(0, i);
-    const password = i < 0 ? '' : decoded.slice(i + 1);
+    // No colon: not user:password (distribution refuses it too, as Go's BasicAuth does).
+    if (i < 0) return false;
+    const user = decoded.slice(0, i);
+    const password = decoded.slice(i + 1);
     const hash = this.users.get(user);
     const ok = await bcrypt.compare(password, hash ?? this.dummyHash);
     return ok && hash !== undefined;

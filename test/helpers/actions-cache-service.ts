@@ -443,7 +443,9 @@ export async function startActionsCacheService(opts: ActionsCacheServiceOptions 
         const m = /successfully listens on http:\/\/127\.0\.0\.1:(\d+)/.exec(azurite.log());
         return m ? Number(m[1]) : undefined;
       },
-      { what: 'azurite-blob to listen', timeoutMs: 20_000, process: azurite },
+      // A readiness wait, not a bound on anything tested: azurite (a large node program) took
+      // over 20 s to start on a loaded 2-core machine (with two busy loops beside the tests).
+      { what: 'azurite-blob to listen', timeoutMs: 90_000, process: azurite },
     );
     const credential = new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY);
     const admin = new BlobServiceClient(`http://127.0.0.1:${azuritePort}/${AZURITE_ACCOUNT}`, credential, {

@@ -2,7 +2,7 @@
 // digest string can be wrong.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RegistryError, digestOf, parseDigest, tryParseDigest } from '../../src/oci/index.js';
+import { RegistryError, digestOf, newHash, parseDigest, tryParseDigest } from '../../src/oci/index.js';
 
 const HEX64 = 'a'.repeat(64);
 const HEX128 = '0123456789abcdef'.repeat(8);
@@ -50,6 +50,7 @@ test('parseDigest throws DIGEST_INVALID (400) with a truncated detail', () => {
     (err: unknown) => {
       assert.ok(err instanceof RegistryError);
       assert.equal(err.code, 'DIGEST_INVALID');
+      assert.match(err.message, /invalid digest/);
       assert.equal(err.status, 400);
       assert.equal((err.detail as { digest: string }).digest.length, 200);
       return true;
@@ -66,4 +67,13 @@ test('digestOf hashes with the requested algorithm and agrees with parseDigest',
   assert.equal(d512.algorithm, 'sha512');
   assert.equal(d512.hex.length, 128);
   assert.deepEqual(parseDigest(d512.value), d512);
+});
+
+test('newHash hashes incrementally with the algorithm asked for, as digestOf does at once', () => {
+  for (const algorithm of ['sha256', 'sha512'] as const) {
+    const h = newHash(algorithm);
+    h.update('hel');
+    h.update('lo');
+    assert.equal(h.digest('hex'), digestOf(Buffer.from('hello'), algorithm).hex, algorithm);
+  }
 });

@@ -1,4 +1,5 @@
 // Pure parts of persistence: pack keys, index merging, grouping of new blobs, save policy.
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { emptyIndex, groupNewBlobs, indexKey, indexPrefix, mergeIndex, packKey, shouldSave } from '../../src/persist/index.js';
@@ -9,6 +10,35 @@ test('a pack key depends on the set of digests, not their order', () => {
   assert.equal(packKey('rc', [d(1), d(2)]), packKey('rc', [d(2), d(1)]));
   assert.notEqual(packKey('rc', [d(1), d(2)]), packKey('rc', [d(1), d(3)]));
   assert.match(packKey('rc', [d(1)]), /^rc-pack-[0-9a-f]{40}$/);
+});
+
+test('a pack key is stable across versions: the first 40 hex of the sha256 of the sorted digests, one per line', () => {
+  // Packs saved by earlier runs are found by this key: changing how it is made loses them all.
+  const expected = `rc-pack-${createHash('sha256').update(`${d(1)}\n${d(2)}`).digest('hex').slice(0, 40)}`;
+  assert.equal(packKey('rc', [d(2), d(1)]), expected);
+});
+
+test('a pack key steps over the keys to avoid, the same way every time', () => {
+  const base = packKey('rc', [d(1)]);
+  const second = packKey('rc', [d(1)], new Set([base]));
+  assert.notEqual(second, base);
+  assert.match(second, /^rc-pack-[0-9a-f]{40}$/);
+  assert.equal(packKey('rc', [d(1)], new Set([base])), second, 'deterministic: legs that avoid the same keys agree');
+  const third = packKey('rc', [d(1)], new Set([base, second]));
+  assert.ok(third !== base && third !== second, 'steps over every avoided key');
+  assert.equal(packKey('rc', [d(1)], new Set(['rc-pack-unrelated'])), base, 'a key not in the way changes nothing');
+});
+
+test('an index key outside Actions falls back to the time, attempt 1 and job "job"; a job id is made safe for a key', () => {
+  const before = Date.now();
+  const m = /^rc-index-(\d+)-1-job-[0-9a-f]{12}$/.exec(indexKey('rc', {}));
+  assert.ok(m, indexKey('rc', {}));
+  assert.ok(Number(m[1]) >= before && Number(m[1]) <= Date.now());
+  assert.match(indexKey('rc', { GITHUB_RUN_ID: '7', GITHUB_RUN_ATTEMPT: '1', GITHUB_JOB: 'build / linux:x64' }), /^rc-index-7-1-build___linux_x64-[0-9a-f]{12}$/);
+  assert.match(indexKey('rc', { GITHUB_RUN_ID: '7', GITHUB_JOB: 'a.b_c-D9' }), /^rc-index-7-1-a\.b_c-D9-/);
+  const env = { GITHUB_RUN_ID: '7', GITHUB_JOB: 'j' };
+  assert.equal(indexKey('rc', env), indexKey('rc', env, ''), 'no matrix is the empty matrix');
+  assert.equal(indexKey('rc', env).slice(-12), createHash('sha256').update('').digest('hex').slice(0, 12));
 });
 
 test('index keys are unique per run, attempt, job and matrix, under one restore prefix', () => {
@@ -63,11 +93,22 @@ test('beyond the entry bound, the smallest groups are merged', () => {
   }
 });
 
+test('a blob is grouped with the first image in name order (whatever the order the images are listed in), digests sorted, blobs without a size left out, no empty group', () => {
+  const sizes = new Map([1, 2, 3].map((n) => [d(n), n * 10]));
+  const groups = groupNewBlobs({ 'docker.io/b': [d(3), d(1), d(2)], 'docker.io/a': [d(2), d(9)], 'docker.io/c': [d(1)] }, new Set(), sizes, 8);
+  assert.deepEqual(groups.map((g) => [g.digests, g.size]).sort(), [[[d(1), d(3)], 40], [[d(2)], 20]]);
+});
+
 test('groups come in the order their first blob entered the store (the order the next prefetch restores them)', () => {
   const sizes = new Map([1, 2, 3, 4, 5].map((n) => [d(n), n * 100]));
   const firstSeen = new Map([[d(1), 300], [d(2), 100], [d(3), 200], [d(4), 400], [d(5), 50]]);
   const groups = groupNewBlobs({ a: [d(1)], b: [d(2), d(4)], c: [d(3)], e: [d(5)] }, new Set(), sizes, 8, firstSeen);
   assert.deepEqual(groups.map((g) => g.digests), [[d(5)], [d(2), d(4)], [d(3)], [d(1)]]);
+  // A group none of whose blobs has a first-seen time comes last.
+  const unseen = groupNewBlobs({ a: [d(1)], b: [d(2)], z: [d(3)] }, new Set(), sizes, 8, new Map([[d(1), 300], [d(2), 100]]));
+  assert.deepEqual(unseen.map((g) => g.digests), [[d(2)], [d(1)], [d(3)]]);
+  const unseenFirst = groupNewBlobs({ a: [d(3)], b: [d(2)], z: [d(1)] }, new Set(), sizes, 8, new Map([[d(1), 300], [d(2), 100]]));
+  assert.deepEqual(unseenFirst.map((g) => g.digests), [[d(2)], [d(1)], [d(3)]]);
 });
 
 test('save: auto saves on pushes to the default branch only', () => {

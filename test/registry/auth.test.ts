@@ -65,6 +65,12 @@ test('parseHtpasswd keeps bcrypt entries ($2a$, $2b$, $2y$) and names every othe
   assert.equal(parsed.refused.length, 7, refused);
 });
 
+test('parseHtpasswd reads lines ended by \\n alone, skips a comment even when it looks like an entry, and wants the bcrypt prefix at the start', () => {
+  const text = [`alice:${ALICE_HASH}`, `# bob:${BOB_HASH}`, `bob:${BOB_HASH}`, `mallory:{SHA}${ALICE_HASH}`, ''].join('\n');
+  const parsed = parseHtpasswd(text);
+  assert.deepEqual([...parsed.entries()], [['alice', ALICE_HASH], ['bob', BOB_HASH]]);
+});
+
 test('fromFile loads an htpasswd file, and refuses one without bcrypt entries', async (t) => {
   const dir = await tempDir(t);
   const good = join(dir, 'htpasswd');
@@ -92,6 +98,7 @@ test('a wrong password, an unknown user, another scheme or garbage is 401', asyn
     'Basic',
     'Basic !!!not-base64!!!',
     `Basic ${Buffer.from('alice').toString('base64')}`,
+    `XBasic ${Buffer.from('alice:s3cret:with:colons').toString('base64')}`,
   ]) {
     assertChallenge(await app.inject({ method: 'GET', url: '/v2/', headers: { authorization } }));
   }
@@ -180,6 +187,63 @@ test('a failed credential is not remembered', async () => {
   assert.equal(await auth.verify(header), false);
   table.set('alice', bcrypt.hashSync('later-valid', 4));
   assert.equal(await auth.verify(header), true);
+});
+
+test('a credential without a colon is refused, whatever the table holds (as distribution does)', async () => {
+  const auth = new BasicAuth(new Map([
+    ['alice', bcrypt.hashSync('', 4)],
+    ['alic', bcrypt.hashSync('alice', 4)],
+  ]));
+  assert.equal(await auth.verify(`Basic ${Buffer.from('alice').toString('base64')}`), false);
+  assert.equal(await auth.verify(basic('alice', '')), true, 'with the colon, the empty password is checked as any other');
+});
+
+test('several verified credentials are remembered at once', async () => {
+  const table = users();
+  const auth = new BasicAuth(table);
+  const headers = [basic('alice', 's3cret:with:colons'), basic('bob', 'hunter2')];
+  for (const h of headers) assert.equal(await auth.verify(h), true);
+  table.set('alice', bcrypt.hashSync('changed', 4));
+  table.set('bob', bcrypt.hashSync('changed', 4));
+  for (const h of headers) assert.equal(await auth.verify(h), true, 'remembered, not checked against the changed hash');
+});
+
+test('a refused credential asked again is refused again (a refusal is never remembered as a success)', async () => {
+  const auth = new BasicAuth(users());
+  for (let i = 0; i < 3; i++) assert.equal(await auth.verify(basic('alice', 'wrong')), false, `attempt ${i + 1}`);
+});
+
+test('a verified credential is remembered for five minutes, then checked against the hash again', async (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+  const table = users();
+  const auth = new BasicAuth(table);
+  const header = basic('alice', 's3cret:with:colons');
+  assert.equal(await auth.verify(header), true);
+  table.set('alice', bcrypt.hashSync('changed', 4));
+  t.mock.timers.tick(5 * 60 * 1000 - 1);
+  assert.equal(await auth.verify(header), true, 'still remembered just under five minutes later');
+  t.mock.timers.tick(1);
+  assert.equal(await auth.verify(header), false, 'checked again (and refused) once five minutes have passed');
+});
+
+test('an unknown user costs the same bcrypt work as a known one: the hash compared has the users\' cost', async (t) => {
+  const compare = t.mock.method(bcrypt, 'compare');
+  for (const cost of [4, 5]) {
+    compare.mock.resetCalls();
+    const auth = new BasicAuth(new Map([['alice', bcrypt.hashSync('pw', cost)]]));
+    assert.equal(await auth.verify(basic('mallory', 'pw')), false);
+    assert.equal(compare.mock.callCount(), 1);
+    const hash = compare.mock.calls[0]!.arguments[1] as string;
+    assert.equal(bcrypt.getRounds(hash), cost, `the unknown user's check used ${hash}`);
+  }
+});
+
+test('concurrent checks of one credential run bcrypt once', async (t) => {
+  const compare = t.mock.method(bcrypt, 'compare');
+  const auth = new BasicAuth(users());
+  assert.deepEqual(await Promise.all(Array.from({ length: 4 }, () => auth.verify(basic('bob', 'hunter2')))), [true, true, true, true]);
+  assert.deepEqual(await Promise.all(Array.from({ length: 4 }, () => auth.verify(basic('bob', 'nope')))), [false, false, false, false]);
+  assert.equal(compare.mock.callCount(), 2, 'one check per credential');
 });
 
 test('concurrent checks of one credential agree', async () => {
