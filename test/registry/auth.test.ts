@@ -68,7 +68,7 @@ test('parseHtpasswd keeps bcrypt entries ($2a$, $2b$, $2y$) and names every othe
 test('parseHtpasswd reads lines ended by \\n alone, skips a comment even when it looks like an entry, and wants the bcrypt prefix at the start', () => {
   const text = [`alice:${ALICE_HASH}`, `# bob:${BOB_HASH}`, `bob:${BOB_HASH}`, `mallory:{SHA}${ALICE_HASH}`, ''].join('\n');
   const parsed = parseHtpasswd(text);
-  assert.deepEqual([...parsed.entries()], [['alice', ALICE_HASH], ['bob', BOB_HASH]]);
+  assert.deepEqual([...parsed.users.entries()], [['alice', ALICE_HASH], ['bob', BOB_HASH]]);
 });
 
 test('fromFile loads an htpasswd file, and refuses one without bcrypt entries', async (t) => {
