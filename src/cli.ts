@@ -2,7 +2,7 @@
 // The command line: `regcache serve` runs the registry and the cache; `regcache gc`
 // collects garbage in a storage root that no server is using.
 import './reexec.js';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { runServer, ListenError } from './server/index.js';
 import { openStorage, StorageLockedError } from './storage/index.js';
 import { defaultStorageDir } from './default-storage.js';
@@ -52,14 +52,16 @@ export function program(): Command {
   cli
     .command('serve')
     .description('run the registry and the pull-through cache')
-    .option('--registry-addr <host:port>', 'registry listen address', '127.0.0.1:5000')
-    .option('--cache-addr <host:port>', 'pull-through cache listen address', '127.0.0.1:5001')
+    // The environment variables let the container image listen on all interfaces by default
+    // while `docker run <image> serve --registry-addr ...` still works as written.
+    .addOption(new Option('--registry-addr <host:port>', 'registry listen address').default('127.0.0.1:5000').env('REGCACHE_REGISTRY_ADDR'))
+    .addOption(new Option('--cache-addr <host:port>', 'pull-through cache listen address').default('127.0.0.1:5001').env('REGCACHE_CACHE_ADDR'))
     .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
     .option('--htpasswd <file>', 'require basic auth with this htpasswd file (bcrypt entries)')
     .option('--tls-cert <file>', 'serve TLS with this certificate (PEM)')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', logLevel, 'info')
-    .option('--ready-file <file>', 'write {registry, cache, pid} as JSON here once listening')
+    .addOption(new Option('--ready-file <file>', 'write {registry, cache, pid} as JSON here once listening').env('REGCACHE_READY_FILE'))
     .option('--upstream <ns=url>', 'an upstream of the cache, repeatable (default docker.io=https://registry-1.docker.io)', collect, [])
     .option('--upstream-auth <ns=user:token>', 'credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)', collect, [])
     .option('--tag-ttl <duration>', 'serve a cached tag this long before revalidating it upstream', duration, 300_000)

@@ -8,6 +8,7 @@ import { RegistryStore } from './registry-store.js';
 import { acquireLock } from './lock.js';
 import { makeDirDurable } from './fs-util.js';
 import { collectGarbage, type GcOptions, type GcResult } from './gc.js';
+import { checkStorageRoot } from './root-check.js';
 
 export { Layout } from './layout.js';
 export { BlobStore, BlobWriter } from './blob-store.js';
@@ -16,6 +17,7 @@ export { Repositories, type ManifestRecord } from './repositories.js';
 export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult } from './registry-store.js';
 export { referencedBlobs, type GcOptions, type GcResult } from './gc.js';
 export * from './errors.js';
+export { StorageAccessError, checkStorageRoot, distributionLayoutIn, DISTRIBUTION_LAYOUT } from './root-check.js';
 
 /** How long an upload session may sit idle before it is purged, unless told otherwise: 24 hours. */
 export const DEFAULT_UPLOAD_MAX_AGE_MS = 24 * 60 * 60 * 1000;
@@ -45,6 +47,7 @@ export interface Storage {
 
 /** Opens (creating if needed) the storage root at `root`, taking its lock. */
 export async function openStorage(root: string, opts: StorageOptions = {}): Promise<Storage> {
+  await checkStorageRoot(root);
   const layout = new Layout(root);
   for (const d of [layout.blobsDir, layout.uploadsDir, layout.repositoriesDir, layout.tmpDir]) await makeDirDurable(d);
   const release = await acquireLock(layout.lockFile);
