@@ -1,12 +1,15 @@
 #!/usr/bin/env node
-// The command line: `regcache serve` runs the registry and the cache; `regcache gc`
-// collects garbage in a storage root that no server is using.
+// The command line: `regcache serve` runs the registry and the cache (with its flags, or
+// distribution's configuration: --config, REGISTRY_* variables); `regcache gc` collects garbage
+// in a storage root that no server is using.
 import './reexec.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { runServer, ListenError } from './server/index.js';
+import { runServer, ListenError, type NamedSetting } from './server/index.js';
 import { openStorage, StorageLockedError } from './storage/index.js';
 import { defaultStorageDir } from './default-storage.js';
 import { parseSize } from './proxy/index.js';
+import { ConfigError, findConfig, loadDistributionConfig, type DistributionSettings } from './config/index.js';
+import pkg from '../package.json' with { type: 'json' };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -30,13 +33,19 @@ function size(v: string): number {
   }
 }
 
-function collect(v: string, all: string[]): string[] {
-  return [...all, v];
+function collect(v: string, all: string[] | undefined): string[] {
+  return [...(all ?? []), v];
+}
+
+/** A duration option whose default is shown as written (`5m`), not in milliseconds. */
+function durationOption(flags: string, description: string, defaultMs?: number, shown?: string): Option {
+  const option = new Option(flags, description).argParser(duration);
+  return defaultMs === undefined ? option : option.default(defaultMs, shown);
 }
 
 /** Prints a one-line error for the failures a user can fix, and exits 1. */
 function fail(err: unknown): never {
-  if (err instanceof ListenError || err instanceof StorageLockedError) {
+  if (err instanceof ListenError || err instanceof StorageLockedError || err instanceof ConfigError) {
     process.stderr.write(`regcache: ${err.message}\n`);
   } else {
     process.stderr.write(`regcache: ${(err as Error).message ?? String(err)}\n`);
@@ -45,59 +54,130 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
+/** The values of `serve`'s options, as commander hands them over. */
+interface ServeFlags {
+  config?: string;
+  registryAddr: string;
+  cacheAddr: string;
+  storage?: string;
+  htpasswd?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  delete?: boolean;
+  logLevel: string;
+  readyFile?: string;
+  upstream?: string[];
+  upstreamAuth?: string[];
+  tagTtl: number;
+  statsFile?: string;
+  persistIndex?: string;
+  persistPrefetch?: boolean;
+  persistRegistry?: boolean;
+  maxCacheSize?: number;
+  uploadMaxAge: number;
+  uploadPurgeInterval?: number;
+  headersTimeout: number;
+  bodyTimeout: number;
+  idleTimeout: number;
+}
+
+/**
+ * Reads distribution's configuration when there is one (--config, or REGCACHE_CONFIG in the
+ * image): prints its warnings, and fails with every error it has.
+ */
+function distributionSettings(file: string | undefined): DistributionSettings | undefined {
+  const source = findConfig(file);
+  if (!source) return undefined;
+  const loaded = loadDistributionConfig(source);
+  for (const w of loaded.warnings) process.stderr.write(`regcache: warning: ${w}\n`);
+  if (loaded.errors.length > 0) {
+    for (const e of loaded.errors) process.stderr.write(`regcache: ${e}\n`);
+    process.exit(1);
+  }
+  return loaded.settings;
+}
+
+/** `serve`'s flags over distribution's configuration (flags given on the command line win). */
+function serveOptions(o: ServeFlags, given: (option: string) => boolean): Parameters<typeof runServer>[0] {
+  const d = distributionSettings(o.config);
+  const names: Partial<Record<NamedSetting, string>> = {};
+  const pick = <T>(option: keyof ServeFlags & NamedSetting, flag: T, sourced: { value: T; name: string } | undefined): T | undefined => {
+    if (given(option) || !sourced) return flag;
+    names[option] = sourced.name;
+    return sourced.value;
+  };
+  const tlsFromFlags = given('tlsCert') || given('tlsKey');
+  const tlsCert = tlsFromFlags ? o.tlsCert : pick('tlsCert', o.tlsCert, d?.tlsCert);
+  const tlsKey = tlsFromFlags ? o.tlsKey : pick('tlsKey', o.tlsKey, d?.tlsKey);
+  if (!!tlsCert !== !!tlsKey) throw new Error(`--tls-cert and --tls-key go together: give ${tlsCert ? '--tls-key' : '--tls-cert'} too`);
+  const htpasswd = pick('htpasswd', o.htpasswd, d?.htpasswd);
+  return {
+    registryAddr: pick('registryAddr', o.registryAddr, d?.registryAddr)!,
+    cacheAddr: pick('cacheAddr', o.cacheAddr, d?.cacheAddr)!,
+    storage: pick('storage', o.storage, d?.storage) ?? defaultStorageDir(),
+    ...(htpasswd ? { htpasswd } : {}),
+    ...(d?.htpasswd ? { realm: d.htpasswd.realm } : {}),
+    ...(tlsCert && tlsKey ? { tlsCert, tlsKey } : {}),
+    names,
+    deleteEnabled: o.delete ?? d?.deleteEnabled ?? true,
+    logLevel: given('logLevel') || !d ? o.logLevel : d.logLevel,
+    ...(o.readyFile ? { readyFile: o.readyFile } : {}),
+    upstreams: o.upstream ?? (d?.upstream ? [d.upstream] : []),
+    upstreamAuth: o.upstreamAuth ?? [],
+    ...(d?.credentials && !given('upstreamAuth') ? { credentials: new Map([[d.credentials.ns, { username: d.credentials.username, password: d.credentials.password }]]) } : {}),
+    tagTtlMs: o.tagTtl,
+    ...(o.statsFile ? { statsFile: o.statsFile } : {}),
+    ...(o.maxCacheSize ? { maxCacheBytes: o.maxCacheSize } : {}),
+    ...(o.persistIndex ? { persistIndex: o.persistIndex } : {}),
+    persistPrefetch: !!o.persistPrefetch,
+    persistRegistry: !!o.persistRegistry,
+    uploadMaxAgeMs: given('uploadMaxAge') || !d ? o.uploadMaxAge : d.uploadMaxAgeMs,
+    ...(given('uploadPurgeInterval') || !d ? (o.uploadPurgeInterval !== undefined ? { uploadPurgeIntervalMs: o.uploadPurgeInterval } : {}) : { uploadPurgeIntervalMs: d.uploadPurgeIntervalMs }),
+    timeouts: { headersMs: o.headersTimeout, bodyMs: o.bodyTimeout, idleMs: o.idleTimeout },
+  };
+}
+
 /** Builds the command-line program. */
 export function program(): Command {
-  const cli = new Command('regcache').description('An OCI registry (:5000) and pull-through cache (:5001) for CI jobs').showHelpAfterError();
+  const cli = new Command('regcache')
+    .description('An OCI registry (:5000) and pull-through cache (:5001) for CI jobs')
+    .version(pkg.version, '-V, --version', 'print the version')
+    .showHelpAfterError();
 
-  cli
+  const serve = cli
     .command('serve')
     .description('run the registry and the pull-through cache')
-    // The environment variables let the container image listen on all interfaces by default
-    // while `docker run <image> serve --registry-addr ...` still works as written.
-    .addOption(new Option('--registry-addr <host:port>', 'registry listen address').default('127.0.0.1:5000').env('REGCACHE_REGISTRY_ADDR'))
-    .addOption(new Option('--cache-addr <host:port>', 'pull-through cache listen address').default('127.0.0.1:5001').env('REGCACHE_CACHE_ADDR'))
+    .option('--config <file>', "read distribution's configuration (config.yml) and REGISTRY_* variables; flags win over it")
+    .option('--registry-addr <host:port>', 'registry listen address', '127.0.0.1:5000')
+    .option('--cache-addr <host:port>', 'pull-through cache listen address', '127.0.0.1:5001')
     .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
     .option('--htpasswd <file>', 'require basic auth with this htpasswd file (bcrypt entries)')
     .option('--tls-cert <file>', 'serve TLS with this certificate (PEM)')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
+    .option('--delete', 'allow deleting manifests, tags and blobs on the registry port (default: on; with a distribution configuration, storage.delete.enabled)')
+    .option('--no-delete', 'answer deletes 405 UNSUPPORTED, as distribution does by default')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', logLevel, 'info')
+    // REGCACHE_READY_FILE: the container image's health check reads the file it names.
     .addOption(new Option('--ready-file <file>', 'write {registry, cache, pid} as JSON here once listening').env('REGCACHE_READY_FILE'))
-    .option('--upstream <ns=url>', 'an upstream of the cache, repeatable (default docker.io=https://registry-1.docker.io)', collect, [])
-    .option('--upstream-auth <ns=user:token>', 'credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)', collect, [])
-    .option('--tag-ttl <duration>', 'serve a cached tag this long before revalidating it upstream', duration, 300_000)
+    .option('--upstream <ns=url>', 'an upstream of the cache, repeatable (default: docker.io=https://registry-1.docker.io)', collect)
+    .option('--upstream-auth <ns=user:token>', 'credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)', collect)
+    .addOption(durationOption('--tag-ttl <duration>', 'serve a cached tag this long before revalidating it upstream', 300_000, '5m'))
     .option('--stats-file <file>', 'write the statistics here as JSON on exit')
     .option('--persist-index <file>', 'an index restored from the GitHub Actions cache (the Action passes it; - reads it from standard input)')
     .option('--persist-prefetch', 'restore every pack of --persist-index and confirm its tags upstream in the background')
     .option('--persist-registry', "import --persist-index's :5000 registry part too (images a job with persist-registry pushed)")
     .option('--max-cache-size <size>', 'evict least recently used cached blobs beyond this size (e.g. 20G)', size)
-    .option('--upload-max-age <duration>', 'purge upload sessions idle this long', duration, 86_400_000)
-    .option('--upload-purge-interval <duration>', 'look for idle upload sessions this often (default: a tenth of --upload-max-age, at most 1h)', duration)
-    .option('--headers-timeout <duration>', 'time a client has to send request headers', duration, 30_000)
-    .option('--body-timeout <duration>', 'close a connection whose request body brings less than 1 KiB in this long', duration, 60_000)
-    .option('--idle-timeout <duration>', 'close a connection with no traffic for this long', duration, 300_000)
+    .addOption(durationOption('--upload-max-age <duration>', 'purge upload sessions idle this long', 86_400_000, '24h'))
+    .addOption(durationOption('--upload-purge-interval <duration>', 'look for idle upload sessions this often (default: a tenth of --upload-max-age, at most 1h)'))
+    .addOption(durationOption('--headers-timeout <duration>', 'time a client has to send request headers', 30_000, '30s'))
+    .addOption(durationOption('--body-timeout <duration>', 'close a connection whose request body brings less than 1 KiB in this long', 60_000, '60s'))
+    .addOption(durationOption('--idle-timeout <duration>', 'close a connection with no traffic for this long', 300_000, '5m'))
     .action(async (o) => {
-      if (!!o.tlsCert !== !!o.tlsKey) fail(new Error('--tls-cert and --tls-key go together'));
-      await runServer({
-        registryAddr: o.registryAddr,
-        cacheAddr: o.cacheAddr,
-        storage: o.storage ?? defaultStorageDir(),
-        htpasswd: o.htpasswd,
-        tlsCert: o.tlsCert,
-        tlsKey: o.tlsKey,
-        logLevel: o.logLevel,
-        readyFile: o.readyFile,
-        upstreams: o.upstream,
-        upstreamAuth: o.upstreamAuth,
-        tagTtlMs: o.tagTtl,
-        statsFile: o.statsFile,
-        maxCacheBytes: o.maxCacheSize,
-        persistIndex: o.persistIndex,
-        persistPrefetch: !!o.persistPrefetch,
-        persistRegistry: !!o.persistRegistry,
-        uploadMaxAgeMs: o.uploadMaxAge,
-        uploadPurgeIntervalMs: o.uploadPurgeInterval,
-        timeouts: { headersMs: o.headersTimeout, bodyMs: o.bodyTimeout, idleMs: o.idleTimeout },
-      }).catch(fail);
+      try {
+        await runServer(serveOptions(o, (key) => serve.getOptionValueSource(key) === 'cli'));
+      } catch (err) {
+        fail(err);
+      }
     });
 
   cli

@@ -11,16 +11,17 @@ import type { BasicAuth } from './auth.js';
 import { baseRoutes } from './routes/base.js';
 import { blobDeleteRoutes, blobReadRoutes } from './routes/blobs.js';
 import { uploadRoutes } from './routes/uploads.js';
-import { manifestReadRoutes, manifestWriteRoutes } from './routes/manifests.js';
+import { manifestDeleteRoutes, manifestReadRoutes, manifestWriteRoutes } from './routes/manifests.js';
 import { discoveryRoutes } from './routes/discovery.js';
-import { readOnlyRoutes } from './routes/read-only.js';
+import { deletesRefusedRoutes, readOnlyRoutes } from './routes/read-only.js';
 import { guardSlowBodies, httpServerOptions, resolveTimeouts, type ClientTimeouts } from './client-timeouts.js';
 import { API_VERSION, answerUnroutable, clientErrorHandler, requireHost } from './protocol-errors.js';
 
 /** Options of {@link buildRegistryApp}. */
 export type RegistryAppOptions = CommonOptions &
   (
-    | { writable: true; backend: RegistryBackend }
+    /** The registry port; `deleteEnabled: false` answers deletes UNSUPPORTED (default: enabled). */
+    | { writable: true; backend: RegistryBackend; deleteEnabled?: boolean }
     /** The pull-through cache port: writes answer UNSUPPORTED. */
     | { writable: false; backend: RegistryReader }
   );
@@ -90,7 +91,12 @@ export function buildRegistryApp(opts: RegistryAppOptions): FastifyInstance {
     const writeCtx = routeContext(opts.backend, opts.resolveName);
     uploadRoutes(app, writeCtx);
     manifestWriteRoutes(app, writeCtx);
-    blobDeleteRoutes(app, writeCtx);
+    if (opts.deleteEnabled === false) {
+      deletesRefusedRoutes(app);
+    } else {
+      manifestDeleteRoutes(app, writeCtx);
+      blobDeleteRoutes(app, writeCtx);
+    }
   } else {
     readOnlyRoutes(app);
   }

@@ -1,5 +1,5 @@
 // Optional HTTP basic authentication against an htpasswd file (bcrypt entries only, as
-// distribution). An unknown user costs the same bcrypt work as a known one, and a
+// distribution; other entries are named at start). An unknown user costs the same bcrypt work as a known one, and a
 // verified credential is remembered briefly so that a pull does not run bcrypt per request.
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -10,17 +10,71 @@ import { RegistryError } from '../oci/index.js';
 const REMEMBER_MS = 5 * 60 * 1000;
 const MAX_REMEMBERED = 10_000;
 
-/** Users and bcrypt hashes read from an htpasswd file. */
-export function parseHtpasswd(text: string): Map<string, string> {
+/** A bcrypt hash whole: version, two-digit cost, 22 characters of salt and 31 of hash. */
+const BCRYPT = /^\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$/;
+
+/** What a hash that is not bcrypt looks like, to name it. */
+function hashKind(hash: string): string {
+  if (/^\$2[a-z]?\$/.test(hash)) return 'a malformed or truncated bcrypt hash';
+  if (hash.startsWith('$apr1$')) return 'an MD5 (apr1) hash';
+  if (hash.startsWith('{SHA}')) return 'a SHA-1 hash';
+  if (/^\$[156]\$/.test(hash)) return 'a crypt(3) hash';
+  if (/^[./A-Za-z0-9]{13}$/.test(hash)) return 'a DES crypt hash';
+  return 'not a hash (plain text?)';
+}
+
+/** The users of an htpasswd file: bcrypt entries, and a line for each entry refused. */
+export interface Htpasswd {
+  users: Map<string, string>;
+  /** One per user whose entry is not bcrypt: named, with the fix. */
+  refused: string[];
+}
+
+/** Reads htpasswd text: bcrypt entries are kept; every other entry is named in `refused`. */
+export function parseHtpasswd(text: string): Htpasswd {
   const users = new Map<string, string>();
+  const refused: string[] = [];
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
     if (!line || line.startsWith('#')) continue;
     const i = line.indexOf(':');
-    if (i <= 0) continue;
+    if (i <= 0) {
+      refused.push(`a line without USER:HASH (${JSON.stringify(line.slice(0, 20))})`);
+      continue;
+    }
+    const user = line.slice(0, i);
     const hash = line.slice(i + 1);
-    if (/^\$2[aby]\$\d\d\$/.test(hash)) users.set(line.slice(0, i), hash);
+    if (BCRYPT.test(hash)) users.set(user, hash);
+    else refused.push(`user "${user}" has ${hashKind(hash)}, and only bcrypt entries are accepted (as distribution): htpasswd -B FILE ${user}`);
   }
+  return { users, refused };
+}
+
+/**
+ * Loads an htpasswd file for basic auth; `name` names it in messages (`--htpasswd FILE`). Throws
+ * when the file cannot be read or holds no bcrypt entry; `warn` hears of each entry refused.
+ */
+export function loadHtpasswd(path: string, name: string, warn: (message: string) => void): Map<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'EISDIR'
+        ? 'is a directory; give the htpasswd file itself'
+        : code === 'ENOENT'
+          ? 'no such file; create it with htpasswd -Bc FILE USER'
+          : code === 'EACCES'
+            ? 'permission denied; make it readable by this user'
+            : (err as Error).message;
+    throw new Error(`${name}: ${why}`);
+  }
+  const { users, refused } = parseHtpasswd(text);
+  if (users.size === 0) {
+    throw new Error(`${name}: no bcrypt entry${refused.length ? ` (${refused[0]}${refused.length > 1 ? `; ${refused.length - 1} more` : ''})` : ': the file is empty; add users with htpasswd -B FILE USER'}`);
+  }
+  for (const r of refused) warn(`${name}: ${r}; that user cannot log in`);
   return users;
 }
 
@@ -35,11 +89,13 @@ export class BasicAuth {
     this.dummyHash = bcrypt.hashSync('regcache-no-such-user', cost);
   }
 
-  /** Loads the htpasswd file at `path`; throws if it has no bcrypt entry. */
-  static fromFile(path: string): BasicAuth {
-    const users = parseHtpasswd(readFileSync(path, 'utf8'));
-    if (users.size === 0) throw new Error(`${path}: no bcrypt entries (only bcrypt htpasswd entries are supported)`);
-    return new BasicAuth(users);
+  /**
+   * Loads the htpasswd file at `path` (see {@link loadHtpasswd}); `name` names it in messages,
+   * `realm` is the realm of the 401 challenge.
+   */
+  static fromFile(path: string, opts: { realm?: string; name?: string; warn?: (message: string) => void } = {}): BasicAuth {
+    const users = loadHtpasswd(path, opts.name ?? path, opts.warn ?? ((m) => process.stderr.write(`regcache: warning: ${m}\n`)));
+    return new BasicAuth(users, opts.realm);
   }
 
   /** True when the Authorization header carries a valid user and password. */

@@ -6,8 +6,11 @@
 // pull (bench/RESULTS.md, finding 1). A larger initial old space keeps the limit above that.
 // Heap sizes are fixed when V8 starts: only node's command line sets them (not NODE_OPTIONS,
 // not v8.setFlagsFromString), so whoever starts the server passes them (the Action, `npm
-// start`, the bench), and the CLI re-executes itself with them where node can (process.execve:
-// Node 22.15 and later, same pid, so signals, exit codes and the ready file are unchanged).
+// start`, the bench), and the CLI re-executes itself with them: in place where node can
+// (process.execve: Node 22.15 and later, same pid, so signals, exit codes and the ready file are
+// unchanged), else (Node 20) as a child process that it waits for: signals sent to the bin are
+// passed on, and the bin exits as the server does (the ready file names the server's pid).
+import { spawn } from 'node:child_process';
 
 /** The flags node is given in front of `dist/cli.js serve`. */
 export const SERVER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64'];
@@ -19,19 +22,49 @@ export function hasHeapFlags(execArgv: readonly string[]): boolean {
 
 type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
 
+/** The signals the bin passes on to a server it runs as a child (Node 20). */
+const FORWARDED: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'];
+
+/** The command line of the server with its flags: node, the flags, node's own flags, the script and arguments. */
+export function serverCommand(argv: readonly string[], execArgv: readonly string[] = process.execArgv): string[] {
+  return [...SERVER_NODE_FLAGS, ...execArgv, ...argv.slice(1)];
+}
+
 /**
- * Replaces this process with node running the same script and arguments, with
- * {@link SERVER_NODE_FLAGS} in front, when `regcache serve` runs without them. Returns (and the
- * server runs with V8's defaults) where node has no process.execve (Node 20).
+ * Runs `regcache serve` with {@link SERVER_NODE_FLAGS} when it was started without them:
+ * replaces this process where node has process.execve (Node 22.15 and later), else runs the
+ * server as a child and resolves never (the bin exits when the child does), so that the caller
+ * can `await` it before anything else runs. Returns at once when no re-exec is needed.
  */
-export function reexecWithServerFlags(argv: readonly string[] = process.argv): void {
+export function reexecWithServerFlags(argv: readonly string[] = process.argv): Promise<void> | void {
   if (argv[2] !== 'serve' || hasHeapFlags(process.execArgv)) return;
   const execve = (process as unknown as { execve?: Execve }).execve;
-  if (typeof execve !== 'function') return;
-  try {
-    execve(process.execPath, [process.execPath, ...SERVER_NODE_FLAGS, ...process.execArgv, ...argv.slice(1)], process.env);
-  } catch (err) {
-    // Only returns on failure (the binary gone, a sandbox refusing execve): run as we are.
-    process.stderr.write(`regcache: could not restart with ${SERVER_NODE_FLAGS.join(' ')}: ${(err as Error).message}\n`);
+  if (typeof execve === 'function') {
+    try {
+      execve(process.execPath, [process.execPath, ...serverCommand(argv)], process.env);
+    } catch (err) {
+      // Only returns on failure (the binary gone, a sandbox refusing execve): run as we are.
+      process.stderr.write(`regcache: could not restart with ${SERVER_NODE_FLAGS.join(' ')}: ${(err as Error).message}\n`);
+      return;
+    }
   }
+  return runAsChild(argv);
+}
+
+/** Node 20: the server as a child with the flags; this process passes signals on and exits as it does. */
+function runAsChild(argv: readonly string[]): Promise<void> {
+  const child = spawn(process.execPath, serverCommand(argv), { stdio: 'inherit' });
+  const forward = (signal: NodeJS.Signals) => () => void child.kill(signal);
+  const handlers = FORWARDED.map((signal) => [signal, forward(signal)] as const);
+  for (const [signal, handler] of handlers) process.on(signal, handler);
+  child.once('error', (err) => {
+    process.stderr.write(`regcache: could not start the server with ${SERVER_NODE_FLAGS.join(' ')}: ${err.message}\n`);
+    process.exit(1);
+  });
+  child.once('exit', (code, signal) => {
+    for (const [s, handler] of handlers) process.removeListener(s, handler);
+    if (signal) process.kill(process.pid, signal);
+    else process.exit(code ?? 1);
+  });
+  return new Promise<void>(() => {});
 }

@@ -10,6 +10,7 @@ import { Stats, toPrometheus } from '../stats/index.js';
 import type { PackRestorer, RestoringRegistry } from '../persist/index.js';
 import type { Digest } from '../oci/index.js';
 import { parseAddress, urlOf } from './address.js';
+import { loadTlsFiles } from './tls-files.js';
 
 /**
  * What the cache port answers before the persistence index is imported: the API version check
@@ -30,8 +31,19 @@ export interface ServerOptions {
   storage: string;
   /** htpasswd file enabling basic auth on both ports. */
   htpasswd?: string;
+  /** Realm of the basic-auth challenge. Default regcache. */
+  realm?: string;
   tlsCert?: string;
   tlsKey?: string;
+  /** Deletes of manifests, tags and blobs on the registry port; false answers them 405 UNSUPPORTED. Default true. */
+  deleteEnabled?: boolean;
+  /**
+   * How messages name each setting (default: its flag, e.g. `--tls-cert`); a distribution
+   * configuration names its key or variable instead.
+   */
+  names?: Partial<Record<NamedSetting, string>>;
+  /** Hears warnings about the settings (htpasswd entries that are not bcrypt). Default: standard error. */
+  warn?: (message: string) => void;
   /** pino level: fatal, error, warn, info, debug, trace or silent. Default info. */
   logLevel?: string;
   /** Upstreams of the cache as `NS=URL`; default Docker Hub. */
@@ -79,6 +91,18 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** The settings whose messages name them. */
+export type NamedSetting = 'registryAddr' | 'cacheAddr' | 'storage' | 'htpasswd' | 'tlsCert' | 'tlsKey';
+
+const FLAGS: Record<NamedSetting, string> = {
+  registryAddr: '--registry-addr',
+  cacheAddr: '--cache-addr',
+  storage: '--storage',
+  htpasswd: '--htpasswd',
+  tlsCert: '--tls-cert',
+  tlsKey: '--tls-key',
+};
+
 /** A listen failure as one line naming the flag to change. */
 export class ListenError extends Error {
   constructor(message: string, readonly flag: string, readonly code: string | undefined) {
@@ -95,6 +119,10 @@ async function listen(app: FastifyInstance, value: string, flag: string): Promis
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new ListenError(`${host}:${port} is already in use; choose another with ${flag}`, flag, code);
     if (code === 'EADDRNOTAVAIL' || code === 'EACCES') throw new ListenError(`cannot listen on ${host}:${port} (${code}); change ${flag}`, flag, code);
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') {
+      throw new ListenError(`${flag}: cannot resolve the host "${host}"; give an IP address (0.0.0.0 for every interface, 127.0.0.1 for this machine only) or a name this machine resolves`, flag, code);
+    }
+    if (code === 'EAFNOSUPPORT') throw new ListenError(`${flag}: ${host} is an IPv6 address and IPv6 is off here; use 0.0.0.0`, flag, code);
     throw err;
   }
   return app.server.address() as AddressInfo;
@@ -103,13 +131,19 @@ async function listen(app: FastifyInstance, value: string, flag: string): Promis
 /** Opens the storage and starts both ports. */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const uploadMaxAgeMs = opts.uploadMaxAgeMs ?? DEFAULT_UPLOAD_MAX_AGE_MS;
-  const storage = await openStorage(opts.storage, { uploadMaxAgeMs });
+  const nameOf = (setting: NamedSetting) => opts.names?.[setting] ?? FLAGS[setting];
+  const storage = await openStorage(opts.storage, { uploadMaxAgeMs }).catch((err: unknown) => {
+    throw storageOpenError(err, opts.storage, nameOf('storage'));
+  });
   const apps: FastifyInstance[] = [];
   const closers: Array<() => Promise<void>> = [];
   try {
     closers.push(purgeUploadsPeriodically(storage, uploadMaxAgeMs, opts.uploadPurgeIntervalMs ?? Math.min(3_600_000, Math.ceil(uploadMaxAgeMs / 10))));
-    const auth = opts.htpasswd ? BasicAuth.fromFile(opts.htpasswd) : undefined;
-    const https = opts.tlsCert && opts.tlsKey ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) } : undefined;
+    const auth = opts.htpasswd
+      ? BasicAuth.fromFile(opts.htpasswd, { name: `${nameOf('htpasswd')} ${opts.htpasswd}`, ...(opts.realm !== undefined ? { realm: opts.realm } : {}), ...(opts.warn ? { warn: opts.warn } : {}) })
+      : undefined;
+    const https =
+      opts.tlsCert && opts.tlsKey ? await loadTlsFiles({ path: opts.tlsCert, name: nameOf('tlsCert') }, { path: opts.tlsKey, name: nameOf('tlsKey') }) : undefined;
     const logger = { level: opts.logLevel ?? 'info' };
     const common = { ...(auth ? { auth } : {}), ...(https ? { https } : {}), ...(opts.timeouts ? { timeouts: opts.timeouts } : {}), logger };
     const stats = new Stats();
@@ -151,7 +185,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // With the prefetch, the index's tags are confirmed upstream meanwhile too.
     if (opts.persistPrefetch) void persistence?.then((p) => cache.backend.confirmTags(p.tags), () => {});
     await cache.backend.installProbe();
-    const registryApp = buildRegistryApp({ backend: registryBackend ?? storage.registry, writable: true, ...common });
+    const registryApp = buildRegistryApp({ backend: registryBackend ?? storage.registry, writable: true, deleteEnabled: opts.deleteEnabled ?? true, ...common });
     apps.push(registryApp);
     const cacheApp = buildRegistryApp({
       backend: cache.backend,
@@ -164,8 +198,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...common,
     });
     apps.push(cacheApp);
-    const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', '--registry-addr');
-    const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', '--cache-addr');
+    const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', nameOf('registryAddr'));
+    const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', nameOf('cacheAddr'));
     void imported?.then(() => importFailure && cacheApp.log.error({ err: importFailure }, 'the persistence index could not be imported: serving without it'));
     return {
       registryUrl: urlOf(r.address, r.port, !!https),
@@ -186,6 +220,31 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await Promise.all(closers.map((c) => c().catch(() => {})));
     await storage.close();
     throw err;
+  }
+}
+
+/**
+ * A storage root that cannot be opened, as one line naming the setting and the fix (the
+ * file-system error alone says `ENOENT ... mkdir` for a read-only parent).
+ */
+function storageOpenError(err: unknown, root: string, name: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  const at = e.path && e.path !== root ? ` (${e.path})` : '';
+  switch (e.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return new Error(`${name} ${root}: permission denied${at}; give a directory this user (uid ${process.getuid?.() ?? '?'}) can write, or make it writable`);
+    case 'EROFS':
+      return new Error(`${name} ${root}: on a read-only file system${at}; give a writable directory`);
+    case 'ENOENT':
+      return new Error(`${name} ${root}: cannot be created${at}: a parent directory is missing or read-only; create it or give another directory`);
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return new Error(`${name} ${root}: a file is in the way${at}; give a directory`);
+    case 'ENOSPC':
+      return new Error(`${name} ${root}: no space left on the device${at}`);
+    default:
+      return err;
   }
 }
 

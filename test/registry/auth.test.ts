@@ -31,7 +31,7 @@ function assertChallenge(res: { statusCode: number; headers: Record<string, unkn
   assert.equal(res.headers['www-authenticate'], 'Basic realm="regcache"');
 }
 
-test('parseHtpasswd keeps bcrypt entries ($2a$, $2b$, $2y$) and drops everything else', () => {
+test('parseHtpasswd keeps bcrypt entries ($2a$, $2b$, $2y$) and names every other entry', () => {
   const text = [
     '# a comment',
     '',
@@ -43,11 +43,26 @@ test('parseHtpasswd keeps bcrypt entries ($2a$, $2b$, $2y$) and drops everything
     'frank:plaintext',
     'grace:$2x$04$invalidprefixinvalidprefixinvalidprefixinvalidpre',
     ':$2b$04$nouser',
+    `heidi:${ALICE_HASH.slice(0, -5)}`,
     'no-colon-line',
   ].join('\r\n');
   const parsed = parseHtpasswd(text);
-  assert.deepEqual([...parsed.keys()], ['alice', 'bob', 'carol']);
-  assert.equal(parsed.get('bob'), BOB_HASH);
+  assert.deepEqual([...parsed.users.keys()], ['alice', 'bob', 'carol']);
+  assert.equal(parsed.users.get('bob'), BOB_HASH);
+  const refused = parsed.refused.join('\n');
+  for (const [user, kind] of [
+    ['dave', /MD5/],
+    ['erin', /SHA-1/],
+    ['frank', /plain text/],
+    ['grace', /malformed or truncated bcrypt/],
+    ['heidi', /malformed or truncated bcrypt/],
+  ] as const) {
+    const line = parsed.refused.find((r) => r.includes(`"${user}"`));
+    assert.ok(line, `${user} is named in:\n${refused}`);
+    assert.match(line, kind);
+    assert.match(line, new RegExp(`htpasswd -B FILE ${user}`));
+  }
+  assert.equal(parsed.refused.length, 7, refused);
 });
 
 test('fromFile loads an htpasswd file, and refuses one without bcrypt entries', async (t) => {

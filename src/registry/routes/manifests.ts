@@ -29,7 +29,7 @@ export function manifestReadRoutes(app: FastifyInstance, ctx: RouteContext): voi
   app.head('/v2/:name/manifests/:reference', serve);
 }
 
-/** Registers manifest PUT and DELETE. */
+/** Registers manifest PUT. */
 export function manifestWriteRoutes(app: FastifyInstance, ctx: WriteContext): void {
   app.put('/v2/:name/manifests/:reference', async (request, reply) => {
     const name = ctx.name(request);
@@ -44,7 +44,10 @@ export function manifestWriteRoutes(app: FastifyInstance, ctx: WriteContext): vo
     if (result.subject) reply.header('oci-subject', result.subject);
     return reply.send();
   });
+}
 
+/** Registers manifest DELETE (of a manifest by digest, or of a tag). */
+export function manifestDeleteRoutes(app: FastifyInstance, ctx: WriteContext): void {
   app.delete('/v2/:name/manifests/:reference', async (request, reply) => {
     const name = ctx.name(request);
     const reference = parseReference(referenceParam(request), 'read');
