@@ -1,9 +1,11 @@
 # regcache as a long-lived service, the way `registry:2` runs:
 #   docker build -t regcache .
 #   docker run -d -p 5000:5000 -p 5001:5001 -v registry-data:/var/lib/registry regcache
-# The registry listens on 0.0.0.0:5000 and the pull-through cache (of Docker Hub unless told
-# otherwise) on 0.0.0.0:5001; both store in the volume /var/lib/registry. Arguments after the
-# image replace `serve` (e.g. `serve --registry-addr 127.0.0.1:5000`, or `gc`); `docker exec
+# The registry listens on port 5000 and the pull-through cache (of Docker Hub unless told
+# otherwise) on port 5001, on every interface; both store in the volume /var/lib/registry.
+# distribution's configuration applies as in registry:2 (REGISTRY_* variables, a config.yml
+# mounted at /etc/docker/registry/config.yml or /etc/distribution/config.yml). Arguments after
+# the image replace `serve` (e.g. `serve --registry-addr 127.0.0.1:5000`, or `gc`); `docker exec
 # <container> regcache ...` runs the CLI beside the server.
 #
 # The image runs the committed bundle dist/cli.js (npm run build): it needs no node_modules.
@@ -23,9 +25,11 @@ RUN mkdir -p /var/lib/registry \
  && chown 1000:1000 /var/lib/registry \
  && ln -s /opt/regcache/dist/cli.js /usr/local/bin/regcache
 
-ENV REGCACHE_STORAGE=/var/lib/registry \
-    REGCACHE_REGISTRY_ADDR=0.0.0.0:5000 \
-    REGCACHE_CACHE_ADDR=0.0.0.0:5001 \
+# As registry:2 and registry:3: distribution's config.yml at either image's path when one is
+# mounted there, else the REGISTRY_* variables alone (http.addr :5000 on every interface, the
+# cache on the same host's port 5001, storage in the volume). Flags after the image win.
+ENV REGCACHE_CONFIG=/etc/docker/registry/config.yml:/etc/distribution/config.yml \
+    REGCACHE_STORAGE=/var/lib/registry \
     REGCACHE_READY_FILE=/tmp/regcache-ready.json
 
 VOLUME /var/lib/registry

@@ -15,8 +15,8 @@ const IMAGE_VOLUME = '/var/lib/registry';
 
 /** A storage root (or a directory in it) this process may not write. */
 export class StorageAccessError extends Error {
-  constructor(readonly path: string, readonly ownerUid: number, readonly uid: number, readonly code: string) {
-    super(accessMessage(path, ownerUid, uid, code));
+  constructor(readonly path: string, readonly ownerUid: number, readonly uid: number, readonly reason: string) {
+    super(accessMessage(path, ownerUid, uid, reason));
     this.name = 'StorageAccessError';
   }
 }

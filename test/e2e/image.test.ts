@@ -1,7 +1,7 @@
 // Scenario: the container image (the repository's Dockerfile), built on the locally assembled
 // Node base in a private dockerd and run as `registry:2` users run theirs, with a named volume at
 // /var/lib/registry and `--network host` (the test dockerd has no bridge; the loopback ports come
-// through REGCACHE_REGISTRY_ADDR / REGCACHE_CACHE_ADDR):
+// through REGISTRY_HTTP_ADDR / REGISTRY_HTTP_DEBUG_ADDR):
 // - docker push and pull through the container; `docker kill -s KILL` and start again on the
 //   same volume (the same container, then a new one): it serves what it had;
 // - the HEALTHCHECK reaches healthy, also with TLS and htpasswd on other ports;
@@ -46,7 +46,7 @@ describe('the container image', { skip }, () => {
     await work?.cleanup();
   });
 
-  test('runs as uid 1000 on 0.0.0.0 by default; push, pull, kill -9 and start again on the same volume serve what it had', async () => {
+  test('runs as uid 1000; push, pull, kill -9 and start again on the same volume serve what it had', async () => {
     const volume = uniqueName('rc-vol');
     const c = await runRegcacheContainer(rig, { volume });
     await waitServing(rig, c);
@@ -76,6 +76,24 @@ describe('the container image', { skip }, () => {
     const next = await runRegcacheContainer(rig, { volume });
     await waitServing(rig, next);
     assert.equal((await headManifest(`http://127.0.0.1:${next.registryPort}`, 'e2e/app', '1')).digest, digest);
+  });
+
+  test('with no configuration it listens on every interface, ports 5000 and 5001, and is healthy', async () => {
+    // --network none: the container's own loopback, so the default ports cannot clash with the host's.
+    const name = uniqueName('rc-img');
+    await rig.dockerd.docker(['run', '-d', '--name', name, '--network', 'none', '--health-interval', '1s', '--health-start-period', '60s', '-v', `${uniqueName('rc-vol')}:/var/lib/registry`, rig.image]);
+    await waitHealth(rig, name, 'healthy');
+    // Listening sockets (state 0A) of the container's network namespace: the wildcard address
+    // (0.0.0.0 or ::) on ports 5000 (1388) and 5001 (1389).
+    const tables = (await rig.dockerd.docker(['exec', name, 'cat', '/proc/net/tcp', '/proc/net/tcp6'])).stdout;
+    const listening = tables.split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f[3] === '0A').map((f) => f[1]);
+    for (const port of ['1388', '1389']) {
+      assert.ok(listening.some((a) => a === `00000000:${port}` || a === `${'0'.repeat(32)}:${port}`), `port 0x${port} on every interface: ${listening.join(' ')}`);
+    }
+    const ready = JSON.parse((await rig.dockerd.docker(['exec', name, 'cat', '/tmp/regcache-ready.json'])).stdout) as { registry: string; cache: string; storage: string };
+    assert.equal(ready.storage, '/var/lib/registry');
+    assert.match(ready.registry, /^http:\/\/(127\.0\.0\.1|\[::1\]):5000$/);
+    assert.match(ready.cache, /^http:\/\/(127\.0\.0\.1|\[::1\]):5001$/);
   });
 
   test('the health check reaches healthy and `docker stop` (SIGTERM to PID 1) drains and exits 0', async () => {
@@ -138,7 +156,7 @@ describe('the container image', { skip }, () => {
   });
 
   test('a deleted image\'s blobs are freed by `regcache gc` run in the container while it serves', async () => {
-    const c = await runRegcacheContainer(rig, { volume: uniqueName('rc-vol') });
+    const c = await runRegcacheContainer(rig, { volume: uniqueName('rc-vol'), runArgs: ['-e', 'REGISTRY_STORAGE_DELETE_ENABLED=true'] });
     await waitServing(rig, c);
     const url = `http://127.0.0.1:${c.registryPort}`;
     const ref = `${c.registryHost}/e2e/gc:1`;

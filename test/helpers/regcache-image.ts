@@ -1,7 +1,8 @@
 // The container image under test: built once per test file from the repository's Dockerfile
 // on the locally assembled Node base (node-base.ts) in a private dockerd, and run with
-// `--network host` (the test dockerd has no bridge) on free loopback ports passed through the
-// image's REGCACHE_REGISTRY_ADDR / REGCACHE_CACHE_ADDR. Containers and volumes go with the dockerd.
+// `--network host` (the test dockerd has no bridge) on free loopback ports passed as distribution's
+// REGISTRY_HTTP_ADDR and REGISTRY_HTTP_DEBUG_ADDR (regcache's cache port, as in registry:3's stock
+// configuration). Containers and volumes go with the dockerd.
 import { randomBytes } from 'node:crypto';
 import { type Dockerd, startDockerd } from './dockerd.js';
 import { importNodeBaseImage, REPOSITORY_ROOT } from './node-base.js';
@@ -68,8 +69,8 @@ export async function runRegcacheContainer(rig: ImageRig, opts: ContainerOptions
   await rig.dockerd.docker([
     'run', '-d', '--name', name, '--network', 'host',
     '-v', `${opts.volume}:/var/lib/registry`,
-    '-e', `REGCACHE_REGISTRY_ADDR=127.0.0.1:${registryPort}`,
-    '-e', `REGCACHE_CACHE_ADDR=127.0.0.1:${cachePort}`,
+    '-e', `REGISTRY_HTTP_ADDR=127.0.0.1:${registryPort}`,
+    '-e', `REGISTRY_HTTP_DEBUG_ADDR=127.0.0.1:${cachePort}`,
     ...(opts.runArgs ?? []),
     rig.image,
     ...(opts.command ?? []),
