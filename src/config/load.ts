@@ -78,6 +78,9 @@ export function loadDistributionConfig(source: ConfigSource, env: NodeJS.Process
       const variable = applied.setBy.get(parts.slice(0, n).join('.'));
       if (variable) return variable;
     }
+    // A key whose parameters came from variables (REGISTRY_AUTH_SILLY_REALM for auth.silly).
+    const below = [...new Set([...applied.setBy].filter(([path]) => path.startsWith(`${key}.`)).map(([, v]) => v))];
+    if (below.length > 0) return below.join(', ');
     return source.file ? `${key} in ${source.file}` : key;
   };
   const { settings, findings } = toSettings(tree, name);

@@ -177,7 +177,7 @@ export function reviewKeys(tree: Tree, name: (key: string) => string): Finding[]
   };
   const visit = (value: unknown, path: string[]) => {
     // A storage driver or auth type counts even with no parameters (`auth: token`).
-    const typed = path.length === 2 && (path[0] === 'storage' || path[0] === 'auth');
+    const typed = path.length <= 2 && (path[0] === 'storage' || path[0] === 'auth');
     if (isZero(value) && !typed) return;
     if (isTree(value) && rulesBelow(path)) {
       for (const [k, v] of Object.entries(value)) visit(v, [...path, k]);
