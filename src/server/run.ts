@@ -52,7 +52,16 @@ export function boundYoungGeneration(cap = YOUNG_GENERATION_CAP): () => void {
 export async function runServer(opts: RunOptions): Promise<RunningServer> {
   boundYoungGeneration();
   await warnOfDistributionLayout(opts.storage);
-  const server = await startServer(opts);
+  const notice = (message: string) => void process.stdout.write(`regcache: ${message}\n`);
+  const server = await startServer({
+    notice,
+    // Another server owns the storage now: stop at once, without touching it.
+    onLockLost: (err) => {
+      process.stderr.write(`regcache: ${err.message}; exiting\n`);
+      process.exit(1);
+    },
+    ...opts,
+  });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

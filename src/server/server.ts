@@ -3,7 +3,7 @@
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { DEFAULT_UPLOAD_MAX_AGE_MS, openStorage, type Storage } from '../storage/index.js';
+import { DEFAULT_UPLOAD_MAX_AGE_MS, describeOwner, openStorage, type LockWait, type Storage, type StorageLockLostError } from '../storage/index.js';
 import { buildRegistryApp, BasicAuth, type ClientTimeouts } from '../registry/index.js';
 import { createCache, type Credentials } from '../proxy/index.js';
 import { Stats, toPrometheus } from '../stats/index.js';
@@ -77,6 +77,12 @@ export interface ServerOptions {
   uploadPurgeIntervalMs?: number;
   /** Limits on slow and idle clients, both ports. */
   timeouts?: ClientTimeouts;
+  /** The storage lock's lease period. Default: REGCACHE_LOCK_LEASE_MS, else 15 s. */
+  lockLeaseMs?: number;
+  /** Told, as one line, what the server waits for (a storage lock's lease, a drain). */
+  notice?: (message: string) => void;
+  /** Told when another process took the storage lock over (this one stalled longer than a lease). */
+  onLockLost?: (err: StorageLockLostError) => void;
 }
 
 /** A started server. */
@@ -132,7 +138,14 @@ async function listen(app: FastifyInstance, value: string, flag: string): Promis
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const uploadMaxAgeMs = opts.uploadMaxAgeMs ?? DEFAULT_UPLOAD_MAX_AGE_MS;
   const nameOf = (setting: NamedSetting) => opts.names?.[setting] ?? FLAGS[setting];
-  const storage = await openStorage(opts.storage, { uploadMaxAgeMs }).catch((err: unknown) => {
+  const storage = await openStorage(opts.storage, {
+    uploadMaxAgeMs,
+    lock: {
+      ...(opts.lockLeaseMs !== undefined ? { leaseMs: opts.lockLeaseMs } : {}),
+      onWait: (w) => opts.notice?.(lockWaitNotice(opts.storage, w)),
+      ...(opts.onLockLost ? { onLost: opts.onLockLost } : {}),
+    },
+  }).catch((err: unknown) => {
     throw storageOpenError(err, opts.storage, nameOf('storage'));
   });
   const apps: FastifyInstance[] = [];
@@ -221,6 +234,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await storage.close();
     throw err;
   }
+}
+
+/** What a server waiting for a storage lock's lease says. */
+function lockWaitNotice(storage: string, w: LockWait): string {
+  const ago = w.renewedAgoMs !== undefined ? `last renewed ${seconds(w.renewedAgoMs)} ago` : 'renewed on a clock that may differ from ours';
+  return `storage ${storage} is locked by ${describeOwner(w.owner)}, whose lease was ${ago}; waiting up to ${seconds(w.waitMs)} for it to run out (a running server renews it every third of the lease period)`;
+}
+
+/** Milliseconds as seconds for messages: 12 s, 0.5 s. */
+export function seconds(ms: number): string {
+  return `${ms >= 10_000 ? Math.round(ms / 1000) : Math.round(ms / 100) / 10} s`;
 }
 
 /**

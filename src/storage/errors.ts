@@ -1,5 +1,6 @@
 // Domain errors of the storage layer. Storage knows nothing of HTTP: the registry's error
 // handler maps these to OCI error codes.
+import { dirname } from 'node:path';
 
 /** A blob that is not in the store (or not linked into the repository asked about). */
 export class BlobNotFoundError extends Error {
@@ -57,11 +58,22 @@ export class TooLargeError extends Error {
   }
 }
 
-/** The storage directory is owned by another live process. */
+/**
+ * The storage directory is owned by another process that runs or keeps its lease fresh.
+ * `holder` names it in words; `rule` says what to do.
+ */
 export class StorageLockedError extends Error {
-  constructor(readonly path: string, readonly pid: number) {
-    super(`storage ${path} is in use by process ${pid}`);
+  constructor(readonly path: string, readonly pid: number, readonly holder = `process ${pid}`, readonly rule = '') {
+    super(`storage ${dirname(path)} is in use by ${holder}${rule ? `: ${rule}` : ''}`);
     this.name = 'StorageLockedError';
+  }
+}
+
+/** The storage lock this process held was taken over by another process (this one stalled longer than a lease period). */
+export class StorageLockLostError extends Error {
+  constructor(readonly path: string, readonly holder: string) {
+    super(`the lock of storage ${dirname(path)} was taken over by ${holder}: another server uses this storage now`);
+    this.name = 'StorageLockLostError';
   }
 }
 

@@ -5,7 +5,7 @@ import { BlobStore } from './blob-store.js';
 import { Uploads } from './uploads.js';
 import { Repositories } from './repositories.js';
 import { RegistryStore } from './registry-store.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, type LockOptions } from './lock.js';
 import { makeDirDurable } from './fs-util.js';
 import { collectGarbage, type GcOptions, type GcResult } from './gc.js';
 import { checkStorageRoot } from './root-check.js';
@@ -18,6 +18,7 @@ export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBac
 export { referencedBlobs, type GcOptions, type GcResult } from './gc.js';
 export * from './errors.js';
 export { StorageAccessError, checkStorageRoot, distributionLayoutIn, DISTRIBUTION_LAYOUT } from './root-check.js';
+export { DEFAULT_LOCK_LEASE_MS, defaultLeaseMs, parseOwner, describeOwner, type LockOptions, type LockOwner, type LockWait } from './lock.js';
 
 /** How long an upload session may sit idle before it is purged, unless told otherwise: 24 hours. */
 export const DEFAULT_UPLOAD_MAX_AGE_MS = 24 * 60 * 60 * 1000;
@@ -26,6 +27,8 @@ export const DEFAULT_UPLOAD_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 export interface StorageOptions {
   /** Upload sessions idle longer than this are purged at startup. Default: {@link DEFAULT_UPLOAD_MAX_AGE_MS}. */
   uploadMaxAgeMs?: number;
+  /** The storage lock's lease period and whom it tells when it waits or is lost (lock.ts). */
+  lock?: LockOptions;
 }
 
 /** An open storage root. */
@@ -41,8 +44,10 @@ export interface Storage {
   startup: { tempFilesRemoved: number; stalePurged: number };
   /** Runs garbage collection over this root. */
   gc(opts?: GcOptions): Promise<GcResult>;
-  /** Releases the lock. */
+  /** Waits for upload requests still writing (their connections are gone), then releases the lock. */
   close(): Promise<void>;
+  /** Releases the lock at once, synchronously: for a process about to exit without draining. */
+  abandon(): void;
 }
 
 /** Opens (creating if needed) the storage root at `root`, taking its lock. */
@@ -50,7 +55,7 @@ export async function openStorage(root: string, opts: StorageOptions = {}): Prom
   await checkStorageRoot(root);
   const layout = new Layout(root);
   for (const d of [layout.blobsDir, layout.uploadsDir, layout.repositoriesDir, layout.tmpDir]) await makeDirDurable(d);
-  const release = await acquireLock(layout.lockFile);
+  const lock = await acquireLock(layout.lockFile, opts.lock);
   const blobs = new BlobStore(layout);
   const uploads = new Uploads(layout, blobs);
   const repositories = new Repositories(layout);
@@ -70,6 +75,10 @@ export async function openStorage(root: string, opts: StorageOptions = {}): Prom
     registry,
     startup: { tempFilesRemoved, stalePurged },
     gc: (o) => collectGarbage(layout, blobs, repositories, cacheRepositories, o),
-    close: release,
+    close: async () => {
+      await uploads.settled();
+      await lock.release();
+    },
+    abandon: () => lock.releaseSync(),
   };
 }

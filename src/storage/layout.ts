@@ -12,7 +12,9 @@
 //     cache/<ns>/<name>/...                      the same records for repositories of the
 //                                               pull-through cache, kept apart from pushed ones
 //     tmp/                                      temp files, renamed into place when complete
-//     lock                                      symlink to the pid of the server that owns the storage
+//     lock                                      symlink whose target names the server that owns the
+//                                               storage; its mtime is the lease (lock.ts)
+//     lock.takeover                             held for a moment while a dead owner's lock is replaced
 //
 // Repository name components never start with `_`, so `_layers` and friends cannot collide
 // with a nested repository name.

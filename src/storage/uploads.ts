@@ -42,6 +42,8 @@ interface LiveState {
 /** The upload sessions of one storage root. */
 export class Uploads {
   private readonly live = new Map<string, LiveState>();
+  /** Requests writing to a session now. */
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(private readonly layout: Layout, private readonly blobs: BlobStore) {}
 
@@ -168,8 +170,21 @@ export class Uploads {
     await rm(this.layout.upload(id), { recursive: true, force: true });
   }
 
+  /** Resolves once no request writes to a session (a shutdown waits for this before it releases the storage). */
+  async settled(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
   /** Runs `fn` with the session's state and data file, one request at a time. */
-  private async exclusive<T>(session: UploadSession, fn: (state: LiveState, fh: FileHandle) => Promise<T>): Promise<T> {
+  private exclusive<T>(session: UploadSession, fn: (state: LiveState, fh: FileHandle) => Promise<T>): Promise<T> {
+    const run = this.runExclusive(session, fn);
+    this.running.add(run);
+    const done = () => void this.running.delete(run);
+    run.then(done, done);
+    return run;
+  }
+
+  private async runExclusive<T>(session: UploadSession, fn: (state: LiveState, fh: FileHandle) => Promise<T>): Promise<T> {
     let state = this.live.get(session.id);
     if (!state) {
       // Lost with a restart: resume from the file; the hash is recomputed at completion.

@@ -34,7 +34,7 @@ test('a server restarted on a full disk starts, serves its blobs, answers pushes
   assert.equal(await freeBytes(fs), 0, 'the disk is full');
 
   server = await startServe({ storage, dir: dir.path });
-  assert.equal(await readlink(join(storage, 'lock')), String(server.pid), 'the lock names the new server');
+  assert.equal((await readlink(join(storage, 'lock'))).split(' ')[0], String(server.pid), 'the lock names the new server');
   const get = await request(`${server.registry}/v2/full/start/blobs/${digest}`);
   assert.equal(get.statusCode, 200);
   assert.equal(sha256(Buffer.from(await get.body.arrayBuffer())), digest);

@@ -22,7 +22,8 @@ export type ToolName =
   | 'strace'
   | 'zstd'
   | 'openssl'
-  | 'umount';
+  | 'umount'
+  | 'unshare';
 
 /**
  * Absolute paths tried before PATH. The docker client is pinned to Debian's 20.10 client:

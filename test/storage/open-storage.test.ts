@@ -1,5 +1,6 @@
 // Opening a storage root: its directories, the startup scan of tmp/ and stale uploads, and
-// the pid lock that gives one owner (process and Storage instance) per directory.
+// the lock that gives one owner (process and Storage instance) per directory, with the locks
+// of older versions (a bare pid). The lease and the owner record: lock.test.ts.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { lstat, mkdir, readFile, readdir, readlink, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
@@ -17,12 +18,12 @@ function liveProcess(t: TestContext): number {
   return child.pid!;
 }
 
-/** What the lock of `dir` says: the target of the symlink, or (older versions) the file's text. */
-function lockOwner(dir: string): Promise<string> {
-  return readlink(join(dir, 'lock')).catch(() => readFile(join(dir, 'lock'), 'utf8'));
+/** The pid the lock of `dir` names: the first field of the symlink's target, or (older versions) the file's text. */
+async function lockOwner(dir: string): Promise<string> {
+  return (await readlink(join(dir, 'lock')).catch(() => readFile(join(dir, 'lock'), 'utf8'))).split(' ')[0]!;
 }
 
-/** Puts a lock naming `pid` into `dir`, as a server of this version does. */
+/** Puts a lock naming `pid` into `dir`, as a server of an older version does. */
 function lockAs(dir: string, pid: number): Promise<void> {
   return symlink(String(pid), join(dir, 'lock'));
 }
@@ -34,12 +35,12 @@ async function deadPid(): Promise<number> {
   return child.pid!;
 }
 
-test('openStorage creates the layout and writes its pid into the lock', async (t) => {
+test('openStorage creates the layout and names its process in the lock', async (t) => {
   const dir = await tempDir(t);
   const storage = await openStorage(join(dir, 'new', 'root'));
   t.after(() => storage.close());
   for (const d of ['blobs', 'uploads', 'repositories', 'tmp']) assert.deepEqual(await readdir(join(dir, 'new', 'root', d)), []);
-  assert.equal(await readlink(storage.layout.lockFile), String(process.pid));
+  assert.equal(await lockOwner(join(dir, 'new', 'root')), String(process.pid));
 });
 
 test('the startup scan empties tmp/ of files and directories a crash left', async (t) => {
@@ -76,20 +77,20 @@ test('a second openStorage of the same directory in this process throws StorageL
   assert.equal(await lockOwner(dir), String(process.pid));
 });
 
-test('a directory locked by another live process throws StorageLockedError naming it', async (t) => {
+test('a directory locked by another live process (an older version\'s lock) throws StorageLockedError naming it', async (t) => {
   const dir = await tempDir(t);
   const pid = liveProcess(t);
   await lockAs(dir, pid);
   await assert.rejects(openStorage(dir), (err: unknown) => {
     assert.ok(err instanceof StorageLockedError);
     assert.equal(err.pid, pid);
-    assert.match(err.message, new RegExp(`in use by process ${pid}`));
+    assert.match(err.message, new RegExp(`in use by process ${pid} \\(the lock of an older regcache, which names only a PID\\), which is running: stop that server, or delete ${dir}/lock if no regcache uses this storage$`));
     return true;
   });
   assert.equal(await lockOwner(dir), String(pid));
 });
 
-test('a stale lock left by a dead process is taken over', async (t) => {
+test('an older version\'s lock left by a dead process is taken over', async (t) => {
   const dir = await tempDir(t);
   await lockAs(dir, await deadPid());
   const storage = await openStorage(dir);
