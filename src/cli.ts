@@ -184,7 +184,7 @@ export function program(): Command {
     .command('gc')
     .description('delete blobs that no manifest references (the server must not be running on this storage)')
     .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
-    .option('--grace <duration>', 'keep blobs younger than this', duration, 3_600_000)
+    .addOption(durationOption('--grace <duration>', 'keep blobs younger than this', 3_600_000, '1h'))
     .option('--dry-run', 'report what would be deleted')
     .action(async (o) => {
       try {

@@ -73,10 +73,12 @@ export function loadDistributionConfig(source: ConfigSource, env: NodeJS.Process
   const tree = readValue(root, DISTRIBUTION_SCHEMA, { path: '', where, unknown }) as Tree;
   const applied = applyEnvironment(tree, DISTRIBUTION_SCHEMA, env);
   const name = (key: string) => {
+    const exact = applied.setBy.get(key);
+    if (exact) return exact;
     const parts = key.split('.');
-    for (let n = parts.length; n > 0; n--) {
+    for (let n = parts.length - 1; n > 0; n--) {
       const variable = applied.setBy.get(parts.slice(0, n).join('.'));
-      if (variable) return variable;
+      if (variable) return `${key} (${parts.slice(0, n).join('.')} set by ${variable})`;
     }
     // A key whose parameters came from variables (REGISTRY_AUTH_SILLY_REALM for auth.silly).
     const below = [...new Set([...applied.setBy].filter(([path]) => path.startsWith(`${key}.`)).map(([, v]) => v))];

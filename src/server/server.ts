@@ -1,6 +1,8 @@
 // The server: one storage root, the registry port (writable) and the cache port (read-only)
 // over it, started and stopped together.
+import { accessSync, constants, statSync, type Stats as FileStats } from 'node:fs';
 import { readFile, writeFile, rename } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { DEFAULT_UPLOAD_MAX_AGE_MS, describeOwner, openStorage, type LockWait, type Storage, type StorageLockLostError } from '../storage/index.js';
@@ -252,23 +254,37 @@ export function seconds(ms: number): string {
  * file-system error alone says `ENOENT ... mkdir` for a read-only parent).
  */
 function storageOpenError(err: unknown, root: string, name: string): unknown {
-  const e = err as NodeJS.ErrnoException;
-  const at = e.path && e.path !== root ? ` (${e.path})` : '';
-  switch (e.code) {
-    case 'EACCES':
-    case 'EPERM':
-      return new Error(`${name} ${root}: permission denied${at}; give a directory this user (uid ${process.getuid?.() ?? '?'}) can write, or make it writable`);
-    case 'EROFS':
-      return new Error(`${name} ${root}: on a read-only file system${at}; give a writable directory`);
-    case 'ENOENT':
-      return new Error(`${name} ${root}: cannot be created${at}: a parent directory is missing or read-only; create it or give another directory`);
-    case 'ENOTDIR':
-    case 'EEXIST':
-      return new Error(`${name} ${root}: a file is in the way${at}; give a directory`);
-    case 'ENOSPC':
-      return new Error(`${name} ${root}: no space left on the device${at}`);
-    default:
-      return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC') return new Error(`${name} ${root}: no space left on the device`);
+  if (!['ENOENT', 'EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST'].includes(code ?? '')) return err;
+  // mkdir's own code misleads (a read-only parent is reported as ENOENT): ask the deepest
+  // existing ancestor instead.
+  const { existing, file } = nearestExisting(root);
+  if (file) return new Error(`${name} ${root}: ${existing} is a file, not a directory; give a directory`);
+  let problem: string | undefined;
+  try {
+    accessSync(existing, constants.W_OK);
+  } catch (e) {
+    problem = (e as NodeJS.ErrnoException).code;
+  }
+  if (problem === 'EROFS') return new Error(`${name} ${root}: ${existing} is on a read-only file system; give a directory on a writable one`);
+  if (problem === 'EACCES' || problem === 'EPERM') {
+    return new Error(`${name} ${root}: ${existing} is not writable by this user (uid ${process.getuid?.() ?? '?'}); make it writable (chown/chmod) or give another directory`);
+  }
+  return new Error(`${name} ${root}: cannot be created in ${existing} (${code}); give a writable directory`);
+}
+
+/** The deepest existing path at or above `path`, and whether it is a file. */
+function nearestExisting(path: string): { existing: string; file: boolean } {
+  for (let p = resolve(path); ; p = dirname(p)) {
+    let st: FileStats | undefined;
+    try {
+      st = statSync(p, { throwIfNoEntry: false });
+    } catch {
+      st = undefined; // ENOTDIR: a file further up
+    }
+    if (st) return { existing: p, file: !st.isDirectory() };
+    if (dirname(p) === p) return { existing: p, file: false };
   }
 }
 

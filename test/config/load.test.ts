@@ -96,7 +96,7 @@ test('keys that would change behaviour users rely on are errors naming the key: 
 
 test('an error set by a variable names the variable; a bare driver name counts (REGISTRY_STORAGE=gcs)', () => {
   const c = loadDistributionConfig({ via: 'REGCACHE_CONFIG' }, { REGISTRY_STORAGE: 'gcs', REGISTRY_AUTH_SILLY_REALM: 'x' });
-  assert.deepEqual(c.errors.map((e) => e.split(':')[0]).sort(), ['REGISTRY_AUTH_SILLY_REALM', 'REGISTRY_STORAGE']);
+  assert.deepEqual(c.errors.map((e) => e.split(':')[0]).sort(), ['REGISTRY_AUTH_SILLY_REALM', 'storage.gcs (storage set by REGISTRY_STORAGE)']);
 });
 
 test('disabled notification endpoints and keys that change nothing here are accepted silently; others are warnings naming them', async (t) => {

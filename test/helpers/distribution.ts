@@ -33,6 +33,15 @@ export interface DistributionOptions {
   proxy?: { remoteurl: string; username?: string; password?: string };
   /** Allow DELETE of manifests and blobs (`storage.delete.enabled`); default true. */
   deleteEnabled?: boolean;
+  /**
+   * Run with this configuration file instead of one built from the options above (the test's
+   * own config.yml, e.g. the same file regcache is given); the helper still sets the listen
+   * address and the storage root, through REGISTRY_HTTP_ADDR and
+   * REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY.
+   */
+  configFile?: string;
+  /** Extra environment of the registry process (REGISTRY_* variables). */
+  env?: Record<string, string>;
 }
 
 /** One request as recorded in distribution's access log. */
@@ -86,9 +95,12 @@ export async function startDistribution(opts: DistributionOptions = {}): Promise
     for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
       const port = await freePort();
       const logFile = join(dir, `registry-${attempt}.log`);
-      const configFile = join(dir, 'config.yml');
-      await writeFile(configFile, JSON.stringify(buildConfig(port, storageDir, auth, opts), null, 2));
-      const child = await spawnRegistry(configFile, logFile);
+      const configFile = opts.configFile ?? join(dir, 'config.yml');
+      if (!opts.configFile) await writeFile(configFile, JSON.stringify(buildConfig(port, storageDir, auth, opts), null, 2));
+      const env = opts.configFile
+        ? { ...opts.env, REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: storageDir }
+        : opts.env;
+      const child = await spawnRegistry(configFile, logFile, env);
       const url = `http://127.0.0.1:${port}`;
       try {
         await waitReady(url, child, logFile);
@@ -141,12 +153,12 @@ function buildConfig(port: number, storageDir: string, auth: object | undefined,
 }
 
 /** Spawns the registry with stdout and stderr appended to `logFile`. */
-async function spawnRegistry(configFile: string, logFile: string): Promise<ChildProcess> {
+async function spawnRegistry(configFile: string, logFile: string, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
   const log = await open(logFile, 'a');
   try {
     const child = spawn(DISTRIBUTION_BINARY, ['serve', configFile], {
       stdio: ['ignore', log.fd, log.fd],
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...extraEnv },
     });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);

@@ -21,6 +21,8 @@ export interface TestAppOptions {
   extraRoutes?: (app: FastifyInstance) => void;
   /** An existing storage to serve instead of a fresh one. */
   storage?: Storage;
+  /** Deletes on the writable port (default: enabled). */
+  deleteEnabled?: boolean;
 }
 
 /** A registry app over a fresh storage root; closed and removed after the test. */
@@ -30,7 +32,7 @@ export async function testApp(t: TestContext, opts: TestAppOptions = {}): Promis
   const app =
     opts.writable === false
       ? buildRegistryApp({ backend: storage.registry, writable: false, ...common })
-      : buildRegistryApp({ backend: storage.registry, writable: true, ...common });
+      : buildRegistryApp({ backend: storage.registry, writable: true, ...(opts.deleteEnabled !== undefined ? { deleteEnabled: opts.deleteEnabled } : {}), ...common });
   t.after(() => app.close());
   await app.ready();
   return { app, storage };

@@ -47,22 +47,17 @@ export interface ReadyInfo {
   storage: string;
 }
 
-/** Starts `serve` on ports 0 and waits for its ready file. */
-export async function serve(t: TestContext, opts: { storage: string; readyFile: string; extra?: string[] }): Promise<CliChild & { ready: ReadyInfo }> {
-  const c = runCli(t, [
-    'serve',
-    '--registry-addr',
-    '127.0.0.1:0',
-    '--cache-addr',
-    '127.0.0.1:0',
-    '--storage',
-    opts.storage,
-    '--ready-file',
-    opts.readyFile,
-    '--log-level',
-    'silent',
-    ...(opts.extra ?? []),
-  ]);
+/**
+ * Starts `serve` on ports 0 and waits for its ready file. With `bare`, only --ready-file and
+ * `extra` are passed (the addresses and storage come from a configuration); `env` is added to
+ * the child's environment.
+ */
+export async function serve(
+  t: TestContext,
+  opts: { storage: string; readyFile: string; extra?: string[]; env?: NodeJS.ProcessEnv; bare?: boolean },
+): Promise<CliChild & { ready: ReadyInfo }> {
+  const addresses = opts.bare ? [] : ['--registry-addr', '127.0.0.1:0', '--cache-addr', '127.0.0.1:0', '--storage', opts.storage, '--log-level', 'silent'];
+  const c = runCli(t, ['serve', ...addresses, '--ready-file', opts.readyFile, ...(opts.extra ?? [])], opts.env);
   const deadline = Date.now() + 15_000;
   for (;;) {
     const text = await readFile(opts.readyFile, 'utf8').catch(() => undefined);

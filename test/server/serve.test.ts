@@ -141,15 +141,25 @@ describe('regcache serve', { concurrency: true }, () => {
     assert.equal((await get(`${first.ready.registry}/v2/`)).status, 200);
   });
 
-  test('serve started without node flags runs with the server\'s, in place, where node can exec itself', async (t) => {
+  test("serve started without node flags runs with the server's, on every Node: in place, or (Node 20) as a child the bin passes signals to", async (t) => {
     const dir = await tempDir(t);
     const s = await serve(t, { storage: join(dir, 'storage'), readyFile: join(dir, 'ready.json') });
     const argv = (await readFile(`/proc/${s.ready.pid}/cmdline`, 'utf8')).split('\0');
     const flags = argv.slice(1, argv.indexOf(CLI));
-    assert.equal(s.ready.pid, s.child.pid);
-    if (typeof (process as { execve?: unknown }).execve === 'function') assert.deepEqual(flags, [...SERVER_NODE_FLAGS]);
-    else assert.deepEqual(flags, [], 'Node 20 has no process.execve: the server runs as started');
+    assert.deepEqual(flags, [...SERVER_NODE_FLAGS]);
+    if (typeof (process as { execve?: unknown }).execve === 'function') assert.equal(s.ready.pid, s.child.pid, 'replaced in place: same pid');
+    else assert.notEqual(s.ready.pid, s.child.pid, 'Node 20: the server is a child of the bin');
+    // SIGTERM to the process the user started stops the server, which drains and exits 0.
     s.child.kill('SIGTERM');
     assert.deepEqual(await withTimeout(s.exited, 10_000, 'exit after SIGTERM'), { code: 0, signal: null });
+    await assert.rejects(readFile(`/proc/${s.ready.pid}/cmdline`), { code: 'ENOENT' }, 'the server is gone too');
+  });
+
+  test('a server that fails to start makes the bin exit 1 with its one-line error (on Node 20, through the child)', async (t) => {
+    const dir = await tempDir(t);
+    const port = await busyPort(t);
+    const r = await runCliToEnd(t, ['serve', '--registry-addr', `127.0.0.1:${port}`, '--cache-addr', '127.0.0.1:0', '--storage', join(dir, 's'), '--log-level', 'silent']);
+    assert.equal(r.code, 1);
+    assertOneLineError(r.stderr, /--registry-addr/);
   });
 });
