@@ -5,7 +5,8 @@
 import './reexec.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runServer, ListenError, type NamedSetting } from './server/index.js';
-import { openStorage, StorageLockedError } from './storage/index.js';
+import { StorageLockedError } from './storage/index.js';
+import { registerGc } from './gc-command.js';
 import { defaultStorageDir } from './default-storage.js';
 import { parseSize } from './proxy/index.js';
 import { ConfigError, findConfig, loadDistributionConfig, type DistributionSettings } from './config/index.js';
@@ -79,6 +80,7 @@ interface ServeFlags {
   headersTimeout: number;
   bodyTimeout: number;
   idleTimeout: number;
+  gcInterval?: number;
 }
 
 /**
@@ -134,6 +136,7 @@ function serveOptions(o: ServeFlags, given: (option: string) => boolean): Parame
     uploadMaxAgeMs: given('uploadMaxAge') || !d ? o.uploadMaxAge : d.uploadMaxAgeMs,
     ...(given('uploadPurgeInterval') || !d ? (o.uploadPurgeInterval !== undefined ? { uploadPurgeIntervalMs: o.uploadPurgeInterval } : {}) : { uploadPurgeIntervalMs: d.uploadPurgeIntervalMs }),
     timeouts: { headersMs: o.headersTimeout, bodyMs: o.bodyTimeout, idleMs: o.idleTimeout },
+    ...(o.gcInterval !== undefined ? { gcIntervalMs: o.gcInterval } : {}),
   };
 }
 
@@ -172,6 +175,7 @@ export function program(): Command {
     .addOption(durationOption('--headers-timeout <duration>', 'time a client has to send request headers', 30_000, '30s'))
     .addOption(durationOption('--body-timeout <duration>', 'close a connection whose request body brings less than 1 KiB in this long', 60_000, '60s'))
     .addOption(durationOption('--idle-timeout <duration>', 'close a connection with no traffic for this long', 300_000, '5m'))
+    .addOption(durationOption('--gc-interval <duration>', 'collect garbage this often while running, with a 1h grace (default: off; `regcache gc` asks the running server)'))
     .action(async (o) => {
       try {
         await runServer(serveOptions(o, (key) => serve.getOptionValueSource(key) === 'cli'));
@@ -180,25 +184,14 @@ export function program(): Command {
       }
     });
 
-  cli
-    .command('gc')
-    .description('delete blobs that no manifest references (the server must not be running on this storage)')
-    .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
-    .addOption(durationOption('--grace <duration>', 'keep blobs younger than this', 3_600_000, '1h'))
-    .option('--dry-run', 'report what would be deleted')
-    .action(async (o) => {
-      try {
-        const storage = await openStorage(o.storage ?? defaultStorageDir());
-        try {
-          const r = await storage.gc({ gracePeriodMs: o.grace, dryRun: !!o.dryRun });
-          process.stdout.write(`${JSON.stringify(r)}\n`);
-        } finally {
-          await storage.close();
-        }
-      } catch (err) {
-        fail(err);
-      }
-    });
+  registerGc(cli, {
+    duration,
+    fail,
+    storageDir: (flag) =>
+      flag !== undefined
+        ? { dir: flag, from: '--storage' }
+        : { dir: defaultStorageDir(), from: process.env.REGCACHE_STORAGE ? '$REGCACHE_STORAGE' : 'the default storage directory' },
+  });
   return cli;
 }
 

@@ -32,13 +32,16 @@ export async function importIndex(storage: Storage, index: PersistIndex): Promis
         out.rejected++;
         continue;
       }
-      await storage.blobs.putBytes(d, body);
-      await repos.putManifest(repo, d, { mediaType: m.mediaType, size: body.byteLength, ...(m.subject ? { subject: m.subject } : {}) });
+      // Held from its bytes to its record: no eviction or gc falls between (BlobLifetime).
+      await storage.blobs.lifetime.holding([d.value], async () => {
+        await storage.blobs.putBytes(d, body);
+        await repos.putManifest(repo, d, { mediaType: m.mediaType, size: body.byteLength, ...(m.subject ? { subject: m.subject } : {}) });
+      });
       out.manifests++;
     }
     for (const digest of index.blobs[repo] ?? []) {
       const d = tryParseDigest(digest);
-      if (d && index.inline[digest] !== undefined && (await storage.blobs.stat(d)) !== undefined) await repos.linkBlob(repo, d);
+      if (d && index.inline[digest] !== undefined) await storage.blobs.lifetime.link({ repositories: repos, name: repo }, d);
     }
   }
   for (const [repo, tags] of Object.entries(index.tags)) {

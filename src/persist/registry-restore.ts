@@ -89,13 +89,16 @@ export async function importRegistry(
       const d = tryParseDigest(digest)!;
       const body = Buffer.from(m.body, 'base64');
       const parsed = parseManifest(body, m.mediaType);
-      await storage.blobs.putBytes(d, body);
-      await repos.putManifest(repo, d, {
-        mediaType: parsed.mediaType,
-        size: body.byteLength,
-        ...(parsed.artifactType ? { artifactType: parsed.artifactType } : {}),
-        ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
-        ...(parsed.subject ? { subject: parsed.subject.digest } : {}),
+      // Held from its bytes to its record: no eviction or gc falls between (BlobLifetime).
+      await storage.blobs.lifetime.holding([d.value], async () => {
+        await storage.blobs.putBytes(d, body);
+        await repos.putManifest(repo, d, {
+          mediaType: parsed.mediaType,
+          size: body.byteLength,
+          ...(parsed.artifactType ? { artifactType: parsed.artifactType } : {}),
+          ...(parsed.annotations ? { annotations: parsed.annotations } : {}),
+          ...(parsed.subject ? { subject: parsed.subject.digest } : {}),
+        });
       });
       report.manifests++;
       const needs = manifestNeeds(body, m.mediaType)!;
@@ -105,7 +108,7 @@ export async function importRegistry(
     for (const v of listed) {
       const d = tryParseDigest(v);
       if (!d) continue;
-      if (onDisk.has(v)) await repos.linkBlob(repo, d);
+      if (onDisk.has(v)) await storage.blobs.lifetime.link({ repositories: repos, name: repo }, d);
       else if (restorer?.knows(d)) add(pending.blobs, repo, v);
     }
     for (const [tag, digest] of Object.entries(section.tags[repo] ?? {})) {
@@ -142,8 +145,8 @@ export class RestoringRegistry implements RegistryBackend {
     const listed = this.pending.blobs.get(name);
     if (!listed?.has(d.value)) return false;
     const there = (await this.storage.blobs.stat(d)) !== undefined || (await this.restorer?.fetch(d)) === true;
-    if (!there) return false;
-    await this.storage.repositories.linkBlob(name, d);
+    // Linked only if the blob is still there (the lifetime owner checks under its lock).
+    if (!there || !(await this.storage.blobs.lifetime.link({ repositories: this.storage.repositories, name }, d))) return false;
     listed.delete(d.value);
     return true;
   }

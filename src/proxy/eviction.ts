@@ -1,8 +1,11 @@
 // Bounds the cache's size (`--max-cache-size`): when the blobs the cache holds exceed the
 // bound, the least recently used are deleted until it is 90% full again, except blobs being
-// served right now and blobs a pushed (:5000) image references. Cached manifests stay (they
-// are small); a layer evicted from under one is fetched again on the next pull.
-import type { BlobStore, Repositories } from '../storage/index.js';
+// served or filled right now and blobs pushed (:5000) content references. Cached manifests
+// stay (they are small); a layer evicted from under one is fetched again on the next pull.
+// A pass is a sweep of the storage's lifetime owner (src/storage/blob-lifetime.ts): each
+// blob is deleted under its digest's lock after the owner checked again that nothing pushed,
+// mounted or linked it since the pass began and that nobody holds it.
+import type { BlobStore, Repositories, Sweep } from '../storage/index.js';
 import { referencedBlobs } from '../storage/index.js';
 import type { Digest } from '../oci/index.js';
 
@@ -11,12 +14,30 @@ export interface EvictionResult {
   cachedBytes: number;
   evicted: number;
   evictedBytes: number;
+  /** Blobs chosen but kept at the last check (held, or referenced since the pass began). */
+  kept: number;
+}
+
+/** Options of a {@link CacheEvictor}. */
+export interface EvictorOptions {
+  /**
+   * Awaited before each blob the pass chose is looked at and taken (tests: a pass held there
+   * lets a push run between the choice and the delete, deterministically).
+   */
+  beforeDelete?: (digest: string) => Promise<void>;
+}
+
+/** A cached blob the pass may take. */
+interface Candidate {
+  digest: Digest;
+  names: string[];
+  size: number;
+  used: number;
 }
 
 /** Least-recently-used eviction of cached blobs. */
 export class CacheEvictor {
   private readonly lastUse = new Map<string, number>();
-  private readonly readers = new Map<string, number>();
   private running: Promise<EvictionResult> | undefined;
   private again = false;
 
@@ -25,6 +46,7 @@ export class CacheEvictor {
     private readonly cache: Repositories,
     private readonly pushed: Repositories,
     readonly maxBytes: number,
+    private readonly opts: EvictorOptions = {},
   ) {}
 
   /** Marks a blob as used now. */
@@ -32,18 +54,10 @@ export class CacheEvictor {
     this.lastUse.set(digest, Date.now());
   }
 
-  /** Counts a reader of `digest` until the returned function is called. */
+  /** Counts a reader of `digest` until the returned function is called (a hold of the lifetime owner). */
   acquire(digest: string): () => void {
     this.touch(digest);
-    this.readers.set(digest, (this.readers.get(digest) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const n = (this.readers.get(digest) ?? 1) - 1;
-      if (n <= 0) this.readers.delete(digest);
-      else this.readers.set(digest, n);
-    };
+    return this.blobs.lifetime.hold(digest);
   }
 
   /** Runs a pass now, or once more after the one running (passes never overlap). */
@@ -63,6 +77,42 @@ export class CacheEvictor {
   }
 
   private async pass(): Promise<EvictionResult> {
+    // Opened before anything is read: whatever is pushed or linked from now on is known to it.
+    const sweep = this.blobs.lifetime.beginSweep();
+    try {
+      return await this.sweepOver(sweep);
+    } finally {
+      sweep.end();
+    }
+  }
+
+  private async sweepOver(sweep: Sweep): Promise<EvictionResult> {
+    const candidates = await this.candidates();
+    let total = candidates.reduce((n, e) => n + e.size, 0);
+    const result: EvictionResult = { cachedBytes: total, evicted: 0, evictedBytes: 0, kept: 0 };
+    if (total <= this.maxBytes) return result;
+    const target = this.maxBytes * 0.9;
+    candidates.sort((a, b) => a.used - b.used);
+    for (const e of candidates) {
+      if (total <= target) break;
+      await this.opts.beforeDelete?.(e.digest.value);
+      // The owner keeps it if it is being served or filled, or was pushed or linked meanwhile.
+      const unlink = e.names.map((name) => ({ repositories: this.cache, name }));
+      if ((await sweep.remove(e.digest, { unlink })) !== true) {
+        result.kept++;
+        continue;
+      }
+      this.lastUse.delete(e.digest.value);
+      total -= e.size;
+      result.evicted++;
+      result.evictedBytes += e.size;
+    }
+    result.cachedBytes = total;
+    return result;
+  }
+
+  /** The blobs the cache links that no pushed content references, with their size and last use. */
+  private async candidates(): Promise<Candidate[]> {
     const linked = new Map<string, { digest: Digest; names: string[] }>();
     for (const name of await this.cache.list()) {
       for (const d of await this.cache.listBlobLinks(name)) {
@@ -75,31 +125,14 @@ export class CacheEvictor {
     // to a repository whose manifest has not arrived yet, neither count nor go.
     const pushed = await referencedBlobs(this.blobs, this.pushed);
     for (const name of await this.pushed.list()) for (const d of await this.pushed.listBlobLinks(name)) pushed.add(d.value);
-    const entries: Array<{ digest: Digest; names: string[]; size: number; used: number }> = [];
-    let total = 0;
+    const out: Candidate[] = [];
     for (const e of linked.values()) {
       if (pushed.has(e.digest.value)) continue;
       const info = await this.blobs.statInfo(e.digest);
       if (!info) continue;
-      total += info.size;
-      entries.push({ ...e, size: info.size, used: this.lastUse.get(e.digest.value) ?? info.mtimeMs });
+      out.push({ ...e, size: info.size, used: this.lastUse.get(e.digest.value) ?? info.mtimeMs });
     }
-    const result: EvictionResult = { cachedBytes: total, evicted: 0, evictedBytes: 0 };
-    if (total <= this.maxBytes) return result;
-    const target = this.maxBytes * 0.9;
-    entries.sort((a, b) => a.used - b.used);
-    for (const e of entries) {
-      if (total <= target) break;
-      if (this.readers.has(e.digest.value)) continue;
-      for (const name of e.names) await this.cache.unlinkBlob(name, e.digest);
-      await this.blobs.delete(e.digest);
-      this.lastUse.delete(e.digest.value);
-      total -= e.size;
-      result.evicted++;
-      result.evictedBytes += e.size;
-    }
-    result.cachedBytes = total;
-    return result;
+    return out;
   }
 }
 

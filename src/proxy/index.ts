@@ -5,7 +5,7 @@ import { PullThroughCache, type PersistTier } from './pull-through.js';
 import { UpstreamClient, createDispatcher } from './upstream-client.js';
 import { DEFAULT_UPSTREAMS, UpstreamRouter, parseUpstream, type Credentials } from './upstreams.js';
 import { loadCredentials } from './credentials.js';
-import { CacheEvictor } from './eviction.js';
+import { CacheEvictor, type EvictorOptions } from './eviction.js';
 
 export { PullThroughCache, upstreamToRegistryError, type PersistTier } from './pull-through.js';
 export { UpstreamClient, UpstreamError } from './upstream-client.js';
@@ -14,7 +14,7 @@ export { loadCredentials, parseCredentialLines, readDockerConfig } from './crede
 export { CircuitBreaker } from './circuit-breaker.js';
 export { SingleFlight } from './single-flight.js';
 export { PROBE_REPOSITORY, PROBE_TAG } from './probe.js';
-export { CacheEvictor, parseSize, type EvictionResult } from './eviction.js';
+export { CacheEvictor, parseSize, type EvictionResult, type EvictorOptions } from './eviction.js';
 
 /** Options of {@link createCache}. */
 export interface CacheOptions {
@@ -31,6 +31,8 @@ export interface CacheOptions {
   persist?: PersistTier;
   /** Evict least-recently-used cached blobs beyond this many bytes. */
   maxCacheBytes?: number;
+  /** Options of the evictor (tests). */
+  eviction?: EvictorOptions;
   /** Retries and breaker tuning for tests and the fault suite. */
   retries?: number;
   backoffMs?: number;
@@ -70,7 +72,7 @@ export function createCache(o: CacheOptions): Cache {
     stats: o.stats,
     tagTtlMs: o.tagTtlMs ?? 5 * 60 * 1000,
     ...(o.persist ? { persist: o.persist } : {}),
-    ...(o.maxCacheBytes ? { evictor: new CacheEvictor(o.storage.blobs, o.storage.cacheRepositories, o.storage.repositories, o.maxCacheBytes) } : {}),
+    ...(o.maxCacheBytes ? { evictor: new CacheEvictor(o.storage.blobs, o.storage.cacheRepositories, o.storage.repositories, o.maxCacheBytes, o.eviction) } : {}),
   });
   return {
     backend,

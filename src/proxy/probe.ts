@@ -54,10 +54,11 @@ export async function installProbe(blobs: BlobStore, repositories: Repositories,
   const image = probeImage();
   if ((await repositories.resolveTag(canonical, PROBE_TAG)) === image.manifestDigest.value && (await blobs.stat(image.manifestDigest)) !== undefined) return;
   for (const b of image.blobs) {
-    await blobs.putBytes(b.digest, b.data);
-    await repositories.linkBlob(canonical, b.digest);
+    await blobs.putBytes(b.digest, b.data, { repositories, name: canonical });
   }
-  await blobs.putBytes(image.manifestDigest, image.manifest);
-  await repositories.putManifest(canonical, image.manifestDigest, { mediaType: OCI_MANIFEST, size: image.manifest.byteLength });
+  await blobs.lifetime.holding([image.manifestDigest.value], async () => {
+    await blobs.putBytes(image.manifestDigest, image.manifest);
+    await repositories.putManifest(canonical, image.manifestDigest, { mediaType: OCI_MANIFEST, size: image.manifest.byteLength });
+  });
   await repositories.putTag(canonical, PROBE_TAG, image.manifestDigest);
 }

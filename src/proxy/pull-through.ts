@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import {
   MAX_MANIFEST_SIZE,
   type BlobHandle,
+  type BlobLink,
   type BlobStore,
   type RegistryReader,
   type Repositories,
@@ -169,7 +170,7 @@ export class PullThroughCache implements RegistryReader {
       // Restored ahead of the request (prefetched): served from the Actions cache, once.
       if (this.o.persist?.claim?.(d)) {
         this.o.stats.blobServed(name, 'persist');
-        void this.o.repositories.linkBlob(name, d).catch(() => {});
+        void this.o.blobs.lifetime.link(this.linkOf(name), d).catch(() => {});
       } else {
         this.o.stats.blobServed(name, 'local');
       }
@@ -180,7 +181,7 @@ export class PullThroughCache implements RegistryReader {
       if (restored !== undefined) {
         this.o.persist?.claim?.(d);
         this.o.stats.blobServed(name, 'persist');
-        void this.o.repositories.linkBlob(name, d).catch(() => {});
+        void this.o.blobs.lifetime.link(this.linkOf(name), d).catch(() => {});
         return this.storedHandle(name, d, restored);
       }
     }
@@ -224,20 +225,37 @@ export class PullThroughCache implements RegistryReader {
     }
     if (res.status !== 200) throw await upstreamAnswerError(res, route.upstream.ns, 'a blob');
     const len = Number(header(res.headers, 'content-length'));
-    const fill = await BlobFill.start(this.o.blobs, d, { size: Number.isSafeInteger(len) ? len : undefined, body: res.body }, (n) =>
-      this.o.stats.bytesFetched(route.upstream.ns, name, n),
-    );
+    // Held from the start of the fill until the cache links it: a gc or eviction pass running
+    // meanwhile keeps it (the link, written after the client has its bytes, is then a mark).
+    const release = this.o.blobs.lifetime.hold(d.value);
+    let fill: BlobFill;
+    try {
+      fill = await BlobFill.start(this.o.blobs, d, { size: Number.isSafeInteger(len) ? len : undefined, body: res.body }, (n) =>
+        this.o.stats.bytesFetched(route.upstream.ns, name, n),
+      );
+    } catch (err) {
+      release();
+      throw err;
+    }
     this.track(
       fill.done
         .then(async () => {
           if (fill.state !== 'committed') return;
-          await this.o.repositories.linkBlob(name, d);
+          await this.o.blobs.lifetime.link(this.linkOf(name), d);
+        })
+        .finally(release)
+        .then(async () => {
+          if (fill.state !== 'committed') return;
           this.o.evictor?.touch(d.value);
           await this.o.evictor?.evict();
         })
         .catch(() => {}),
     );
     return fill;
+  }
+
+  private linkOf(name: string): BlobLink {
+    return { repositories: this.o.repositories, name };
   }
 
   /** Keeps `work` (which never rejects) until it ends, for {@link settle}. */
@@ -270,20 +288,20 @@ export class PullThroughCache implements RegistryReader {
       size,
       read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), bytes(range)),
       openFile: async (range) => {
-        const release = this.o.evictor?.acquire(d.value);
+        const release = this.hold(d);
         const handle = await this.o.blobs.openFile(d).catch((err: unknown) => {
-          release?.();
+          release();
           throw err;
         });
         if (!handle) {
-          release?.();
+          release();
           return undefined;
         }
         return {
           handle,
           close: async (served) => {
             if (served) this.o.stats.bytesServed(name, bytes(range));
-            release?.();
+            release();
             await handle.close();
           },
         };
@@ -293,9 +311,14 @@ export class PullThroughCache implements RegistryReader {
 
   private counted(name: string, d: Digest, stream: Readable, bytes: number | undefined): Readable {
     stream.once('end', () => this.o.stats.bytesServed(name, bytes ?? 0));
-    const release = this.o.evictor?.acquire(d.value);
-    if (release) stream.once('close', release);
+    stream.once('close', this.hold(d));
     return stream;
+  }
+
+  /** Keeps `d` from eviction and gc while it is served (the lifetime owner's hold), and marks it used. */
+  private hold(d: Digest): () => void {
+    this.o.evictor?.touch(d.value);
+    return this.o.blobs.lifetime.hold(d.value);
   }
 
   // ---- manifests ----
@@ -434,8 +457,11 @@ export class PullThroughCache implements RegistryReader {
     }
     const mediaType = this.mediaTypeOf(body, header(res.headers, 'content-type'));
     const subject = this.subjectOf(body);
-    await this.o.blobs.putBytes(digest, body);
-    await this.o.repositories.putManifest(name, digest, { mediaType, size: body.byteLength, ...(subject ? { subject } : {}) });
+    // Held from its bytes to its record: no eviction or gc falls between (BlobLifetime).
+    await this.o.blobs.lifetime.holding([digest.value], async () => {
+      await this.o.blobs.putBytes(digest, body);
+      await this.o.repositories.putManifest(name, digest, { mediaType, size: body.byteLength, ...(subject ? { subject } : {}) });
+    });
     if (!expected) {
       await this.o.repositories.putTag(name, ref, digest);
       this.validatedAt.set(`${name}:${ref}`, Date.now());

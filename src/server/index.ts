@@ -3,3 +3,4 @@ export { startServer, ListenError, STATS_PATH, METRICS_PATH, type ServerOptions,
 export { runServer, type RunOptions } from './run.js';
 export { parseAddress, urlOf } from './address.js';
 export { SERVER_NODE_FLAGS, hasHeapFlags } from './node-flags.js';
+export { startGcService, askServerToCollect, type GcRequest } from './gc-service.js';

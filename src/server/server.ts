@@ -13,6 +13,7 @@ import type { PackRestorer, RestoringRegistry } from '../persist/index.js';
 import type { Digest } from '../oci/index.js';
 import { parseAddress, urlOf } from './address.js';
 import { loadTlsFiles } from './tls-files.js';
+import { startGcService } from './gc-service.js';
 
 /**
  * What the cache port answers before the persistence index is imported: the API version check
@@ -58,6 +59,8 @@ export interface ServerOptions {
   tagTtlMs?: number;
   /** Bound of the cache's size in bytes (least recently used blobs are evicted beyond it). */
   maxCacheBytes?: number;
+  /** Tests: awaited by an eviction pass before it takes each blob it chose (see EvictorOptions). */
+  evictionBeforeDelete?: (digest: string) => Promise<void>;
   /**
    * A persistence index restored from the Actions cache: imported at start, its packs restored on
    * demand. `-` reads it from standard input, to its end: the Action starts the server while it
@@ -85,6 +88,10 @@ export interface ServerOptions {
   notice?: (message: string) => void;
   /** Told when another process took the storage lock over (this one stalled longer than a lease). */
   onLockLost?: (err: StorageLockLostError) => void;
+  /** Collect garbage this often while running (default: only when `regcache gc` asks, over the storage's gc socket). */
+  gcIntervalMs?: number;
+  /** Grace period of the periodic collections. Default one hour. */
+  gcGraceMs?: number;
 }
 
 /** A started server. */
@@ -193,6 +200,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       ...(opts.tagTtlMs !== undefined ? { tagTtlMs: opts.tagTtlMs } : {}),
       ...(opts.maxCacheBytes ? { maxCacheBytes: opts.maxCacheBytes } : {}),
+      ...(opts.evictionBeforeDelete ? { eviction: { beforeDelete: opts.evictionBeforeDelete } } : {}),
       ...(opts.upstreamRetries !== undefined ? { retries: opts.upstreamRetries } : {}),
       ...(opts.upstreamBackoffMs !== undefined ? { backoffMs: opts.upstreamBackoffMs } : {}),
     });
@@ -213,6 +221,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       ...common,
     });
     apps.push(cacheApp);
+    // Garbage collection through the storage's lifetime owner: periodic, and on `regcache gc`'s request.
+    closers.push(
+      await startGcService(storage, {
+        log: registryApp.log,
+        uploadMaxAgeMs,
+        ...(opts.gcIntervalMs !== undefined ? { intervalMs: opts.gcIntervalMs } : {}),
+        ...(opts.gcGraceMs !== undefined ? { graceMs: opts.gcGraceMs } : {}),
+      }),
+    );
     const r = await listen(registryApp, opts.registryAddr ?? '127.0.0.1:5000', nameOf('registryAddr'));
     const c = await listen(cacheApp, opts.cacheAddr ?? '127.0.0.1:5001', nameOf('cacheAddr'));
     void imported?.then(() => importFailure && cacheApp.log.error({ err: importFailure }, 'the persistence index could not be imported: serving without it'));

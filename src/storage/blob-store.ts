@@ -8,6 +8,7 @@ import type { Hash } from 'node:crypto';
 import { Layout } from './layout.js';
 import { tempPath, publish, removeFile, isNotFound, writeFileAtomic } from './fs-util.js';
 import { DigestMismatchError, SizeMismatchError, TooLargeError, BlobNotFoundError, StorageFullError } from './errors.js';
+import { BlobLifetime, type BlobLink } from './blob-lifetime.js';
 import { newHash, tryParseDigest, type Algorithm, type Digest } from '../oci/index.js';
 
 /**
@@ -183,9 +184,10 @@ export class BlobWriter {
 
   /**
    * Verifies the content against `expected` (and `expectedSize`), fsyncs it and publishes
-   * it at its digest's path. On a mismatch the temp file is removed and the error thrown.
+   * it at its digest's path, linked into `link` in the same step (see BlobLifetime). On a
+   * mismatch the temp file is removed and the error thrown.
    */
-  async commit(expected?: Digest, expectedSize?: number): Promise<{ digest: Digest; size: number }> {
+  async commit(expected?: Digest, expectedSize?: number, link?: BlobLink): Promise<{ digest: Digest; size: number }> {
     const hex = this.hash.digest('hex');
     const digest = tryParseDigest(`${this.algorithm}:${hex}`)!;
     try {
@@ -194,7 +196,7 @@ export class BlobWriter {
       await this.fh.sync();
       await this.fh.close();
       this.done = true;
-      await this.store.publishFile(this.path, digest);
+      await this.store.lifetime.publishFile(this.path, digest, link);
       return { digest, size: this.size };
     } catch (err) {
       await this.cancel();
@@ -212,9 +214,18 @@ export class BlobWriter {
   }
 }
 
-/** Content-addressed blob storage under one {@link Layout}. */
+/**
+ * Content-addressed blob storage under one {@link Layout}. Reads are its own; every change to
+ * which blobs exist goes through its {@link BlobLifetime} (placeFile, placeBytes and removeBlob
+ * are that owner's tools, called under a digest's lock).
+ */
 export class BlobStore {
-  constructor(readonly layout: Layout) {}
+  /** The single owner of blob lifetime over this store. */
+  readonly lifetime: BlobLifetime;
+
+  constructor(readonly layout: Layout) {
+    this.lifetime = new BlobLifetime(this);
+  }
 
   /** Size of a committed blob, or undefined when the store does not hold it. */
   async stat(d: Digest): Promise<number | undefined> {
@@ -287,10 +298,9 @@ export class BlobStore {
     return BlobWriter.create(this, this.layout.tmpDir, algorithm);
   }
 
-  /** Stores bytes already in memory (and already verified to hash to `d`). */
-  async putBytes(d: Digest, data: Uint8Array): Promise<void> {
-    if ((await this.stat(d)) !== undefined) return;
-    await writeFileAtomic(this.layout.tmpDir, this.layout.blob(d), data);
+  /** Stores bytes already in memory (and already verified to hash to `d`), through the lifetime owner. */
+  putBytes(d: Digest, data: Uint8Array, link?: BlobLink): Promise<void> {
+    return this.lifetime.putBytes(d, data, link);
   }
 
   /**
@@ -312,21 +322,32 @@ export class BlobStore {
     } finally {
       await fh.close();
     }
-    await this.publishFile(path, d);
+    await this.lifetime.publishFile(path, d);
     return size;
   }
 
-  /** Publishes a verified, fsynced file at the digest's path (first writer wins). */
-  async publishFile(path: string, d: Digest): Promise<void> {
+  /**
+   * BlobLifetime's tool (under `d`'s lock): publishes a verified, fsynced file at the digest's
+   * path, or removes it when the blob is there already (first writer wins; true then).
+   */
+  async placeFile(path: string, d: Digest): Promise<boolean> {
     if ((await this.stat(d)) !== undefined) {
       await removeFile(path);
-      return;
+      return true;
     }
     await publish(path, this.layout.blob(d));
+    return false;
   }
 
-  /** Removes a blob; true when it existed. */
-  delete(d: Digest): Promise<boolean> {
+  /** BlobLifetime's tool (under `d`'s lock): writes verified bytes as blob `d`; true when it was there already. */
+  async placeBytes(d: Digest, data: Uint8Array): Promise<boolean> {
+    if ((await this.stat(d)) !== undefined) return true;
+    await writeFileAtomic(this.layout.tmpDir, this.layout.blob(d), data);
+    return false;
+  }
+
+  /** BlobLifetime's tool (under `d`'s lock): removes blob `d`; true when it existed. */
+  removeBlob(d: Digest): Promise<boolean> {
     return removeFile(this.layout.blob(d));
   }
 

@@ -2,14 +2,20 @@
 // manifest itself, its config and layers, its child manifests), and every blob the
 // pull-through cache holds (cached content leaves only by eviction), then sweep the rest,
 // except blobs younger than the grace period (a push may be about to reference them).
-// Repository links to swept blobs are removed with them.
-import { join } from 'node:path';
-import { BlobStore, readdirOrEmpty } from './blob-store.js';
+// The sweep is one of the lifetime owner (blob-lifetime.ts): each blob goes under its
+// digest's lock, with its repository links, once the owner checked again that nobody holds
+// it and nothing pushed, mounted or linked it since the collection began. So a collection
+// can run while the server serves (periodically, or when `regcache gc` asks the server).
+// Incomplete upload sessions are reported, and removed once idle past `uploadMaxAgeMs`.
+import { BlobStore } from './blob-store.js';
 import { Repositories } from './repositories.js';
-import { Layout } from './layout.js';
-import { removeFile } from './fs-util.js';
-import { parseManifest, tryParseDigest } from '../oci/index.js';
+import { Uploads } from './uploads.js';
+import type { BlobLink } from './blob-lifetime.js';
+import { parseManifest } from '../oci/index.js';
 import { MAX_MANIFEST_SIZE } from './registry-store.js';
+
+/** Default grace period of a collection: one hour. */
+export const DEFAULT_GC_GRACE_MS = 60 * 60 * 1000;
 
 /** Options of a collection. */
 export interface GcOptions {
@@ -17,44 +23,108 @@ export interface GcOptions {
   gracePeriodMs?: number;
   /** Report what would be deleted without deleting it. */
   dryRun?: boolean;
+  /** Upload sessions idle longer than this are removed (reported either way). Default: not removed. */
+  uploadMaxAgeMs?: number;
+}
+
+/** An incomplete upload session as a collection found it. */
+export interface GcUpload {
+  id: string;
+  repository: string | undefined;
+  /** Bytes received so far. */
+  size: number;
+  /** Time since the session last received bytes. */
+  idleMs: number;
+  /** Removed (or, in a dry run, would be removed): idle past the upload max age. */
+  removed: boolean;
 }
 
 /** What a collection found and did. */
 export interface GcResult {
+  dryRun: boolean;
+  gracePeriodMs: number;
+  /** Blobs kept because a manifest or the cache references them. */
   marked: number;
+  /** Blobs deleted (in a dry run: that would be deleted) and their bytes. */
   deleted: number;
   deletedBytes: number;
+  /** Unreferenced blobs kept because they are younger than the grace period, and their bytes. */
   keptRecent: number;
+  keptRecentBytes: number;
+  /** Unreferenced blobs kept because they were in use at the last check (served, filled, just referenced). */
+  keptInUse: number;
+  /** Incomplete upload sessions. */
+  uploads: GcUpload[];
 }
 
 /** Runs one mark-and-sweep over a storage root. */
 export async function collectGarbage(
-  layout: Layout,
   blobs: BlobStore,
   repositories: Repositories,
   cache: Repositories,
+  uploads: Uploads,
   opts: GcOptions = {},
 ): Promise<GcResult> {
-  const grace = opts.gracePeriodMs ?? 60 * 60 * 1000;
-  const marked = await referencedBlobs(blobs, repositories);
-  for (const d of await referencedBlobs(blobs, cache)) marked.add(d);
-  for (const name of await cache.list()) for (const d of await cache.listBlobLinks(name)) marked.add(d.value);
-  const result: GcResult = { marked: marked.size, deleted: 0, deletedBytes: 0, keptRecent: 0 };
-  const cutoff = Date.now() - grace;
-  const deleted = new Set<string>();
-  for await (const blob of blobs.list()) {
-    if (marked.has(blob.digest.value)) continue;
-    if (blob.mtimeMs > cutoff) {
-      result.keptRecent++;
-      continue;
+  const grace = opts.gracePeriodMs ?? DEFAULT_GC_GRACE_MS;
+  const dryRun = !!opts.dryRun;
+  const result: GcResult = { dryRun, gracePeriodMs: grace, marked: 0, deleted: 0, deletedBytes: 0, keptRecent: 0, keptRecentBytes: 0, keptInUse: 0, uploads: [] };
+  // Opened before anything is read: whatever is published or linked from now on is kept.
+  const sweep = blobs.lifetime.beginSweep();
+  try {
+    const marked = await referencedBlobs(blobs, repositories);
+    for (const d of await referencedBlobs(blobs, cache)) marked.add(d);
+    for (const name of await cache.list()) for (const d of await cache.listBlobLinks(name)) marked.add(d.value);
+    result.marked = marked.size;
+    const links = await linksByDigest(repositories);
+    const cutoff = Date.now() - grace;
+    for await (const blob of blobs.list()) {
+      if (marked.has(blob.digest.value)) continue;
+      if (blob.mtimeMs > cutoff) {
+        result.keptRecent++;
+        result.keptRecentBytes += blob.size;
+        continue;
+      }
+      const gone = dryRun
+        ? !blobs.lifetime.isHeld(blob.digest.value) && !sweep.touched.has(blob.digest.value)
+        : (await sweep.remove(blob.digest, { unlink: links.get(blob.digest.value) ?? [] })) === true;
+      if (!gone) {
+        result.keptInUse++;
+        continue;
+      }
+      result.deleted++;
+      result.deletedBytes += blob.size;
     }
-    if (!opts.dryRun) await blobs.delete(blob.digest);
-    deleted.add(blob.digest.value);
-    result.deleted++;
-    result.deletedBytes += blob.size;
+  } finally {
+    sweep.end();
   }
-  if (!opts.dryRun && deleted.size > 0) await unlinkSwept(layout, repositories, deleted);
+  result.uploads = await collectUploads(uploads, opts.uploadMaxAgeMs, dryRun);
   return result;
+}
+
+/** Reports the upload sessions, removing those idle past `maxAgeMs` (unless a dry run). */
+async function collectUploads(uploads: Uploads, maxAgeMs: number | undefined, dryRun: boolean): Promise<GcUpload[]> {
+  const out: GcUpload[] = [];
+  const now = Date.now();
+  for (const s of await uploads.describe()) {
+    const idleMs = Math.max(0, now - s.lastActiveMs);
+    let removed = maxAgeMs !== undefined && idleMs > maxAgeMs;
+    if (removed && !dryRun) removed = await uploads.removeIfIdle(s.id, now - maxAgeMs!);
+    out.push({ id: s.id, repository: s.repository, size: s.size, idleMs, removed });
+  }
+  return out;
+}
+
+/** The repositories of `repositories` that link each blob. */
+async function linksByDigest(repositories: Repositories): Promise<Map<string, BlobLink[]>> {
+  const out = new Map<string, BlobLink[]>();
+  for (const name of await repositories.list()) {
+    for (const d of await repositories.listBlobLinks(name)) {
+      const list = out.get(d.value) ?? [];
+      list.push({ repositories, name });
+      out.set(d.value, list);
+    }
+  }
+  return out;
 }
 
 /** Digests of every blob a manifest of `repositories` references, manifests included. */
@@ -79,16 +149,4 @@ export async function referencedBlobs(blobs: BlobStore, repositories: Repositori
     }
   }
   return marked;
-}
-
-async function unlinkSwept(layout: Layout, repositories: Repositories, deleted: Set<string>): Promise<void> {
-  for (const name of await repositories.list()) {
-    const dir = join(layout.repository(name), '_layers');
-    for (const algorithm of await readdirOrEmpty(dir)) {
-      for (const hex of await readdirOrEmpty(join(dir, algorithm))) {
-        const d = tryParseDigest(`${algorithm}:${hex}`);
-        if (d && deleted.has(d.value)) await removeFile(join(dir, algorithm, hex));
-      }
-    }
-  }
 }

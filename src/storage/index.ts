@@ -9,13 +9,15 @@ import { acquireLock, type LockOptions } from './lock.js';
 import { makeDirDurable } from './fs-util.js';
 import { collectGarbage, type GcOptions, type GcResult } from './gc.js';
 import { checkStorageRoot } from './root-check.js';
+import { BlobLifetime } from './blob-lifetime.js';
 
 export { Layout } from './layout.js';
 export { BlobStore, BlobWriter } from './blob-store.js';
+export { BlobLifetime, Sweep, type BlobLink, type KeptBecause } from './blob-lifetime.js';
 export { Uploads, type UploadSession } from './uploads.js';
 export { Repositories, type ManifestRecord } from './repositories.js';
 export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult } from './registry-store.js';
-export { referencedBlobs, type GcOptions, type GcResult } from './gc.js';
+export { referencedBlobs, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type GcUpload } from './gc.js';
 export * from './errors.js';
 export { StorageAccessError, checkStorageRoot, distributionLayoutIn, DISTRIBUTION_LAYOUT } from './root-check.js';
 export { DEFAULT_LOCK_LEASE_MS, defaultLeaseMs, parseOwner, describeOwner, type LockOptions, type LockOwner, type LockWait } from './lock.js';
@@ -35,6 +37,8 @@ export interface StorageOptions {
 export interface Storage {
   layout: Layout;
   blobs: BlobStore;
+  /** The single owner of blob lifetime (the same as `blobs.lifetime`). */
+  lifetime: BlobLifetime;
   uploads: Uploads;
   repositories: Repositories;
   /** Repository records of the pull-through cache (same blobs, its own tree). */
@@ -42,7 +46,7 @@ export interface Storage {
   registry: RegistryStore;
   /** What the startup scan cleaned. */
   startup: { tempFilesRemoved: number; stalePurged: number };
-  /** Runs garbage collection over this root. */
+  /** Runs garbage collection over this root (safe while the server serves: see gc.ts). */
   gc(opts?: GcOptions): Promise<GcResult>;
   /** Waits for upload requests still writing (their connections are gone), then releases the lock. */
   close(): Promise<void>;
@@ -69,12 +73,13 @@ export async function openStorage(root: string, opts: StorageOptions = {}): Prom
   return {
     layout,
     blobs,
+    lifetime: blobs.lifetime,
     uploads,
     repositories,
     cacheRepositories,
     registry,
     startup: { tempFilesRemoved, stalePurged },
-    gc: (o) => collectGarbage(layout, blobs, repositories, cacheRepositories, o),
+    gc: (o) => collectGarbage(blobs, repositories, cacheRepositories, uploads, o),
     close: async () => {
       await uploads.settled();
       await lock.release();

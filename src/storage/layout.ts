@@ -15,6 +15,7 @@
 //     lock                                      symlink whose target names the server that owns the
 //                                               storage; its mtime is the lease (lock.ts)
 //     lock.takeover                             held for a moment while a dead owner's lock is replaced
+//     gc.sock                                   Unix socket of that server: `regcache gc` asks it to collect
 //
 // Repository name components never start with `_`, so `_layers` and friends cannot collide
 // with a nested repository name.
@@ -29,6 +30,7 @@ export class Layout {
   readonly repositoriesDir: string;
   readonly tmpDir: string;
   readonly lockFile: string;
+  readonly gcSocket: string;
 
   /** `tree` names the directory of repository records: `repositories` (pushed) or `cache`. */
   constructor(root: string, tree: 'repositories' | 'cache' = 'repositories') {
@@ -38,6 +40,7 @@ export class Layout {
     this.repositoriesDir = join(root, tree);
     this.tmpDir = join(root, 'tmp');
     this.lockFile = join(root, 'lock');
+    this.gcSocket = join(root, 'gc.sock');
   }
 
   /** Where the bytes of a blob live once committed. */

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { BlobStore } from './blob-store.js';
 import { Repositories, type ManifestRecord } from './repositories.js';
 import { Uploads, type UploadSession } from './uploads.js';
+import type { BlobLink } from './blob-lifetime.js';
 import {
   RegistryError,
   digestOf,
@@ -137,15 +138,14 @@ export class RegistryStore implements RegistryBackend {
       await writer.cancel();
       throw err;
     }
-    const { size } = await writer.commit(expected, expectedSize);
-    await this.repositories.linkBlob(name, expected);
+    // Published and linked in one step of the lifetime owner, once the body is all in.
+    const { size } = await writer.commit(expected, expectedSize, this.linkOf(name));
     return size;
   }
 
   /** Finishes an upload session as blob `expected` and links it into `name`. */
   async completeUpload(name: string, session: UploadSession, expected: Digest, last?: AsyncIterable<Uint8Array>): Promise<number> {
-    const { size } = await this.uploads.complete(session, expected, last);
-    await this.repositories.linkBlob(name, expected);
+    const { size } = await this.uploads.complete(session, expected, last, undefined, this.linkOf(name));
     return size;
   }
 
@@ -155,14 +155,17 @@ export class RegistryStore implements RegistryBackend {
    */
   async mountBlob(name: string, d: Digest, from?: string): Promise<boolean> {
     if (from !== undefined && !(await this.repositories.hasBlobLink(from, d))) return false;
-    if ((await this.blobs.stat(d)) === undefined) return false;
-    await this.repositories.linkBlob(name, d);
-    return true;
+    // A mount is a push of bytes the store has: the gc grace period counts from now.
+    return this.blobs.lifetime.link(this.linkOf(name), d, { freshen: true });
   }
 
   /** Removes blob `d` from `name` (its bytes stay until garbage collection). */
   async deleteBlob(name: string, d: Digest): Promise<boolean> {
-    return this.repositories.unlinkBlob(name, d);
+    return this.blobs.lifetime.unlink(this.linkOf(name), d);
+  }
+
+  private linkOf(name: string): BlobLink {
+    return { repositories: this.repositories, name };
   }
 
   // ---- manifests ----
@@ -180,13 +183,18 @@ export class RegistryStore implements RegistryBackend {
       });
     }
     const manifest = parseManifest(body, contentType);
-    await this.assertReferencesKnown(name, manifest);
-    await this.blobs.putBytes(digest, body);
-    const record: ManifestRecord = { mediaType: manifest.mediaType, size: body.byteLength };
-    if (manifest.artifactType) record.artifactType = manifest.artifactType;
-    if (manifest.annotations) record.annotations = manifest.annotations;
-    if (manifest.subject) record.subject = manifest.subject.digest;
-    await this.repositories.putManifest(name, digest, record);
+    const { blobs, children } = manifestReferences(manifest);
+    // From the check of its blobs to its record, the manifest holds what it references: no
+    // eviction or gc deletes them in between (after, the record references them).
+    await this.blobs.lifetime.holding([digest.value, ...blobs, ...children], async () => {
+      await this.assertReferencesKnown(name, manifest);
+      await this.blobs.putBytes(digest, body);
+      const record: ManifestRecord = { mediaType: manifest.mediaType, size: body.byteLength };
+      if (manifest.artifactType) record.artifactType = manifest.artifactType;
+      if (manifest.annotations) record.annotations = manifest.annotations;
+      if (manifest.subject) record.subject = manifest.subject.digest;
+      await this.repositories.putManifest(name, digest, record);
+    });
     if (reference.kind === 'tag') await this.repositories.putTag(name, reference.tag, digest);
     this.cacheBody(digest.value, body);
     return manifest.subject ? { digest, subject: manifest.subject.digest } : { digest };
@@ -201,7 +209,7 @@ export class RegistryStore implements RegistryBackend {
     const missing: string[] = [];
     const { blobs, children } = manifestReferences(m);
     await forEachLimited(blobs, REFERENCE_CHECKS, async (digest) => {
-      if (!(await this.mountBlob(name, tryParseDigest(digest)!))) missing.push(digest);
+      if (!(await this.blobs.lifetime.link(this.linkOf(name), tryParseDigest(digest)!))) missing.push(digest);
     });
     await forEachLimited(children, REFERENCE_CHECKS, async (digest) => {
       if (!(await this.repositories.getManifest(name, tryParseDigest(digest)!))) missing.push(digest);

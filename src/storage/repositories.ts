@@ -30,8 +30,11 @@ export class Repositories {
 
   // ---- blob links ----
 
-  /** Lets `name` serve blob `d`. */
-  async linkBlob(name: string, d: Digest): Promise<void> {
+  /**
+   * Lets `name` serve blob `d`. BlobLifetime's tool: other code links through the lifetime
+   * owner (`storage.lifetime.link`, or a publish with a link), which serializes it with deletes.
+   */
+  async writeBlobLink(name: string, d: Digest): Promise<void> {
     const path = this.layout.layerLink(name, d);
     if (await exists(path)) return;
     await writeFileAtomic(this.layout.tmpDir, path, d.value);
@@ -55,8 +58,8 @@ export class Repositories {
     return out;
   }
 
-  /** Removes the link of blob `d` from `name`; true when it existed. */
-  unlinkBlob(name: string, d: Digest): Promise<boolean> {
+  /** Removes the link of blob `d` from `name`; true when it existed. BlobLifetime's tool, as {@link writeBlobLink}. */
+  removeBlobLink(name: string, d: Digest): Promise<boolean> {
     return removeFile(this.layout.layerLink(name, d));
   }
 

@@ -11,6 +11,7 @@ import { BlobStore, appendStream, hashFile, readdirOrEmpty } from './blob-store.
 import { writeFileAtomic, readJson, isNotFound } from './fs-util.js';
 import { DigestMismatchError, UploadBusyError, UploadNotFoundError, UploadRangeError } from './errors.js';
 import { newHash, type Digest } from '../oci/index.js';
+import type { BlobLink } from './blob-lifetime.js';
 
 const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -51,17 +52,21 @@ export class Uploads {
   async create(repository: string): Promise<UploadSession> {
     const id = randomUUID();
     const dir = this.layout.upload(id);
-    await mkdir(dir, { recursive: true });
+    // Busy while it is made: a purge running meanwhile leaves it alone.
+    const state: LiveState = { hash: newHash('sha256'), size: 0, busy: true };
+    this.live.set(id, state);
     const record: UploadRecord = { repository, startedAt: Date.now() };
     try {
+      await mkdir(dir, { recursive: true });
       await (await open(join(dir, 'data'), 'wx')).close();
       await writeFileAtomic(this.layout.tmpDir, join(dir, 'session.json'), JSON.stringify(record));
     } catch (err) {
       // A full disk, typically: leave no half-made session behind.
+      this.live.delete(id);
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
-    this.live.set(id, { hash: newHash('sha256'), size: 0, busy: false });
+    state.busy = false;
     return { id, size: 0, ...record };
   }
 
@@ -98,9 +103,10 @@ export class Uploads {
 
   /**
    * Appends an optional last chunk, verifies the whole upload against `expected`, and
-   * publishes it as a blob. The session ends either way on a digest mismatch.
+   * publishes it as a blob linked into `link` (one step of the lifetime owner, taken once the
+   * bytes are all in). The session ends either way on a digest mismatch.
    */
-  async complete(session: UploadSession, expected: Digest, last?: AsyncIterable<Uint8Array>, limit?: number): Promise<{ size: number }> {
+  async complete(session: UploadSession, expected: Digest, last?: AsyncIterable<Uint8Array>, limit?: number, link?: BlobLink): Promise<{ size: number }> {
     if (last) await this.append(session, last, undefined, limit);
     const size = await this.exclusive(session, async (state, fh) => {
       const dataPath = join(this.layout.upload(session.id), 'data');
@@ -116,7 +122,7 @@ export class Uploads {
         throw new DigestMismatchError(expected.value, `${expected.algorithm}:${hex}`);
       }
       await fh.sync();
-      await this.blobs.publishFile(dataPath, expected);
+      await this.blobs.lifetime.publishFile(dataPath, expected, link);
       return state.size;
     });
     await this.remove(session.id);
@@ -136,19 +142,56 @@ export class Uploads {
   async purgeStale(idleMs: number, opts: { broken?: boolean } = {}): Promise<number> {
     let purged = 0;
     const cutoff = Date.now() - idleMs;
-    for (const id of await readdirOrEmpty(this.layout.uploadsDir)) {
-      if (this.live.get(id)?.busy) continue;
-      const dir = this.layout.upload(id);
-      const record = await readJson<UploadRecord>(join(dir, 'session.json')).catch(() => undefined);
-      const data = await stat(join(dir, 'data')).catch(() => undefined);
-      const broken = !record || !data;
-      const lastActive = Math.max(record?.startedAt ?? 0, data?.mtimeMs ?? 0, broken ? ((await stat(dir).catch(() => undefined))?.mtimeMs ?? 0) : 0);
-      if ((lastActive < cutoff || (broken && opts.broken)) && !this.live.get(id)?.busy) {
-        await this.remove(id);
-        purged++;
-      }
+    for (const s of await this.describe()) {
+      if (await this.removeIfIdle(s.id, s.broken && opts.broken ? Number.POSITIVE_INFINITY : cutoff)) purged++;
     }
     return purged;
+  }
+
+  /** Every session on disk: its repository, bytes received, last activity, and whether it is whole. */
+  async describe(): Promise<Array<{ id: string; repository: string | undefined; size: number; lastActiveMs: number; broken: boolean }>> {
+    const out = [];
+    for (const id of await readdirOrEmpty(this.layout.uploadsDir)) {
+      const s = await this.inspect(id);
+      if (s) out.push({ id, ...s });
+    }
+    return out;
+  }
+
+  /**
+   * Removes session `id` if it was last active before `cutoff` and no request is using it; the
+   * session is claimed (busy) while it is checked and removed, so that no request starts on it
+   * meanwhile. True when removed.
+   */
+  async removeIfIdle(id: string, cutoff: number): Promise<boolean> {
+    const existing = this.live.get(id);
+    if (existing?.busy) return false;
+    // A placeholder claim is dropped again unless the session is removed (a request then resumes
+    // from the file, as after a restart).
+    const claim: LiveState = existing ?? { hash: undefined, size: 0, busy: false };
+    claim.busy = true;
+    this.live.set(id, claim);
+    try {
+      const s = await this.inspect(id);
+      if (!s || s.lastActiveMs >= cutoff) return false;
+      await this.remove(id);
+      return true;
+    } finally {
+      claim.busy = false;
+      if (!existing && this.live.get(id) === claim) this.live.delete(id);
+    }
+  }
+
+  /** What the disk says of session `id`, or undefined when it is gone. */
+  private async inspect(id: string): Promise<{ repository: string | undefined; size: number; lastActiveMs: number; broken: boolean } | undefined> {
+    const dir = this.layout.upload(id);
+    const record = await readJson<UploadRecord>(join(dir, 'session.json')).catch(() => undefined);
+    const data = await stat(join(dir, 'data')).catch(() => undefined);
+    const broken = !record || !data;
+    const dirStat = broken ? await stat(dir).catch(() => undefined) : undefined;
+    if (broken && !dirStat) return undefined;
+    const lastActiveMs = Math.max(record?.startedAt ?? 0, data?.mtimeMs ?? 0, dirStat?.mtimeMs ?? 0);
+    return { repository: record?.repository, size: data?.size ?? 0, lastActiveMs, broken };
   }
 
   /** Ids of every session on disk (garbage collection keeps their blobs' neighbours alone). */

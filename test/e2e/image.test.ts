@@ -155,9 +155,7 @@ describe('the container image', { skip }, () => {
     assert.match(await containerLogs(rig, c.name), /\/var\/lib\/registry\/docker\/registry\/v2\/ is a distribution \(registry:2\) storage; regcache does not serve the images in it/);
   });
 
-  // gc of a running server's storage is helper h1's work (branch h1-lifetime): until it is merged,
-  // `regcache gc` refuses the storage the server holds. Remove the todo once it is.
-  test('a deleted image\'s blobs are freed by `regcache gc` run in the container while it serves', { todo: 'needs gc of a running server (h1-lifetime)' }, async () => {
+  test('a deleted image\'s blobs are freed by `regcache gc` run in the container while it serves', async () => {
     const c = await runRegcacheContainer(rig, { volume: uniqueName('rc-vol'), runArgs: ['-e', 'REGISTRY_STORAGE_DELETE_ENABLED=true'] });
     await waitServing(rig, c);
     const url = `http://127.0.0.1:${c.registryPort}`;

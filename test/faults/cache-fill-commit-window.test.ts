@@ -26,10 +26,11 @@ class HeldPublication extends BlobStore {
     this.gate = new Promise((resolve) => (this.release = resolve));
   }
 
-  override async publishFile(path: string, d: Digest): Promise<void> {
-    await super.publishFile(path, d);
+  override async placeFile(path: string, d: Digest): Promise<boolean> {
+    const existed = await super.placeFile(path, d);
     this.onRenamed();
     await this.gate;
+    return existed;
   }
 }
 

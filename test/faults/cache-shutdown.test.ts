@@ -40,10 +40,10 @@ describe('pull-through cache: shutdown', { skip: skipUnless(['docker-registry'])
     });
     t.after(() => server.close());
     const repositories = server.storage.cacheRepositories;
-    const linkBlob = repositories.linkBlob.bind(repositories);
-    repositories.linkBlob = async (name, d) => {
+    const writeBlobLink = repositories.writeBlobLink.bind(repositories);
+    repositories.writeBlobLink = async (name, d) => {
       await sleep(LINK_DELAY_MS);
-      return linkBlob(name, d);
+      return writeBlobLink(name, d);
     };
     const link = join(storage, 'cache', 'docker.io', 'library', 'shutdown', '_layers', 'sha256', digest.slice(7));
 

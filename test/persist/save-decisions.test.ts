@@ -25,8 +25,7 @@ async function store(t: TestContext, images: number, layers: number): Promise<{ 
     for (let j = 0; j < layers; j++) {
       const data = randomBytes(1024 * (j + 1));
       const d = digestOf(data);
-      await storage.blobs.putBytes(d, data);
-      await storage.cacheRepositories.linkBlob(repo, d);
+      await storage.blobs.putBytes(d, data, { repositories: storage.cacheRepositories, name: repo });
       digests[repo].push(d.value);
     }
   }

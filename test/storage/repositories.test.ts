@@ -19,7 +19,7 @@ test('tags are listed sorted, whatever order they were written in', async (t) =>
 test('listTags is undefined for an unknown repository and [] for one without tags', async (t) => {
   const { storage } = await tempStorage(t);
   assert.equal(await storage.repositories.listTags('nope'), undefined);
-  await storage.repositories.linkBlob('blobs-only', fakeDigest());
+  await storage.repositories.writeBlobLink('blobs-only', fakeDigest());
   assert.deepEqual(await storage.repositories.listTags('blobs-only'), []);
 });
 
@@ -89,7 +89,7 @@ test('repositories are listed sorted, nested ones included, parents only when th
   const repos = storage.repositories;
   await repos.putTag('z', 'latest', fakeDigest());
   await repos.putTag('a/b/c', 'latest', fakeDigest());
-  await repos.linkBlob('a/b', fakeDigest());
+  await repos.writeBlobLink('a/b', fakeDigest());
   await repos.putManifest('m/n', fakeDigest(), record);
   await repos.putTag('foo/blobs/bar', 'x', fakeDigest());
   assert.deepEqual(await repos.list(), ['a/b', 'a/b/c', 'foo/blobs/bar', 'm/n', 'z']);
@@ -98,12 +98,12 @@ test('repositories are listed sorted, nested ones included, parents only when th
 test('blob links: link, check, unlink; repositories do not see each other\'s links', async (t) => {
   const { storage } = await tempStorage(t);
   const d = fakeDigest();
-  await storage.repositories.linkBlob('a', d);
-  await storage.repositories.linkBlob('a', d);
+  await storage.repositories.writeBlobLink('a', d);
+  await storage.repositories.writeBlobLink('a', d);
   assert.equal(await storage.repositories.hasBlobLink('a', d), true);
   assert.equal(await storage.repositories.hasBlobLink('b', d), false);
-  assert.equal(await storage.repositories.unlinkBlob('a', d), true);
-  assert.equal(await storage.repositories.unlinkBlob('a', d), false);
+  assert.equal(await storage.repositories.removeBlobLink('a', d), true);
+  assert.equal(await storage.repositories.removeBlobLink('a', d), false);
   assert.equal(await storage.repositories.hasBlobLink('a', d), false);
 });
 

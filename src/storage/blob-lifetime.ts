@@ -1,0 +1,192 @@
+// The single owner of a blob's life. Every path that makes a blob referenced (an upload's
+// completion, a monolithic put, a mount, a manifest put, a cache fill, a restore from the
+// Actions cache) and every path that takes one away (eviction, garbage collection, a blob
+// delete) goes through this class, which serializes them per digest:
+//
+// - Publishing a blob and linking it into a repository happen in one critical section under
+//   the digest's lock, so a delete cannot fall between "the file is there" and "a repository
+//   links it" (the race that lost pushed blobs to eviction: the upload found the cached file,
+//   linked it, and a pass that had chosen the file before deleted it after).
+// - A deleter (an eviction pass or a gc) works as a {@link Sweep}: it marks what it must keep,
+//   then removes each candidate under that candidate's lock, after checking again that nobody
+//   holds the blob (a reader, a fill, a manifest being put) and that no path referenced it
+//   since the sweep began (every publish and link is recorded in the open sweeps).
+// - Operations of several steps (a manifest put checks its blobs, then writes its record)
+//   hold the blobs they are about to reference for their whole length.
+//
+// The lock is held only around publish, link, check and delete: never while a request body
+// streams in, so a push never waits behind an eviction pass or a gc, only behind the few file
+// operations of one blob.
+import { utimes } from 'node:fs/promises';
+import type { BlobStore } from './blob-store.js';
+import type { Repositories } from './repositories.js';
+import { isNotFound } from './fs-util.js';
+import type { Digest } from '../oci/index.js';
+
+/** A repository (of the pushed or the cache tree) a blob is linked into. */
+export interface BlobLink {
+  repositories: Repositories;
+  name: string;
+}
+
+/** Runs functions one at a time per key (a promise chain per key, dropped when idle). */
+class KeyedLock {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key);
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const tail = previous ? previous.then(() => mine) : mine;
+    this.tails.set(key, tail);
+    if (previous) await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+/** The owner of blob lifetime over one storage root. */
+export class BlobLifetime {
+  private readonly locks = new KeyedLock();
+  private readonly holds = new Map<string, number>();
+  private readonly sweeps = new Set<Sweep>();
+
+  constructor(private readonly blobs: BlobStore) {}
+
+  /** Runs `fn` with digest `d` locked. */
+  private exclusive<T>(d: Digest, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(d.value, async () => {
+      try {
+        return await fn();
+      } finally {
+        // Recorded while still locked: a sweep open now sees it; one opened later sees the disk.
+        for (const s of this.sweeps) s.touched.add(d.value);
+      }
+    });
+  }
+
+  /**
+   * Publishes a verified, fsynced file at blob `d`'s path (or drops it when the blob is there
+   * already, freshening the blob's time so that a gc grace period counts from now) and links
+   * the blob into `link`, in one critical section.
+   */
+  publishFile(path: string, d: Digest, link?: BlobLink): Promise<void> {
+    return this.exclusive(d, async () => {
+      if (await this.blobs.placeFile(path, d)) await this.freshen(d);
+      if (link) await link.repositories.writeBlobLink(link.name, d);
+    });
+  }
+
+  /** Stores bytes already verified to hash to `d` (manifests, small blobs), and links them. */
+  putBytes(d: Digest, data: Uint8Array, link?: BlobLink): Promise<void> {
+    return this.exclusive(d, async () => {
+      if (await this.blobs.placeBytes(d, data)) await this.freshen(d);
+      if (link) await link.repositories.writeBlobLink(link.name, d);
+    });
+  }
+
+  /** Links blob `d` into `link` if the store holds it (a mount); false when it does not. */
+  link(link: BlobLink, d: Digest, opts: { freshen?: boolean } = {}): Promise<boolean> {
+    return this.exclusive(d, async () => {
+      if ((await this.blobs.stat(d)) === undefined) return false;
+      if (opts.freshen) await this.freshen(d);
+      await link.repositories.writeBlobLink(link.name, d);
+      return true;
+    });
+  }
+
+  /** Removes the link of blob `d` from `link` (a blob delete: the bytes stay); true when it existed. */
+  unlink(link: BlobLink, d: Digest): Promise<boolean> {
+    return this.locks.run(d.value, () => link.repositories.removeBlobLink(link.name, d));
+  }
+
+  /** Keeps blob `d` from every delete until the returned function is called (idempotent). */
+  hold(d: string): () => void {
+    this.holds.set(d, (this.holds.get(d) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.holds.get(d) ?? 1) - 1;
+      if (n <= 0) this.holds.delete(d);
+      else this.holds.set(d, n);
+    };
+  }
+
+  /** Runs `fn` holding every digest of `digests` (an operation that references them in several steps). */
+  async holding<T>(digests: Iterable<string>, fn: () => Promise<T>): Promise<T> {
+    const releases = [...new Set(digests)].map((d) => this.hold(d));
+    try {
+      return await fn();
+    } finally {
+      for (const r of releases) r();
+    }
+  }
+
+  /** True while somebody holds `d` (served, filled, about to be referenced). */
+  isHeld(d: string): boolean {
+    return this.holds.has(d);
+  }
+
+  /** Opens a sweep: call it before marking what to keep, and end() it when done. */
+  beginSweep(): Sweep {
+    const sweep = new Sweep(this, (d, fn) => this.locks.run(d.value, fn), () => this.sweeps.delete(sweep));
+    this.sweeps.add(sweep);
+    return sweep;
+  }
+
+  /** Deletes blob file `d` (a sweep's last step, under the lock). */
+  removeFile(d: Digest): Promise<boolean> {
+    return this.blobs.removeBlob(d);
+  }
+
+  private async freshen(d: Digest): Promise<void> {
+    const now = new Date();
+    await utimes(this.blobs.layout.blob(d), now, now).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+}
+
+/** Why a sweep kept a candidate. */
+export type KeptBecause = 'held' | 'referenced-since' | 'still-referenced';
+
+/**
+ * One pass of a deleter (eviction or gc). Opened before the deleter marks what it keeps, so
+ * that every blob published or linked after that moment is known to it ({@link touched}).
+ */
+export class Sweep {
+  /** Digests published or linked since this sweep began. */
+  readonly touched = new Set<string>();
+
+  constructor(
+    private readonly owner: BlobLifetime,
+    private readonly lock: <T>(d: Digest, fn: () => Promise<T>) => Promise<T>,
+    private readonly close: () => void,
+  ) {}
+
+  /**
+   * Deletes blob `d` and the links `unlink` if, under `d`'s lock, nobody holds it, nothing
+   * referenced it since the sweep began and `stillUnreferenced` (the deleter's own re-check)
+   * agrees. Returns true when deleted, else why it was kept.
+   */
+  remove(d: Digest, o: { unlink?: BlobLink[]; stillUnreferenced?: () => Promise<boolean> } = {}): Promise<true | KeptBecause> {
+    return this.lock(d, async () => {
+      if (this.owner.isHeld(d.value)) return 'held';
+      if (this.touched.has(d.value)) return 'referenced-since';
+      if (o.stillUnreferenced && !(await o.stillUnreferenced())) return 'still-referenced';
+      for (const l of o.unlink ?? []) await l.repositories.removeBlobLink(l.name, d);
+      await this.owner.removeFile(d);
+      return true as const;
+    });
+  }
+
+  /** Ends the sweep. */
+  end(): void {
+    this.close();
+  }
+}
