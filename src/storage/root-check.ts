@@ -13,16 +13,15 @@ export const DISTRIBUTION_LAYOUT = join('docker', 'registry', 'v2');
 /** The path the container image declares as its volume (the one `registry:2` users mount). */
 const IMAGE_VOLUME = '/var/lib/registry';
 
-/** A storage root (or a directory in it) this process may not write. */
+/** A storage root (or a directory in it) this process may not write; `reason` is the errno code (EACCES, EPERM). */
 export class StorageAccessError extends Error {
   constructor(readonly path: string, readonly ownerUid: number, readonly uid: number, readonly reason: string) {
-    super(accessMessage(path, ownerUid, uid, reason));
+    super(accessMessage(path, ownerUid, uid));
     this.name = 'StorageAccessError';
   }
 }
 
-function accessMessage(path: string, ownerUid: number, uid: number, code: string): string {
-  if (code === 'EROFS') return `storage ${path} is on a read-only file system: choose a writable directory with --storage`;
+function accessMessage(path: string, ownerUid: number, uid: number): string {
   const chown = `chown -R ${uid}:${uid} ${path}`;
   const volume = path.startsWith(IMAGE_VOLUME)
     ? `; for a docker volume: docker run --rm -u 0 -v <volume>:${IMAGE_VOLUME} --entrypoint chown <image> -R ${uid}:${uid} ${IMAGE_VOLUME}`
@@ -41,12 +40,19 @@ async function nearestExisting(path: string): Promise<string> {
   }
 }
 
+/**
+ * Throws StorageAccessError when this process may not create entries in the directory `path`.
+ * A path that is not a directory, or a read-only file system, is left to the mkdir that follows
+ * (the server names those: src/server/server.ts).
+ */
 async function assertWritable(path: string): Promise<void> {
+  if (!(await stat(path).then((s) => s.isDirectory(), () => false))) return;
   try {
     await access(path, constants.W_OK | constants.X_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'EACCES';
-    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw err;
+    if (code === 'EROFS') return;
+    if (code !== 'EACCES' && code !== 'EPERM') throw err;
     const owner = await stat(path).then((s) => s.uid, () => -1);
     throw new StorageAccessError(path, owner, process.getuid?.() ?? -1, code);
   }
