@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Bundles the entry points into dist/ with esbuild: the CLI (dist/cli.js) and, once they
+// Bundles the entry points into dist/ with esbuild: the CLI (dist/cli.js), the container image's
+// health check (dist/healthcheck.js) and, once they
 // exist, the Action's main and post (main starts the server as `dist/cli.js serve`). dist/ is committed, and CI checks
 // that it is what this script builds from the committed source.
 import { build } from 'esbuild';
@@ -7,6 +8,8 @@ import { existsSync, rmSync } from 'node:fs';
 
 const entries = {
   cli: 'src/cli.ts',
+  // The container image's HEALTHCHECK (node only, no dependencies).
+  healthcheck: 'src/healthcheck.ts',
   main: 'src/action/main.ts',
   post: 'src/action/post.ts',
 };

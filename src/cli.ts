@@ -191,7 +191,8 @@ export function program(): Command {
     .option('--delete', 'allow deleting manifests, tags and blobs on the registry port (default: on; with a distribution configuration, storage.delete.enabled)')
     .option('--no-delete', 'answer deletes 405 UNSUPPORTED, as distribution does by default')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', logLevel, 'info')
-    .option('--ready-file <file>', 'write {registry, cache, pid} as JSON here once listening')
+    // REGCACHE_READY_FILE: the container image's health check reads the file it names.
+    .addOption(new Option('--ready-file <file>', 'write {registry, cache, pid} as JSON here once listening').env('REGCACHE_READY_FILE'))
     .option('--upstream <ns=url>', 'an upstream of the cache, repeatable (default: docker.io=https://registry-1.docker.io)', collect)
     .option('--upstream-auth <ns=user:token>', 'credentials for an upstream, repeatable (also REGCACHE_UPSTREAM_AUTH, ~/.docker/config.json)', collect)
     .addOption(durationOption('--tag-ttl <duration>', 'serve a cached tag this long before revalidating it upstream', 300_000, '5m'))

@@ -5,6 +5,7 @@ import { writeFile, rename } from 'node:fs/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { constants } from 'node:os';
+import { distributionLayoutIn } from '../storage/index.js';
 import { startServer, type RunningServer, type ServerOptions } from './server.js';
 
 /** Options of {@link runServer}. */
@@ -52,6 +53,7 @@ export function boundYoungGeneration(cap = YOUNG_GENERATION_CAP): () => void {
 /** Starts the server and keeps it running until a termination signal. */
 export async function runServer(opts: RunOptions): Promise<RunningServer> {
   boundYoungGeneration();
+  await warnOfDistributionLayout(opts.storage);
   const notice = (message: string) => void process.stdout.write(`regcache: ${message}\n`);
   const server = await startServer({
     notice,
@@ -92,4 +94,17 @@ export async function runServer(opts: RunOptions): Promise<RunningServer> {
   }
   process.stdout.write(`regcache: registry ${server.registryUrl}, cache ${server.cacheUrl}, storage ${opts.storage}\n`);
   return server;
+}
+
+/**
+ * Names a storage root that holds distribution's layout (a `registry:2` volume mounted as is):
+ * regcache keeps its own layout beside it and does not serve the images stored there.
+ */
+async function warnOfDistributionLayout(storage: string): Promise<void> {
+  const found = await distributionLayoutIn(storage);
+  if (!found) return;
+  process.stderr.write(
+    `regcache: warning: ${found}/ is a distribution (registry:2) storage; regcache does not serve the images in it ` +
+      `(it keeps its own layout beside it): push them to regcache again, or mount an empty volume\n`,
+  );
 }

@@ -8,6 +8,7 @@ import { RegistryStore } from './registry-store.js';
 import { acquireLock, type LockOptions } from './lock.js';
 import { makeDirDurable } from './fs-util.js';
 import { collectGarbage, type GcOptions, type GcResult } from './gc.js';
+import { checkStorageRoot } from './root-check.js';
 import { BlobLifetime } from './blob-lifetime.js';
 
 export { Layout } from './layout.js';
@@ -18,6 +19,7 @@ export { Repositories, manifestRecordOf, type ManifestRecord } from './repositor
 export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult, type ServedFrom } from './registry-store.js';
 export { referencedBlobs, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type GcUpload } from './gc.js';
 export * from './errors.js';
+export { StorageAccessError, checkStorageRoot, distributionLayoutIn, DISTRIBUTION_LAYOUT } from './root-check.js';
 export { DEFAULT_LOCK_LEASE_MS, defaultLeaseMs, parseOwner, describeOwner, type LockOptions, type LockOwner, type LockWait } from './lock.js';
 
 /** How long an upload session may sit idle before it is purged, unless told otherwise: 24 hours. */
@@ -54,6 +56,7 @@ export interface Storage {
 
 /** Opens (creating if needed) the storage root at `root`, taking its lock. */
 export async function openStorage(root: string, opts: StorageOptions = {}): Promise<Storage> {
+  await checkStorageRoot(root);
   const layout = new Layout(root);
   for (const d of [layout.blobsDir, layout.uploadsDir, layout.repositoriesDir, layout.tmpDir]) await makeDirDurable(d);
   const lock = await acquireLock(layout.lockFile, opts.lock);

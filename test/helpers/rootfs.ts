@@ -5,7 +5,7 @@
 // the same on every run with the same busybox, and so is its diff ID.
 // Two ways in: `docker import` into a dockerd, or an OCI image layout for skopeo/ctr.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Dockerd } from './dockerd.js';
@@ -13,12 +13,15 @@ import { run } from './proc.js';
 import { toolPath } from './tools.js';
 
 /** PATH set in the image config, as docker would default it. */
-const IMAGE_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const IMAGE_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** One member of the rootfs tarball (owner root:root, mtime 0). */
-interface TarEntry {
+/** One member of a rootfs tarball (owner root:root unless uid/gid say otherwise, mtime 0). */
+export interface TarEntry {
   name: string;
   mode: number;
+  /** Owner (default 0, with the names root:root; other ids are written without names). */
+  uid?: number;
+  gid?: number;
   /** ustar type flag: '0' file, '2' symlink, '5' directory. */
   type: '0' | '2' | '5';
   linkname?: string;
@@ -32,16 +35,16 @@ function tarHeader(e: TarEntry): Buffer {
     h.write(value.toString(8).padStart(width - 1, '0') + '\0', offset, width, 'ascii');
   h.write(e.name, 0, 100, 'utf8');
   octal(e.mode, 100, 8);
-  octal(0, 108, 8); // uid
-  octal(0, 116, 8); // gid
+  octal(e.uid ?? 0, 108, 8);
+  octal(e.gid ?? 0, 116, 8);
   octal(e.data?.length ?? 0, 124, 12);
   octal(0, 136, 12); // mtime
   h.write(' '.repeat(8), 148, 8, 'ascii'); // checksum placeholder
   h.write(e.type, 156, 1, 'ascii');
   h.write(e.linkname ?? '', 157, 100, 'utf8');
   h.write('ustar\0' + '00', 257, 8, 'ascii');
-  h.write('root', 265, 32, 'ascii');
-  h.write('root', 297, 32, 'ascii');
+  if ((e.uid ?? 0) === 0) h.write('root', 265, 32, 'ascii');
+  if ((e.gid ?? 0) === 0) h.write('root', 297, 32, 'ascii');
   let sum = 0;
   for (const b of h) sum += b;
   h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii');
@@ -59,6 +62,26 @@ function tarArchive(entries: readonly TarEntry[]): Buffer {
   }
   parts.push(Buffer.alloc(1024));
   return Buffer.concat(parts);
+}
+
+/**
+ * Writes entries to `file` as a tar archive, one member at a time (for rootfs trees too large
+ * to build in memory, such as one holding node).
+ */
+export async function writeTarFile(file: string, entries: readonly TarEntry[]): Promise<void> {
+  const fh = await open(file, 'w');
+  try {
+    for (const e of entries) {
+      await fh.write(tarHeader(e));
+      if (e.data && e.data.length > 0) {
+        await fh.write(e.data);
+        await fh.write(Buffer.alloc((512 - (e.data.length % 512)) % 512));
+      }
+    }
+    await fh.write(Buffer.alloc(1024));
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Applet names the installed busybox provides (from `busybox --list`). */

@@ -9,6 +9,7 @@ import type { TestContext } from 'node:test';
 /** The external programs the harness knows about. */
 export type ToolName =
   | 'docker'
+  | 'docker-compose'
   | 'docker-init'
   | 'dockerd'
   | 'containerd'
