@@ -10,7 +10,7 @@ import { runServer, ListenError, type NamedSetting } from './server/index.js';
 import { StorageLockedError } from './storage/index.js';
 import { registerGc } from './gc-command.js';
 import { defaultStorageDir } from './default-storage.js';
-import { parseSize } from './proxy/index.js';
+import { parseDuration, parseSize } from './shared/index.js';
 import { ConfigError, findConfig, loadDistributionConfig, type DistributionSettings } from './config/index.js';
 import pkg from '../package.json' with { type: 'json' };
 
@@ -22,10 +22,11 @@ function logLevel(v: string): string {
 }
 
 function duration(v: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(v.trim());
-  if (!m) throw new InvalidArgumentError('a duration such as 90s, 15m, 1h');
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] ?? 's']!;
-  return Number(m[1]) * unit;
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 function size(v: string): number {

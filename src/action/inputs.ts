@@ -1,5 +1,6 @@
 // The Action's inputs, typed and validated. Reading goes through a getter so that the
 // validation is pure and testable; only invalid inputs fail the step.
+import { parseDuration as parseDurationText, parseSize } from '../shared/index.js';
 
 /** Everything main needs, validated. */
 export interface Inputs {
@@ -130,9 +131,11 @@ export function parseBoolean(value: string, name: string, fallback: boolean): bo
 
 /** Parses a duration such as `90s`, `5m`, `1h` or a number of seconds. */
 export function parseDuration(value: string, name: string): number {
-  const m = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
-  if (!m) throw new InputError(name, `"${value}" is not a duration such as 90s, 5m, 1h`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!;
+  try {
+    return parseDurationText(value);
+  } catch (err) {
+    throw new InputError(name, (err as Error).message);
+  }
 }
 
 const UPSTREAM_RE = /^[a-z0-9.-]+(?::\d+)?=https?:\/\/\S+$/i;
@@ -196,7 +199,9 @@ function saveMode(r: InputReader, v: string): 'auto' | 'true' | 'false' {
 
 /** Parses a size such as `2G`, `500M` or a number of bytes. */
 export function parseByteSize(value: string, name: string): number {
-  const m = /^(\d+)\s*([kmgt]?)i?b?$/i.exec(value.trim());
-  if (!m) throw new InputError(name, `"${value}" is not a size such as 2G or 500M`);
-  return Number(m[1]) * { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  try {
+    return parseSize(value);
+  } catch (err) {
+    throw new InputError(name, (err as Error).message);
+  }
 }

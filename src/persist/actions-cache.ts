@@ -25,7 +25,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CircuitBreaker } from '../proxy/index.js';
+import { CircuitBreaker } from '../shared/index.js';
 import { cacheReadable, cacheServiceAvailable, cacheServiceV2, CacheServiceError, EntryConsumerError, EntryTransportError, lookupEntry, readEntry, type EntryFile } from './entry-download.js';
 
 /** The library, loaded on first use: a server that only restores on service v2 never needs it (it costs ~35 ms of start). */

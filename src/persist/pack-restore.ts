@@ -13,7 +13,7 @@
 // A blob already in the store (an earlier pack held it too) counts as restored, and once.
 import type { Storage } from '../storage/index.js';
 import { DigestMismatchError, SizeMismatchError } from '../storage/index.js';
-import { SingleFlight } from '../proxy/index.js';
+import { SingleFlight } from '../shared/index.js';
 import { manifestReferences, parseManifest, tryParseDigest, type Digest } from '../oci/index.js';
 import { PACK_PATH } from './keys.js';
 import { packOfBlob, type PersistIndex } from './persist-index.js';

@@ -9,7 +9,7 @@
 // an index are checked when they are asked for.
 import { MAX_MANIFEST_SIZE, type BlobHandle, type PutManifestResult, type RegistryBackend, type RegistryStore, type Storage, type StoredManifest, type UploadSession } from '../storage/index.js';
 import { digestOf, isValidName, isValidTag, parseManifest, tryParseDigest, type Descriptor, type Digest, type Reference } from '../oci/index.js';
-import { SingleFlight } from '../proxy/index.js';
+import { SingleFlight } from '../shared/index.js';
 import type { PersistIndex } from './persist-index.js';
 import { completeManifests, manifestNeeds } from './registry-index.js';
 

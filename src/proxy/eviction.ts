@@ -130,11 +130,4 @@ export class CacheEvictor {
   }
 }
 
-/** Parses a size such as `10G`, `512MiB`, `2000000`. */
-export function parseSize(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$/i.exec(value.trim());
-  if (!m) throw new Error(`"${value}" is not a size such as 10G or 512M`);
-  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.floor(Number(m[1]) * unit);
-}
 

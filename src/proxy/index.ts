@@ -11,10 +11,8 @@ export { PullThroughCache, upstreamToRegistryError, type PersistTier } from './p
 export { UpstreamClient, UpstreamError, type UpstreamLog } from './upstream-client.js';
 export { UpstreamRouter, parseUpstream, normalizeNs, DEFAULT_UPSTREAMS, DOCKER_HUB, type UpstreamConfig, type Credentials } from './upstreams.js';
 export { loadCredentials, parseCredentialLines, readDockerConfig } from './credentials.js';
-export { CircuitBreaker } from './circuit-breaker.js';
-export { SingleFlight } from './single-flight.js';
 export { PROBE_REPOSITORY, PROBE_TAG } from './probe.js';
-export { CacheEvictor, parseSize, type EvictionResult, type EvictorOptions } from './eviction.js';
+export { CacheEvictor, type EvictionResult, type EvictorOptions } from './eviction.js';
 
 /** Options of {@link createCache}. */
 export interface CacheOptions {

@@ -29,7 +29,7 @@ import {
 } from '../oci/index.js';
 import type { Stats } from '../stats/index.js';
 import { BlobFill } from './blob-fill.js';
-import { SingleFlight } from './single-flight.js';
+import { SingleFlight } from '../shared/index.js';
 import { UpstreamClient, UpstreamError, header, type UpstreamResponse } from './upstream-client.js';
 import type { Route, UpstreamRouter } from './upstreams.js';
 import { PROBE_REPOSITORY, installProbe } from './probe.js';

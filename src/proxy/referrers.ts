@@ -9,7 +9,7 @@
 import { OCI_INDEX, RegistryError, parseDescriptor, type Descriptor, type Digest } from '../oci/index.js';
 import type { Repositories } from '../storage/index.js';
 import type { Stats } from '../stats/index.js';
-import { SingleFlight } from './single-flight.js';
+import { SingleFlight } from '../shared/index.js';
 import { header, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
 import type { Route } from './upstreams.js';
 

@@ -5,9 +5,8 @@
 // answered by holding off until Retry-After, and a circuit breaker.
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
-import { CircuitBreaker } from './circuit-breaker.js';
+import { CircuitBreaker, SingleFlight } from '../shared/index.js';
 import { parseChallenge, type Challenge } from './challenge.js';
-import { SingleFlight } from './single-flight.js';
 import type { UpstreamConfig } from './upstreams.js';
 import type { Stats } from '../stats/index.js';
 

@@ -9,7 +9,8 @@ import { startDistribution } from '../helpers/distribution.js';
 import { startTokenIssuer } from '../helpers/token-issuer.js';
 import { seedImage } from '../helpers/upstream-images.js';
 import { skipUnless } from '../helpers/tools.js';
-import { CircuitBreaker, UpstreamClient, UpstreamError } from '../../src/proxy/index.js';
+import { UpstreamClient, UpstreamError } from '../../src/proxy/index.js';
+import { CircuitBreaker } from '../../src/shared/index.js';
 import { cleanup, expectError, startCache, startGate } from './support.js';
 
 const skip = skipUnless(['docker-registry']);

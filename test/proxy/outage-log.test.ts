@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { CircuitBreaker, UpstreamClient, type UpstreamLog } from '../../src/proxy/index.js';
+import { UpstreamClient, type UpstreamLog } from '../../src/proxy/index.js';
+import { CircuitBreaker } from '../../src/shared/index.js';
 
 interface Line {
   level: 'warn' | 'info';

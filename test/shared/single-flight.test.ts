@@ -4,7 +4,7 @@
 // settled, also when an execution started another of the same key from inside itself.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SingleFlight } from '../../src/proxy/single-flight.js';
+import { SingleFlight } from '../../src/shared/index.js';
 
 /** A promise settled from outside. */
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: Error) => void } {
