@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { emptyIndex, groupNewBlobs, indexKey, indexPrefix, mergeIndex, packKey, shouldSave } from '../../src/persist/index.js';
+import { INDEX_FILE, INDEX_PATH, PACK_PATH } from '../../src/persist/keys.js';
 
 const d = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
 
@@ -16,6 +17,27 @@ test('a pack key is stable across versions: the first 40 hex of the sha256 of th
   // Packs saved by earlier runs are found by this key: changing how it is made loses them all.
   const expected = `rc-pack-${createHash('sha256').update(`${d(1)}\n${d(2)}`).digest('hex').slice(0, 40)}`;
   assert.equal(packKey('rc', [d(2), d(1)]), expected);
+});
+
+test('the path strings of the entries are fixed: an entry\'s version derives from them, so changing one loses every saved entry', () => {
+  assert.deepEqual([PACK_PATH, INDEX_PATH, INDEX_FILE], ['regcache-pack', 'regcache-index', 'index.json']);
+});
+
+test('merging goes on from the smallest groups as they are after each merge, and a merged group\'s digests are sorted', () => {
+  const sizes = new Map<string, number>([[d(2), 100], [d(1), 200], [d(3), 250], [d(4), 260], [d(5), 1000]]);
+  const groups = groupNewBlobs({ a: [d(1)], b: [d(2)], c: [d(3)], e: [d(4)], f: [d(5)] }, new Set(), sizes, 3);
+  // 100 + 200 = 300; then the two smallest are 250 and 260 (not the new 300).
+  assert.deepEqual(groups.map((g) => [g.digests, g.size]).sort((x, y) => (x[1] as number) - (y[1] as number)), [
+    [[d(1), d(2)], 300],
+    [[d(3), d(4)], 510],
+    [[d(5)], 1000],
+  ]);
+});
+
+test('groups first seen at the same time (or never) keep their order: the larger first', () => {
+  const sizes = new Map([1, 2, 3].map((n) => [d(n), n * 100]));
+  const groups = groupNewBlobs({ a: [d(1)], b: [d(2)], c: [d(3)] }, new Set(), sizes, 8, new Map([[d(1), 5]]));
+  assert.deepEqual(groups.map((g) => g.digests), [[d(1)], [d(3)], [d(2)]]);
 });
 
 test('a pack key steps over the keys to avoid, the same way every time', () => {
