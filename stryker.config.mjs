@@ -24,7 +24,7 @@ export const MODULES = {
   digest: { mutate: ['src/oci/digest.ts'], tests: ['test/oci/digest.test.ts'] },
   manifest: { mutate: ['src/oci/manifest.ts'], tests: ['test/oci/manifest.test.ts', 'test/registry/manifests.test.ts'] },
   auth: { mutate: ['src/registry/auth.ts'], tests: ['test/registry/auth.test.ts'] },
-  'single-flight': { mutate: ['src/proxy/single-flight.ts'], tests: ['test/proxy/single-flight.test.ts'] },
+  'single-flight': { mutate: ['src/shared/single-flight.ts'], tests: ['test/shared/single-flight.test.ts'] },
   'persist-keys': { mutate: ['src/persist/keys.ts', functionRange('src/persist/save.ts', 'groupNewBlobs')], tests: ['test/persist/index-and-keys.test.ts'] },
   'persist-index': { mutate: ['src/persist/persist-index.ts'], tests: ['test/persist/index-and-keys.test.ts'] },
   storage: { mutate: ['src/storage/blob-store.ts'], tests: ['test/storage/blob-writer.test.ts', 'test/storage/sha512.test.ts', 'test/storage/append-stream.test.ts'] },
