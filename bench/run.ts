@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { actionSection } from './action.js';
 import { cacheSection } from './cache.js';
 import { persistSection } from './persist.js';
+import { launchSection } from './launch.js';
 import { describeMachine, measureLimits, type MachineInfo, type MachineLimits } from './limits.js';
 import { REGCACHE_CLI, REPO_ROOT, nodeFlagsOf, startDistribution, startRegcache, type RegcacheOptions, type ServerHandle } from './servers.js';
 import {
@@ -91,11 +92,11 @@ const MB = 1e6;
 // ---- sections ----
 
 /** Every timed workload runs this many times, servers alternating which goes first; medians are reported. */
-const REPS = 3;
+export const REPS = 3;
 /** Push: 8 images x 4 random layers of 16 MiB (fresh data every repetition), 4 uploads at a time. */
-const PUSH = { images: 8, layers: 4, layerSize: 16 * 1024 * 1024, concurrency: 4 };
+export const PUSH = { images: 8, layers: 4, layerSize: 16 * 1024 * 1024, concurrency: 4 };
 /** Pull: every layer of the images pushed last, twice, 4 at a time. */
-const PULL = { concurrency: 4, passes: 2 };
+export const PULL = { concurrency: 4, passes: 2 };
 /** Manifests: 32 concurrent requesters for 5 s per method and server (once: the target is far from the noise). */
 const MANIFESTS = { images: 8, concurrency: 32, durationMs: 5000, warmupMs: 500 };
 /** Memory: 16 clients each pulling a different 64 MiB blob at once. */
@@ -126,7 +127,7 @@ export interface Runs {
  * Runs a workload once on both servers: regcache first on even repetitions, distribution first
  * on odd ones, with the disk settled before each timed run; adds the measurements to `into`.
  */
-async function compareOnce<T>(ctx: BenchContext, what: string, rep: number, data: T, run: (s: ServerHandle, data: T) => Promise<Measured>, into: Runs): Promise<void> {
+export async function compareOnce<T>(ctx: BenchContext, what: string, rep: number, data: T, run: (s: ServerHandle, data: T) => Promise<Measured>, into: Runs): Promise<void> {
   const order = rep % 2 === 0 ? [ctx.regcache, ctx.distribution] : [ctx.distribution, ctx.regcache];
   for (const s of order) {
     ctx.settle();
@@ -137,7 +138,7 @@ async function compareOnce<T>(ctx: BenchContext, what: string, rep: number, data
 }
 
 /** {@link compareOnce} `reps` times over the same data. */
-async function compare<T>(ctx: BenchContext, what: string, reps: number, data: T, run: (s: ServerHandle, data: T) => Promise<Measured>): Promise<Runs> {
+export async function compare<T>(ctx: BenchContext, what: string, reps: number, data: T, run: (s: ServerHandle, data: T) => Promise<Measured>): Promise<Runs> {
   const out: Runs = { rc: [], dist: [] };
   for (let rep = 0; rep < reps; rep++) await compareOnce(ctx, what, rep, data, run, out);
   return out;
@@ -168,7 +169,7 @@ function cpuNote(runs: Runs): string {
 }
 
 /** The throughput row and the per-server-CPU-second row of a comparison. */
-function rateRows(section: string, workload: string, unit: 'MB/s' | 'req/s', runs: Runs, target: Target | undefined): Row[] {
+export function rateRows(section: string, workload: string, unit: 'MB/s' | 'req/s', runs: Runs, target: Target | undefined): Row[] {
   const of = unit === 'MB/s' ? 'bytes' : 'requests';
   const med = (ms: Measured[], f: (m: Measured, of: 'bytes' | 'requests') => number) => median(ms.map((m) => f(m, of)));
   return [
@@ -200,7 +201,7 @@ async function warmUp(ctx: BenchContext): Promise<void> {
 }
 
 /** Opens a pool to `s`, runs `fn` with it, closes it. */
-async function withPool<T>(s: ServerHandle, connections: number, fn: (pool: Pool) => Promise<T>): Promise<T> {
+export async function withPool<T>(s: ServerHandle, connections: number, fn: (pool: Pool) => Promise<T>): Promise<T> {
   const pool = openPool(s.url, connections);
   try {
     return await fn(pool);
@@ -323,7 +324,7 @@ const memorySection: Section = {
  * The benchmark, in order. The limits section comes first (the push rows compare with it).
  * A section that starts its own servers stops them before returning (bench/cache.ts).
  */
-const SECTIONS: Section[] = [limitsSection, pushPullSection, manifestSection, memorySection, cacheSection, actionSection, persistSection];
+const SECTIONS: Section[] = [limitsSection, pushPullSection, manifestSection, memorySection, launchSection, cacheSection, actionSection, persistSection];
 
 // ---- output ----
 

@@ -67,6 +67,14 @@ export interface RegcacheOptions extends StartOptions {
   cli?: string;
   /** Extra environment variables, e.g. { UV_THREADPOOL_SIZE: '1' }. */
   env?: Record<string, string>;
+  /**
+   * Start it as the `regcache` bin does (`dist/cli.js serve` with no node flag: the bin puts the
+   * server's own in place, re-executing itself, or on Node 20 running the server as a child).
+   * The handle's pid is then the server's, from the ready file.
+   */
+  bin?: boolean;
+  /** The handle's name. Default 'regcache'. */
+  name?: string;
 }
 
 /** Options of {@link startDistribution}. */
@@ -102,7 +110,7 @@ export async function startRegcache(opts: RegcacheOptions): Promise<ServerHandle
   const logFile = join(dir, 'server.log');
   const nodeArgs = opts.nodeArgs ?? [];
   const args = [
-    ...(hasHeapFlags(nodeArgs) ? [] : SERVER_NODE_FLAGS),
+    ...(hasHeapFlags(nodeArgs) || opts.bin ? [] : SERVER_NODE_FLAGS),
     ...nodeArgs,
     cli,
     'serve',
@@ -120,10 +128,10 @@ export async function startRegcache(opts: RegcacheOptions): Promise<ServerHandle
       if (!existsSync(readyFile)) return undefined;
       return JSON.parse(readFileSync(readyFile, 'utf8')) as { registry: string; pid: number };
     });
-    if (ready.pid !== child.pid) throw new Error(`regcache reports pid ${ready.pid}, spawned ${child.pid}: is taskset exec'ing?`);
+    if (ready.pid !== child.pid && !opts.bin) throw new Error(`regcache reports pid ${ready.pid}, spawned ${child.pid}: is taskset exec'ing?`);
     const url = ready.registry.replace(/\/$/, '');
     await waitFor(READY_TIMEOUT_MS, child, logFile, () => answers(url));
-    return handle('regcache', child, { url, dir, storageDir, logFile, cpu: opts.cpu });
+    return handle(opts.name ?? 'regcache', child, { url, dir, storageDir, logFile, cpu: opts.cpu, serverPid: ready.pid });
   } catch (err) {
     await terminateChild(child, STOP_GRACE_MS);
     await rm(dir, { recursive: true, force: true });
@@ -255,13 +263,15 @@ interface HandleParts {
   storageDir: string;
   logFile: string;
   cpu: string | undefined;
+  /** The server's pid when it is not the child's (the bin on Node 20 runs the server as its child). */
+  serverPid?: number;
 }
 
 function handle(name: string, child: ChildProcess, parts: HandleParts): ServerHandle {
   let stopping: Promise<void> | undefined;
   return {
     name,
-    pid: child.pid!,
+    pid: parts.serverPid ?? child.pid!,
     ...parts,
     stop() {
       stopping ??= (async () => {

@@ -30,7 +30,7 @@ import {
 import type { Stats } from '../stats/index.js';
 import { BlobFill } from './blob-fill.js';
 import { SingleFlight } from '../shared/index.js';
-import { UpstreamClient, UpstreamError, header, type UpstreamResponse } from './upstream-client.js';
+import { UpstreamClient, UpstreamError, header, readLimited, type UpstreamResponse } from './upstream-client.js';
 import type { Route, UpstreamRouter } from './upstreams.js';
 import { PROBE_REPOSITORY, installProbe } from './probe.js';
 import type { CacheEvictor } from './eviction.js';
@@ -94,7 +94,7 @@ export async function upstreamAnswerError(res: UpstreamResponse, ns: string, wha
     res.body.resume();
     return new RegistryError('UNAVAILABLE', message);
   }
-  const body = await readLimited(res.body, 16 * 1024).catch(() => Buffer.alloc(0));
+  const body = await readLimited(res.body, 16 * 1024, () => new RegistryError('UNAVAILABLE', 'upstream error body too large')).catch(() => Buffer.alloc(0));
   let code: ErrorCode = 'DENIED';
   try {
     const named = (JSON.parse(body.toString()) as { errors?: Array<{ code?: unknown }> }).errors?.[0]?.code;
@@ -103,20 +103,6 @@ export async function upstreamAnswerError(res: UpstreamResponse, ns: string, wha
     // not the error envelope: DENIED
   }
   return new RegistryError(code, message);
-}
-
-async function readLimited(body: Readable, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).byteLength;
-    if (size > limit) {
-      body.destroy();
-      throw new RegistryError('MANIFEST_INVALID', `upstream manifest exceeds ${limit} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks, size);
 }
 
 /** The read-only registry of the cache port. */
@@ -461,7 +447,7 @@ export class PullThroughCache implements RegistryReader {
       return undefined;
     }
     if (res.status !== 200) throw await upstreamAnswerError(res, route.upstream.ns, 'a manifest');
-    const body = await readLimited(res.body, MAX_MANIFEST_SIZE);
+    const body = await readLimited(res.body, MAX_MANIFEST_SIZE, () => new RegistryError('MANIFEST_INVALID', `upstream manifest exceeds ${MAX_MANIFEST_SIZE} bytes`));
     this.o.stats.bytesFetched(route.upstream.ns, name, body.byteLength);
     const announced = tryParseDigest(header(res.headers, 'docker-content-digest') ?? '');
     const want = expected ?? announced;
@@ -519,7 +505,7 @@ export class PullThroughCache implements RegistryReader {
     try {
       const res = await client.request('GET', route.remote, 'tags/list');
       if (res.status === 200) {
-        const doc = JSON.parse((await readLimited(res.body, MAX_MANIFEST_SIZE)).toString('utf8')) as { tags?: unknown };
+        const doc = JSON.parse((await readLimited(res.body, MAX_MANIFEST_SIZE, () => new RegistryError('MANIFEST_INVALID', `upstream manifest exceeds ${MAX_MANIFEST_SIZE} bytes`))).toString('utf8')) as { tags?: unknown };
         if (Array.isArray(doc.tags)) return doc.tags.filter((t): t is string => typeof t === 'string').sort();
       } else {
         res.body.resume();

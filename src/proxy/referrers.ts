@@ -10,7 +10,7 @@ import { OCI_INDEX, RegistryError, parseDescriptor, type Descriptor, type Digest
 import type { Repositories } from '../storage/index.js';
 import type { Stats } from '../stats/index.js';
 import { SingleFlight } from '../shared/index.js';
-import { header, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
+import { header, readLimited, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
 import type { Route } from './upstreams.js';
 
 /** Most bytes of one upstream page (the limit clients put on a referrers index: 4 MiB). */
@@ -109,7 +109,7 @@ export class UpstreamReferrers {
       const res = await client.request('GET', route.remote, path, { accept: OCI_INDEX });
       if (res.status === 404 && page === 0) return this.keep(keyOf(name, subject, artifactType), await absent(res, ns));
       if (res.status !== 200) throw await refusal(res, ns);
-      const body = await readLimited(res.body, MAX_PAGE_BYTES, `${ns} sent a referrers page over ${MAX_PAGE_BYTES} bytes`);
+      const body = await readLimited(res.body, MAX_PAGE_BYTES, () => new RegistryError('UNAVAILABLE', `${ns} sent a referrers page over ${MAX_PAGE_BYTES} bytes`));
       bytes += body.byteLength;
       this.o.stats.bytesFetched(ns, name, body.byteLength);
       if (bytes > MAX_ANSWER_BYTES) throw new RegistryError('UNAVAILABLE', `${ns} lists over ${MAX_ANSWER_BYTES} bytes of referrers of ${subject.value}`);
@@ -160,7 +160,7 @@ function served(answer: ReferrersAnswer, artifactType: string | undefined): Desc
 
 /** The answer for an upstream's 404: its repository is unknown, or it has no referrers API. */
 async function absent(res: UpstreamResponse, ns: string): Promise<ReferrersAnswer> {
-  const body = await readLimited(res.body, 16 * 1024, '').catch(() => Buffer.alloc(0));
+  const body = await readLimited(res.body, 16 * 1024, () => new RegistryError('UNAVAILABLE', `${ns}'s error body is too large`)).catch(() => Buffer.alloc(0));
   let code: unknown;
   try {
     code = (JSON.parse(body.toString('utf8')) as { errors?: Array<{ code?: unknown }> }).errors?.[0]?.code;
@@ -180,20 +180,6 @@ async function refusal(res: UpstreamResponse, ns: string): Promise<RegistryError
   res.body.resume();
   const final = res.status >= 400 && res.status < 500 && res.status !== 404;
   return new RegistryError(final ? 'DENIED' : 'UNAVAILABLE', `${ns} answered ${res.status} for referrers`);
-}
-
-async function readLimited(body: UpstreamResponse['body'], limit: number, tooLarge: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).byteLength;
-    if (size > limit) {
-      body.destroy();
-      throw new RegistryError('UNAVAILABLE', tooLarge);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks, size);
 }
 
 /** The descriptors of one page: an image index whose `manifests` are valid descriptors. */

@@ -316,3 +316,18 @@ export class UpstreamClient {
     if (!this.opts.dispatcher) await this.dispatcher.close();
   }
 }
+
+/** Reads an upstream body whole, at most `limit` bytes: past it the body is dropped and `tooLarge()` thrown. */
+export async function readLimited(body: AsyncIterable<Uint8Array> & { destroy(): void }, limit: number, tooLarge: () => Error): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > limit) {
+      body.destroy();
+      throw tooLarge();
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
