@@ -74,7 +74,8 @@ test('second run on a fresh docker data-root and the same storage: zero upstream
   assert.equal(first.blobGets, upstream.blobs.length, 'the first run fetched every blob upstream');
   const cold = imageRow(first.post.summary, upstream.repository);
   assert.equal(cold[3], 'upstream', `a cold job: bytes from upstream only: ${cold.join(' | ')}`);
-  assert.equal(cold[5], formatBytes(Number(first.post.outputs['bytes-fetched'])));
+  const firstStats = JSON.parse(await readFile(first.main.outputs['stats-file']!, 'utf8')) as StatsSnapshot;
+  assert.equal(cold[5], formatBytes(firstStats.totals.bytesFetched), 'the From upstream column: the bytes fetched, as the stats file says');
 
   const second = await simulatedJob(t, join(dir.path, 'job2'), node, upstream, storage);
   assert.equal(second.blobGets, 0, 'the second run fetched no blob upstream');
