@@ -9,7 +9,9 @@
 // start`, the bench), and the CLI re-executes itself with them: in place where node can
 // (process.execve: Node 22.15 and later, same pid, so signals, exit codes and the ready file are
 // unchanged), else (Node 20) as a child process that it waits for: signals sent to the bin are
-// passed on, and the bin exits as the server does (the ready file names the server's pid).
+// passed on, and the bin exits as the server does (the ready file names the server's pid); the
+// child stops as on SIGTERM when the bin is gone, even killed with SIGKILL (its IPC channel closes),
+// instead of serving on as an orphan that holds the bin's output pipes open.
 import { spawn } from 'node:child_process';
 
 /** The flags node is given in front of `dist/cli.js serve`. */
@@ -51,9 +53,23 @@ export function reexecWithServerFlags(argv: readonly string[] = process.argv): P
   return runAsChild(argv);
 }
 
+/** Set in the environment of the server the bin runs as its child. */
+const BIN_CHILD = 'REGCACHE_BIN_CHILD';
+
+/**
+ * In the server the bin runs as its child (Node 20): when the bin is gone, even killed with
+ * SIGKILL, the IPC channel closes and the server stops as on SIGTERM (a bounded drain).
+ */
+export function stopWithTheBin(): void {
+  if (process.env[BIN_CHILD] !== '1' || !process.send) return;
+  delete process.env[BIN_CHILD];
+  process.channel?.unref();
+  process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+}
+
 /** Node 20: the server as a child with the flags; this process passes signals on and exits as it does. */
 function runAsChild(argv: readonly string[]): Promise<void> {
-  const child = spawn(process.execPath, serverCommand(argv), { stdio: 'inherit' });
+  const child = spawn(process.execPath, serverCommand(argv), { stdio: ['inherit', 'inherit', 'inherit', 'ipc'], env: { ...process.env, [BIN_CHILD]: '1' } });
   const forward = (signal: NodeJS.Signals) => () => void child.kill(signal);
   const handlers = FORWARDED.map((signal) => [signal, forward(signal)] as const);
   for (const [signal, handler] of handlers) process.on(signal, handler);
