@@ -390,7 +390,9 @@ async function seedWorld(client: Client, registry: string, seed: number): Promis
  * - /proc/version_signature: libuv (Node 24) reads the kernel's version before it uses io_uring;
  * - /sys/devices/system/cpu/cpu0/tsc_freq_khz: V8 (Node 24) reads the TSC frequency for its clock;
  * - /proc/self, /proc/thread-self and /proc/<pid> (cgroup, maps, status, stat ...), /proc/meminfo
- *   and /sys/fs/cgroup: V8 and libuv size the heap from the memory and cgroup limits.
+ *   and /sys/fs/cgroup: V8 and libuv size the heap from the memory and cgroup limits;
+ * - /proc/sys/kernel/random/boot_id, /proc/self/ns/pid and /proc/self (a readlink): the storage
+ *   lock's owner record (boot, PID namespace, PID), read at start and at each lease renewal.
  */
 function runtimeFile(p: string): boolean {
   return (
@@ -405,6 +407,9 @@ function runtimeFile(p: string): boolean {
     p === '/proc/version_signature' ||
     p === '/sys/devices/system/cpu/cpu0/tsc_freq_khz' ||
     p === '/proc/meminfo' ||
+    p === '/proc/sys/kernel/random/boot_id' ||
+    p === '/proc/self/ns/pid' ||
+    p === '/proc/self' ||
     /^\/proc\/(self|thread-self|\d+)(\/task\/\d+)?\/(cgroup|maps|exe|status|stat|statm|fd|mountinfo|limits|smaps_rollup)$/.test(p) ||
     isUnder(p, '/sys/fs/cgroup')
   );
