@@ -11,6 +11,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ChildHandle, run, startProcess, stopPid, waitFor } from './proc.js';
+import { SERVER_NODE_FLAGS } from '../../src/server/node-flags.js';
 
 /** The built CLI (REGCACHE_TEST_CLI points the tests at another build, e.g. an older one to compare). */
 export const CLI = process.env.REGCACHE_TEST_CLI ?? fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -119,11 +120,16 @@ export interface ServeOptions {
 
 let serial = 0;
 
-/** Starts `node dist/cli.js serve` on 127.0.0.1:0 (both ports) and waits for its ready file. */
+/**
+ * Starts `node <server flags> dist/cli.js serve` on 127.0.0.1:0 (both ports), as the Action, `npm
+ * start` and the image start it (so the process started is the server, on every Node), and waits
+ * for its ready file.
+ */
 export async function startServe(o: ServeOptions): Promise<ServeHandle> {
   const n = ++serial;
   const readyFile = join(o.dir, `ready-${process.pid}-${n}.json`);
   const args = [
+    ...SERVER_NODE_FLAGS,
     CLI,
     'serve',
     '--registry-addr',

@@ -42,7 +42,9 @@ describe('regcache serve', { concurrency: true }, () => {
     assert.match(s.ready.registry, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.match(s.ready.cache, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.notEqual(s.ready.registry, s.ready.cache);
-    assert.equal(s.ready.pid, s.child.pid);
+    // The server's pid: the bin's own (re-executed in place) or, on Node 20, its child's.
+    const cmdline = (await readFile(`/proc/${s.ready.pid}/cmdline`, 'utf8')).split('\0');
+    assert.ok(cmdline.includes('serve') && cmdline.some((a) => a.endsWith('dist/cli.js')), `the ready file's pid is the server: ${cmdline.join(' ')}`);
     assert.equal(s.ready.storage, storage);
     for (const base of [s.ready.registry, s.ready.cache]) {
       const res = await get(`${base}/v2/`);
@@ -52,7 +54,7 @@ describe('regcache serve', { concurrency: true }, () => {
     }
     assert.match(s.stdout(), /registry http:\/\/127\.0\.0\.1:\d+, cache http:\/\/127\.0\.0\.1:\d+/);
     // The lock names the server; SIGTERM releases it and exits 0.
-    assert.equal((await readlink(join(storage, 'lock'))).split(' ')[0], String(s.child.pid));
+    assert.equal((await readlink(join(storage, 'lock'))).split(' ')[0], String(s.ready.pid));
     s.child.kill('SIGTERM');
     assert.deepEqual(await withTimeout(s.exited, 10_000, 'exit after SIGTERM'), { code: 0, signal: null });
     await assert.rejects(stat(join(storage, 'lock')), { code: 'ENOENT' });
@@ -137,7 +139,7 @@ describe('regcache serve', { concurrency: true }, () => {
     const first = await serve(t, { storage, readyFile: join(dir, 'ready.json') });
     const r = await runCliToEnd(t, ['serve', '--registry-addr', '127.0.0.1:0', '--cache-addr', '127.0.0.1:0', '--storage', storage, '--log-level', 'silent']);
     assert.equal(r.code, 1);
-    assertOneLineError(r.stderr, new RegExp(`in use by process ${first.child.pid}`));
+    assertOneLineError(r.stderr, new RegExp(`in use by process ${first.ready.pid}`));
     assert.equal((await get(`${first.ready.registry}/v2/`)).status, 200);
   });
 
