@@ -75,7 +75,7 @@ async function timeJob(ctx: BenchContext, parent: string, downService?: ActionsC
     const post = await job.post();
     check(post, 'post', !!downService);
     if (downService && !main.warnings.some((w) => /cache service/i.test(w))) throw new Error(`main did not warn about the down cache service:\n${main.stdout}`);
-    if (!post.summary.includes('|')) throw new Error(`post wrote no job summary:\n${post.stdout}`);
+    if (!post.summary.includes('regcache')) throw new Error(`post wrote no job summary:\n${post.stdout}`);
     return { ready: readyAt - t0, main: main.durationMs, post: post.durationMs, load: startedAt - t0 };
   } finally {
     await job.stopLeftoverServer();
