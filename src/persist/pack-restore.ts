@@ -306,11 +306,16 @@ export class PackRestorer {
       return;
     }
     const writer = await this.storage.blobs.createWriter(d.algorithm, f.size);
+    // Claimable before it becomes visible: a client served the moment the blob lands (between the
+    // commit's rename and the lines after it) gets it as the Actions cache's, not as found on disk.
+    const first = !this.counted.has(d.value);
+    if (first) this.unclaimed.add(d.value);
     let size: number;
     try {
       await writer.write(f.body);
       size = (await writer.commit(d, f.size)).size;
     } catch (err) {
+      if (first) this.unclaimed.delete(d.value);
       await writer.cancel();
       if (!(err instanceof DigestMismatchError || err instanceof SizeMismatchError)) throw err;
       this.report.blobsRejected++;
@@ -318,9 +323,8 @@ export class PackRestorer {
     }
     restored.add(d.value);
     this.landed(d.value);
-    if (this.counted.has(d.value)) return;
+    if (!first) return;
     this.counted.add(d.value);
-    this.unclaimed.add(d.value);
     this.report.blobsRestored++;
     this.report.bytesRestored += size;
   }
