@@ -78,9 +78,11 @@ function runAsChild(argv: readonly string[]): Promise<void> {
     process.exit(1);
   });
   child.once('exit', (code, signal) => {
+    // Exiting with the child's code, the forwarders stay: a signal that arrives meanwhile (one
+    // sent to the bin after its server was stopped directly) must not kill the bin instead.
+    if (!signal) process.exit(code ?? 1);
     for (const [s, handler] of handlers) process.removeListener(s, handler);
-    if (signal) process.kill(process.pid, signal);
-    else process.exit(code ?? 1);
+    process.kill(process.pid, signal);
   });
   return new Promise<void>(() => {});
 }
