@@ -73,6 +73,8 @@ export class PackRestorer {
   private readonly expected = new Set<string>();
   /** Restored blobs no client has been served yet (claim() hands each out once). */
   private readonly unclaimed = new Set<string>();
+  /** Blobs being written from a pack now, with how many packs write each. */
+  private readonly adopting = new Map<string, number>();
   /** Blobs counted in the report (a blob held by two packs is counted once). */
   private readonly counted = new Set<string>();
   /** Pack restores running, and those waiting for a turn (requests first, then the prefetch). */
@@ -308,23 +310,29 @@ export class PackRestorer {
     const writer = await this.storage.blobs.createWriter(d.algorithm, f.size);
     // Claimable before it becomes visible: a client served the moment the blob lands (between the
     // commit's rename and the lines after it) gets it as the Actions cache's, not as found on disk.
-    const first = !this.counted.has(d.value);
-    if (first) this.unclaimed.add(d.value);
+    // A failed write takes the claim back unless another pack is writing the same blob.
+    const v = d.value;
+    if (!this.counted.has(v)) this.unclaimed.add(v);
+    this.adopting.set(v, (this.adopting.get(v) ?? 0) + 1);
     let size: number;
     try {
       await writer.write(f.body);
       size = (await writer.commit(d, f.size)).size;
     } catch (err) {
-      if (first) this.unclaimed.delete(d.value);
       await writer.cancel();
+      if (!this.counted.has(v) && this.adopting.get(v) === 1) this.unclaimed.delete(v);
       if (!(err instanceof DigestMismatchError || err instanceof SizeMismatchError)) throw err;
       this.report.blobsRejected++;
       return;
+    } finally {
+      const n = this.adopting.get(v)! - 1;
+      if (n === 0) this.adopting.delete(v);
+      else this.adopting.set(v, n);
     }
-    restored.add(d.value);
-    this.landed(d.value);
-    if (!first) return;
-    this.counted.add(d.value);
+    restored.add(v);
+    this.landed(v);
+    if (this.counted.has(v)) return;
+    this.counted.add(v);
     this.report.blobsRestored++;
     this.report.bytesRestored += size;
   }
