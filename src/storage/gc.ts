@@ -9,7 +9,7 @@
 // Incomplete upload sessions are reported, and removed once idle past `uploadMaxAgeMs`.
 import { BlobStore } from './blob-store.js';
 import { Repositories } from './repositories.js';
-import { Uploads } from './uploads.js';
+import type { UploadSessions } from './upload-sessions.js';
 import type { BlobLink } from './blob-lifetime.js';
 import { parseManifest } from '../oci/index.js';
 import { MAX_MANIFEST_SIZE } from './registry-store.js';
@@ -62,7 +62,7 @@ export async function collectGarbage(
   blobs: BlobStore,
   repositories: Repositories,
   cache: Repositories,
-  uploads: Uploads,
+  uploads: UploadSessions,
   opts: GcOptions = {},
 ): Promise<GcResult> {
   const grace = opts.gracePeriodMs ?? DEFAULT_GC_GRACE_MS;
@@ -102,7 +102,7 @@ export async function collectGarbage(
 }
 
 /** Reports the upload sessions, removing those idle past `maxAgeMs` (unless a dry run). */
-async function collectUploads(uploads: Uploads, maxAgeMs: number | undefined, dryRun: boolean): Promise<GcUpload[]> {
+async function collectUploads(uploads: UploadSessions, maxAgeMs: number | undefined, dryRun: boolean): Promise<GcUpload[]> {
   const out: GcUpload[] = [];
   const now = Date.now();
   for (const s of await uploads.describe()) {

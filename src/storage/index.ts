@@ -10,11 +10,14 @@ import { makeDirDurable } from './fs-util.js';
 import { collectGarbage, type GcOptions, type GcResult } from './gc.js';
 import { checkStorageRoot } from './root-check.js';
 import { BlobLifetime } from './blob-lifetime.js';
+import type { UploadSessions } from './upload-sessions.js';
 
 export { Layout } from './layout.js';
 export { BlobStore, BlobWriter } from './blob-store.js';
 export { BlobLifetime, Sweep, type BlobLink, type KeptBecause } from './blob-lifetime.js';
-export { Uploads, type UploadSession } from './uploads.js';
+export { Uploads } from './uploads.js';
+export type { UploadSession, UploadSessions, UploadRecord, UploadDescription } from './upload-sessions.js';
+export type { Records, BucketBlobs, WorkLease, FillClaims, FillClaim, StoredBlobInfo } from './backend.js';
 export { Repositories, manifestRecordOf, type ManifestRecord } from './repositories.js';
 export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult, type ServedFrom } from './registry-store.js';
 export { referencedBlobs, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type GcUpload } from './gc.js';
@@ -39,7 +42,7 @@ export interface Storage {
   blobs: BlobStore;
   /** The single owner of blob lifetime (the same as `blobs.lifetime`). */
   lifetime: BlobLifetime;
-  uploads: Uploads;
+  uploads: UploadSessions;
   repositories: Repositories;
   /** Repository records of the pull-through cache (same blobs, its own tree). */
   cacheRepositories: Repositories;

@@ -5,7 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { BlobStore } from './blob-store.js';
 import { Repositories, type ManifestRecord } from './repositories.js';
-import { Uploads, type UploadSession } from './uploads.js';
+import type { UploadSession, UploadSessions } from './upload-sessions.js';
 import type { BlobLink } from './blob-lifetime.js';
 import {
   RegistryError,
@@ -104,7 +104,7 @@ export interface RegistryBackend extends RegistryReader {
   deleteBlob(name: string, d: Digest): Promise<boolean>;
   putManifest(name: string, reference: Reference, body: Buffer, contentType?: string): Promise<PutManifestResult>;
   deleteManifest(name: string, reference: Reference): Promise<boolean>;
-  readonly uploads: Uploads;
+  readonly uploads: UploadSessions;
 }
 
 /** Repository-scoped operations over one storage root. */
@@ -114,7 +114,7 @@ export class RegistryStore implements RegistryBackend {
 
   constructor(
     readonly blobs: BlobStore,
-    readonly uploads: Uploads,
+    readonly uploads: UploadSessions,
     readonly repositories: Repositories,
   ) {}
 

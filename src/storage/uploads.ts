@@ -12,14 +12,12 @@ import { writeFileAtomic, readJson, isNotFound } from './fs-util.js';
 import { DigestMismatchError, UploadBusyError, UploadNotFoundError, UploadRangeError } from './errors.js';
 import { newHash, type Digest } from '../oci/index.js';
 import type { BlobLink } from './blob-lifetime.js';
+import type { UploadDescription, UploadRecord, UploadSession, UploadSessions } from './upload-sessions.js';
+
+export type { UploadRecord, UploadSession } from './upload-sessions.js';
 
 const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** What the store keeps on disk about an upload session. */
-export interface UploadRecord {
-  repository: string;
-  startedAt: number;
-}
 
 /** True for the errors of a full disk or an exhausted quota. */
 function isDiskFull(err: unknown): boolean {
@@ -27,12 +25,6 @@ function isDiskFull(err: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
-/** An open upload session as the registry sees it. */
-export interface UploadSession extends UploadRecord {
-  id: string;
-  /** Bytes received so far. */
-  size: number;
-}
 
 interface LiveState {
   hash: Hash | undefined;
@@ -40,8 +32,8 @@ interface LiveState {
   busy: boolean;
 }
 
-/** The upload sessions of one storage root. */
-export class Uploads {
+/** The upload sessions of one storage root, in its local directory. */
+export class Uploads implements UploadSessions {
   private readonly live = new Map<string, LiveState>();
   /** Requests writing to a session now. */
   private readonly running = new Set<Promise<unknown>>();
@@ -149,8 +141,8 @@ export class Uploads {
   }
 
   /** Every session on disk: its repository, bytes received, last activity, and whether it is whole. */
-  async describe(): Promise<Array<{ id: string; repository: string | undefined; size: number; lastActiveMs: number; broken: boolean }>> {
-    const out = [];
+  async describe(): Promise<UploadDescription[]> {
+    const out: UploadDescription[] = [];
     for (const id of await readdirOrEmpty(this.layout.uploadsDir)) {
       const s = await this.inspect(id);
       if (s) out.push({ id, ...s });

@@ -23,7 +23,12 @@ export type ToolName =
   | 'zstd'
   | 'openssl'
   | 'umount'
-  | 'unshare';
+  | 'unshare'
+  | 'ceph-mon'
+  | 'ceph-osd'
+  | 'radosgw'
+  | 'radosgw-admin'
+  | 'ceph';
 
 /**
  * Absolute paths tried before PATH. The docker client is pinned to Debian's 20.10 client:
