@@ -17,36 +17,15 @@
 // The lock is held only around publish, link, check and delete: never while a request body
 // streams in, so a push never waits behind an eviction pass or a gc, only behind the few file
 // operations of one blob.
-import { utimes } from 'node:fs/promises';
 import type { BlobStore } from './blob-store.js';
 import type { Repositories } from './repositories.js';
-import { isNotFound } from './fs-util.js';
+import { KeyedLock } from './keyed-lock.js';
 import type { Digest } from '../oci/index.js';
 
 /** A repository (of the pushed or the cache tree) a blob is linked into. */
 export interface BlobLink {
   repositories: Repositories;
   name: string;
-}
-
-/** Runs functions one at a time per key (a promise chain per key, dropped when idle). */
-class KeyedLock {
-  private readonly tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.tails.get(key);
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const tail = previous ? previous.then(() => mine) : mine;
-    this.tails.set(key, tail);
-    if (previous) await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
 }
 
 /** The owner of blob lifetime over one storage root. */
@@ -81,6 +60,14 @@ export class BlobLifetime {
     });
   }
 
+  /** On a bucket: publishes an object of the bucket verified to hash to `d` (an upload assembled there), and links it. */
+  publishObject(key: string, d: Digest, size: number, link?: BlobLink): Promise<void> {
+    return this.exclusive(d, async () => {
+      if (await this.blobs.placeObject(key, d, size)) await this.freshen(d);
+      if (link) await link.repositories.writeBlobLink(link.name, d);
+    });
+  }
+
   /** Stores bytes already verified to hash to `d` (manifests, small blobs), and links them. */
   putBytes(d: Digest, data: Uint8Array, link?: BlobLink): Promise<void> {
     return this.exclusive(d, async () => {
@@ -92,8 +79,12 @@ export class BlobLifetime {
   /** Links blob `d` into `link` if the store holds it (a mount); false when it does not. */
   link(link: BlobLink, d: Digest, opts: { freshen?: boolean } = {}): Promise<boolean> {
     return this.exclusive(d, async () => {
-      if ((await this.blobs.stat(d)) === undefined) return false;
-      if (opts.freshen) await this.freshen(d);
+      // On a bucket another server's sweep cannot see this one's locks: the blob's time is
+      // freshened first, then its presence checked, so that a sweep there either sees the new
+      // time on its re-check or deleted the blob before this check (and the link is refused).
+      if (this.blobs.bucket) await this.freshen(d);
+      if ((await this.blobs.statDurable(d)) === undefined) return false;
+      if (opts.freshen && !this.blobs.bucket) await this.freshen(d);
       await link.repositories.writeBlobLink(link.name, d);
       return true;
     });
@@ -144,11 +135,8 @@ export class BlobLifetime {
     return this.blobs.removeBlob(d);
   }
 
-  private async freshen(d: Digest): Promise<void> {
-    const now = new Date();
-    await utimes(this.blobs.layout.blob(d), now, now).catch((err: unknown) => {
-      if (!isNotFound(err)) throw err;
-    });
+  private freshen(d: Digest): Promise<void> {
+    return this.blobs.freshen(d);
   }
 }
 

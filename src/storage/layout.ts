@@ -17,10 +17,73 @@
 //     lock.takeover                             held for a moment while a dead owner's lock is replaced
 //     gc.sock                                   Unix socket of that server: `regcache gc` asks it to collect
 //
+// On a bucket (s3://bucket/prefix) the repository records, blobs and upload sessions are keys of
+// the same names under the prefix; tmp/, the lock and gc.sock stay in each server's local root,
+// whose blobs/ then holds read-through copies of the bucket's blobs.
+//
 // Repository name components never start with `_`, so `_layers` and friends cannot collide
 // with a nested repository name.
 import { join } from 'node:path';
 import type { Digest } from '../oci/index.js';
+
+/**
+ * Keys of the repository records of one tree (`repositories`: pushed, or `cache`), relative to
+ * the storage root: the same names on the filesystem (paths under the root) and on a bucket
+ * (keys under the prefix).
+ */
+export class RecordKeys {
+  constructor(readonly tree: 'repositories' | 'cache' = 'repositories') {}
+
+  /** Prefix of every repository of this tree. */
+  get repositories(): string {
+    return this.tree;
+  }
+
+  /** Prefix of one repository's records. */
+  repository(name: string): string {
+    return `${this.tree}/${name}`;
+  }
+
+  /** Link that lets `name` serve blob `d`. */
+  layerLink(name: string, d: Digest): string {
+    return `${this.tree}/${name}/_layers/${d.algorithm}/${d.hex}`;
+  }
+
+  /** Prefix of the blob links of `name`. */
+  layerLinks(name: string): string {
+    return `${this.tree}/${name}/_layers`;
+  }
+
+  /** Revision record of manifest `d` in `name`. */
+  manifestRevision(name: string, d: Digest): string {
+    return `${this.tree}/${name}/_manifests/${d.algorithm}/${d.hex}`;
+  }
+
+  /** Prefix of the revision records of `name`. */
+  manifestRevisions(name: string): string {
+    return `${this.tree}/${name}/_manifests`;
+  }
+
+  /** Tag record `tag` of `name`. */
+  tag(name: string, tag: string): string {
+    return `${this.tree}/${name}/_tags/${tag}`;
+  }
+
+  /** Prefix of the tags of `name`. */
+  tags(name: string): string {
+    return `${this.tree}/${name}/_tags`;
+  }
+
+  /** Prefix of the referrers of `subject` in `name`. */
+  referrers(name: string, subject: Digest): string {
+    return `${this.tree}/${name}/_referrers/${subject.algorithm}/${subject.hex}`;
+  }
+
+  /** Record of `referrer` among the referrers of `subject` in `name`. */
+  referrer(name: string, subject: Digest, referrer: Digest): string {
+    return `${this.referrers(name, subject)}/${referrer.algorithm}-${referrer.hex}`;
+  }
+}
 
 /** Path builder for one storage root. */
 export class Layout {
@@ -31,10 +94,13 @@ export class Layout {
   readonly tmpDir: string;
   readonly lockFile: string;
   readonly gcSocket: string;
+  /** Keys of this tree's records, relative to the root. */
+  readonly keys: RecordKeys;
 
   /** `tree` names the directory of repository records: `repositories` (pushed) or `cache`. */
   constructor(root: string, tree: 'repositories' | 'cache' = 'repositories') {
     this.root = root;
+    this.keys = new RecordKeys(tree);
     this.blobsDir = join(root, 'blobs');
     this.uploadsDir = join(root, 'uploads');
     this.repositoriesDir = join(root, tree);
@@ -55,41 +121,41 @@ export class Layout {
 
   /** Directory of one repository's metadata. */
   repository(name: string): string {
-    return join(this.repositoriesDir, name);
+    return join(this.root, this.keys.repository(name));
   }
 
   /** Link that lets `name` serve blob `d`. */
   layerLink(name: string, d: Digest): string {
-    return join(this.repositoriesDir, name, '_layers', d.algorithm, d.hex);
+    return join(this.root, this.keys.layerLink(name, d));
   }
 
   /** Revision record of manifest `d` in `name`. */
   manifestRevision(name: string, d: Digest): string {
-    return join(this.repositoriesDir, name, '_manifests', d.algorithm, d.hex);
+    return join(this.root, this.keys.manifestRevision(name, d));
   }
 
   /** Directory of the revision records of one algorithm in `name`. */
   manifestRevisions(name: string): string {
-    return join(this.repositoriesDir, name, '_manifests');
+    return join(this.root, this.keys.manifestRevisions(name));
   }
 
   /** Tag record `tag` of `name`. */
   tag(name: string, tag: string): string {
-    return join(this.repositoriesDir, name, '_tags', tag);
+    return join(this.root, this.keys.tag(name, tag));
   }
 
   /** Directory of the tags of `name`. */
   tags(name: string): string {
-    return join(this.repositoriesDir, name, '_tags');
+    return join(this.root, this.keys.tags(name));
   }
 
   /** Directory of the referrers of `subject` in `name`. */
   referrers(name: string, subject: Digest): string {
-    return join(this.repositoriesDir, name, '_referrers', subject.algorithm, subject.hex);
+    return join(this.root, this.keys.referrers(name, subject));
   }
 
   /** Record of `referrer` among the referrers of `subject` in `name`. */
   referrer(name: string, subject: Digest, referrer: Digest): string {
-    return join(this.referrers(name, subject), `${referrer.algorithm}-${referrer.hex}`);
+    return join(this.root, this.keys.referrer(name, subject, referrer));
   }
 }

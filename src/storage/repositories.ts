@@ -1,12 +1,11 @@
 // Repository metadata: which blobs a repository may serve, its manifest revisions, tags
-// and referrers. Records are small files written atomically; reads are answered from a
-// bounded in-memory cache kept coherent by routing every write through this class (one
-// server process owns a storage root; see lock.ts).
-import { readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Layout } from './layout.js';
-import { writeFileAtomic, readJson, removeFile, isNotFound } from './fs-util.js';
-import { readdirOrEmpty } from './blob-store.js';
+// and referrers, as small records (fs-records.ts under the storage root, or objects in a
+// bucket). Reads are answered from a bounded in-memory cache kept coherent by routing every
+// write through this class: for good when this process is the only writer (the filesystem,
+// behind the storage lock), for `ttlMs` when other servers write the same bucket; a read that
+// fails on a bucket is answered from an expired entry when there is one.
+import type { Records } from './backend.js';
+import type { RecordKeys } from './layout.js';
 import { parseManifest, tryParseDigest, type Descriptor, type Digest } from '../oci/index.js';
 
 /** What is recorded for each manifest revision of a repository. */
@@ -51,12 +50,28 @@ function namedSubject(body: Uint8Array): string | undefined {
 
 const CACHE_ENTRIES = 100_000;
 
-/** Manifests, tags, blob links and referrers of every repository under one root. */
-export class Repositories {
-  private readonly tagCache: Map<string, string | null> = new Map();
-  private readonly revisionCache: Map<string, ManifestRecord | null> = new Map();
+/** How long a read is trusted when other servers write the same records: tags, mostly. */
+export const SHARED_RECORD_TTL_MS = 2_000;
 
-  constructor(private readonly layout: Layout) {}
+/** A remembered read: the value and when it stops being fresh. */
+interface Remembered<V> {
+  value: V;
+  freshUntil: number;
+}
+
+/** Manifests, tags, blob links and referrers of every repository of one tree. */
+export class Repositories {
+  private readonly tagCache = new Map<string, Remembered<string | null>>();
+  private readonly revisionCache = new Map<string, Remembered<ManifestRecord | null>>();
+  private readonly ttlMs: number;
+
+  constructor(
+    private readonly records: Records,
+    private readonly keys: RecordKeys,
+    opts: { ttlMs?: number } = {},
+  ) {
+    this.ttlMs = opts.ttlMs ?? (records.exclusive ? Number.POSITIVE_INFINITY : SHARED_RECORD_TTL_MS);
+  }
 
   // ---- blob links ----
 
@@ -65,32 +80,24 @@ export class Repositories {
    * owner (`storage.lifetime.link`, or a publish with a link), which serializes it with deletes.
    */
   async writeBlobLink(name: string, d: Digest): Promise<void> {
-    const path = this.layout.layerLink(name, d);
-    if (await exists(path)) return;
-    await writeFileAtomic(this.layout.tmpDir, path, d.value);
+    const key = this.keys.layerLink(name, d);
+    if (await this.records.has(key)) return;
+    await this.records.write(key, d.value);
   }
 
   /** True when `name` links blob `d`. */
   hasBlobLink(name: string, d: Digest): Promise<boolean> {
-    return exists(this.layout.layerLink(name, d));
+    return this.records.has(this.keys.layerLink(name, d));
   }
 
   /** Digests of every blob linked into `name`. */
-  async listBlobLinks(name: string): Promise<Digest[]> {
-    const out: Digest[] = [];
-    const dir = join(this.layout.repository(name), '_layers');
-    for (const algorithm of await readdirOrEmpty(dir)) {
-      for (const hex of await readdirOrEmpty(join(dir, algorithm))) {
-        const d = tryParseDigest(`${algorithm}:${hex}`);
-        if (d) out.push(d);
-      }
-    }
-    return out;
+  listBlobLinks(name: string): Promise<Digest[]> {
+    return this.digestsUnder(this.keys.layerLinks(name));
   }
 
   /** Removes the link of blob `d` from `name`; true when it existed. BlobLifetime's tool, as {@link writeBlobLink}. */
   removeBlobLink(name: string, d: Digest): Promise<boolean> {
-    return removeFile(this.layout.layerLink(name, d));
+    return this.records.remove(this.keys.layerLink(name, d));
   }
 
   // ---- manifests ----
@@ -102,20 +109,18 @@ export class Repositories {
       const descriptor: Descriptor = { mediaType: record.mediaType, digest: d.value, size: record.size };
       if (record.artifactType) descriptor.artifactType = record.artifactType;
       if (record.annotations) descriptor.annotations = record.annotations;
-      await writeFileAtomic(this.layout.tmpDir, this.layout.referrer(name, subject, d), JSON.stringify(descriptor));
+      await this.records.write(this.keys.referrer(name, subject, d), JSON.stringify(descriptor));
     }
-    await writeFileAtomic(this.layout.tmpDir, this.layout.manifestRevision(name, d), JSON.stringify(record));
+    await this.records.write(this.keys.manifestRevision(name, d), JSON.stringify(record));
     this.remember(this.revisionCache, `${name}\0${d.value}`, record);
   }
 
   /** The record of manifest `d` in `name`, or undefined. */
-  async getManifest(name: string, d: Digest): Promise<ManifestRecord | undefined> {
-    const key = `${name}\0${d.value}`;
-    const cached = this.revisionCache.get(key);
-    if (cached !== undefined) return cached ?? undefined;
-    const record = await readJson<ManifestRecord>(this.layout.manifestRevision(name, d));
-    this.remember(this.revisionCache, key, record ?? null);
-    return record;
+  getManifest(name: string, d: Digest): Promise<ManifestRecord | undefined> {
+    return this.cachedRead(this.revisionCache, `${name}\0${d.value}`, async () => {
+      const data = await this.records.read(this.keys.manifestRevision(name, d));
+      return data ? (JSON.parse(data.toString('utf8')) as ManifestRecord) : null;
+    });
   }
 
   /** Removes manifest `d` from `name` with the tags that point at it and its referrer entry. */
@@ -126,70 +131,62 @@ export class Repositories {
       if ((await this.resolveTag(name, tag)) === d.value) await this.deleteTag(name, tag);
     }
     const subject = record.subject ? tryParseDigest(record.subject) : undefined;
-    if (subject) await removeFile(this.layout.referrer(name, subject, d));
-    await removeFile(this.layout.manifestRevision(name, d));
+    if (subject) await this.records.remove(this.keys.referrer(name, subject, d));
+    await this.records.remove(this.keys.manifestRevision(name, d));
     this.revisionCache.delete(`${name}\0${d.value}`);
     return true;
   }
 
   /** Digests of every manifest revision of `name`. */
-  async listManifests(name: string): Promise<Digest[]> {
-    const out: Digest[] = [];
-    const dir = this.layout.manifestRevisions(name);
-    for (const algorithm of await readdirOrEmpty(dir)) {
-      for (const hex of await readdirOrEmpty(join(dir, algorithm))) {
-        const d = tryParseDigest(`${algorithm}:${hex}`);
-        if (d) out.push(d);
-      }
-    }
-    return out;
+  listManifests(name: string): Promise<Digest[]> {
+    return this.digestsUnder(this.keys.manifestRevisions(name));
   }
 
   // ---- tags ----
 
-  /** Points `tag` of `name` at manifest `d`. */
+  /** Points `tag` of `name` at manifest `d` (one record per tag, replaced whole: the last writer wins). */
   async putTag(name: string, tag: string, d: Digest): Promise<void> {
-    await writeFileAtomic(this.layout.tmpDir, this.layout.tag(name, tag), JSON.stringify({ digest: d.value }));
+    await this.records.write(this.keys.tag(name, tag), JSON.stringify({ digest: d.value }));
     this.remember(this.tagCache, `${name}\0${tag}`, d.value);
   }
 
   /** The digest `tag` of `name` points at, or undefined. */
-  async resolveTag(name: string, tag: string): Promise<string | undefined> {
-    const key = `${name}\0${tag}`;
-    const cached = this.tagCache.get(key);
-    if (cached !== undefined) return cached ?? undefined;
-    const rec = await readJson<{ digest: string }>(this.layout.tag(name, tag));
-    this.remember(this.tagCache, key, rec?.digest ?? null);
-    return rec?.digest;
+  resolveTag(name: string, tag: string): Promise<string | undefined> {
+    return this.cachedRead(this.tagCache, `${name}\0${tag}`, async () => {
+      const data = await this.records.read(this.keys.tag(name, tag));
+      return data ? (JSON.parse(data.toString('utf8')) as { digest: string }).digest : null;
+    });
   }
 
   /** Removes `tag` from `name`; true when it existed. */
   async deleteTag(name: string, tag: string): Promise<boolean> {
-    const removed = await removeFile(this.layout.tag(name, tag));
-    this.tagCache.set(`${name}\0${tag}`, null);
+    const removed = await this.records.remove(this.keys.tag(name, tag));
+    this.remember(this.tagCache, `${name}\0${tag}`, null);
     return removed;
   }
 
   /** Every tag of `name`, sorted; undefined when the repository does not exist. */
   async listTags(name: string): Promise<string[] | undefined> {
-    try {
-      return (await readdir(this.layout.tags(name))).sort();
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      return (await this.exists(name)) ? [] : undefined;
-    }
+    const tags = await this.records.children(this.keys.tags(name));
+    if (tags.length > 0) return tags.sort();
+    return (await this.exists(name)) ? [] : undefined;
   }
 
   // ---- referrers ----
 
   /** Descriptors of the manifests in `name` whose subject is `subject`. */
   async listReferrers(name: string, subject: Digest): Promise<Descriptor[]> {
-    const dir = this.layout.referrers(name, subject);
-    const entries = (await readdirOrEmpty(dir)).sort();
+    const prefix = this.keys.referrers(name, subject);
+    const entries = (await this.records.children(prefix)).sort();
     const out: Descriptor[] = [];
     for (const e of entries) {
-      const d = await readJson<Descriptor>(join(dir, e)).catch(() => undefined);
-      if (d) out.push(d);
+      const data = await this.records.read(`${prefix}/${e}`).catch(() => undefined);
+      if (!data) continue;
+      try {
+        out.push(JSON.parse(data.toString('utf8')) as Descriptor);
+      } catch {
+        // A torn or foreign record is skipped, as a missing one.
+      }
     }
     return out;
   }
@@ -197,18 +194,18 @@ export class Repositories {
   // ---- repositories ----
 
   /**
-   * True when `name` has any metadata of its own. A directory that only holds nested
+   * True when `name` has any metadata of its own. A prefix that only holds nested
    * repositories (`a` of `a/b`) is not a repository: its records start with `_`.
    */
   async exists(name: string): Promise<boolean> {
-    return (await readdirOrEmpty(this.layout.repository(name))).some((e) => e.startsWith('_'));
+    return (await this.records.children(this.keys.repository(name))).some((e) => e.startsWith('_'));
   }
 
   /** Every repository name, sorted. */
   async list(): Promise<string[]> {
     const out: string[] = [];
     const walk = async (rel: string): Promise<void> => {
-      const entries = await readdirOrEmpty(join(this.layout.repositoriesDir, rel));
+      const entries = await this.records.children(rel ? this.keys.repository(rel) : this.keys.repositories);
       if (rel && entries.some((e) => e.startsWith('_'))) out.push(rel);
       for (const e of entries) if (!e.startsWith('_')) await walk(rel ? `${rel}/${e}` : e);
     };
@@ -218,23 +215,40 @@ export class Repositories {
 
   /** Removes a whole repository's metadata (blobs stay until garbage collection). */
   async remove(name: string): Promise<void> {
-    await rm(this.layout.repository(name), { recursive: true, force: true });
+    await this.records.removeTree(this.keys.repository(name));
     this.tagCache.clear();
     this.revisionCache.clear();
   }
 
-  private remember<V>(cache: Map<string, V>, key: string, value: V): void {
-    if (cache.size >= CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
-    cache.set(key, value);
+  /** Digests named by the records `<prefix>/<algorithm>/<hex>`. */
+  private async digestsUnder(prefix: string): Promise<Digest[]> {
+    const out: Digest[] = [];
+    for (const algorithm of await this.records.children(prefix)) {
+      for (const hex of await this.records.children(`${prefix}/${algorithm}`)) {
+        const d = tryParseDigest(`${algorithm}:${hex}`);
+        if (d) out.push(d);
+      }
+    }
+    return out;
   }
-}
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (err) {
-    if (isNotFound(err)) return false;
-    throw err;
+  /** A remembered value while fresh; else `read`, remembered; a failed read falls back to an expired value. */
+  private async cachedRead<V>(cache: Map<string, Remembered<V | null>>, key: string, read: () => Promise<V | null>): Promise<V | undefined> {
+    const cached = cache.get(key);
+    if (cached && cached.freshUntil > Date.now()) return cached.value ?? undefined;
+    let value: V | null;
+    try {
+      value = await read();
+    } catch (err) {
+      if (cached && !this.records.exclusive) return cached.value ?? undefined;
+      throw err;
+    }
+    this.remember(cache, key, value);
+    return value ?? undefined;
+  }
+
+  private remember<V>(cache: Map<string, Remembered<V>>, key: string, value: V): void {
+    if (cache.size >= CACHE_ENTRIES && !cache.has(key)) cache.delete(cache.keys().next().value as string);
+    cache.set(key, { value, freshUntil: Date.now() + this.ttlMs });
   }
 }

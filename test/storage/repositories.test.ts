@@ -38,7 +38,7 @@ test('a tag moved to another manifest resolves to the new one', async (t) => {
   await storage.repositories.putTag('r', 'latest', fakeDigest('2'));
   assert.equal(await storage.repositories.resolveTag('r', 'latest'), fakeDigest('2').value);
   // A fresh instance reads the same from disk (no stale cache involved).
-  assert.equal(await new Repositories(storage.layout).resolveTag('r', 'latest'), fakeDigest('2').value);
+  assert.equal(await new Repositories(storage.records, storage.layout.keys).resolveTag('r', 'latest'), fakeDigest('2').value);
 });
 
 test('deleteTag removes one tag and answers whether it existed', async (t) => {
@@ -70,7 +70,7 @@ test('deleteManifest removes its tags and its referrer entry, and leaves other t
   assert.deepEqual(await repos.listReferrers('r', subject), []);
   assert.deepEqual(await repos.listManifests('r'), [other]);
   assert.equal(await repos.deleteManifest('r', m), false);
-  assert.deepEqual(await new Repositories(storage.layout).listTags('r'), ['two']);
+  assert.deepEqual(await new Repositories(storage.records, storage.layout.keys).listTags('r'), ['two']);
 });
 
 test('referrers carry the referrer descriptor with artifactType and annotations', async (t) => {
