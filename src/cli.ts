@@ -7,9 +7,10 @@ import './reexec.js';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runServer, ListenError, type NamedSetting } from './server/index.js';
-import { StorageLockedError } from './storage/index.js';
+import { StorageLockedError, type S3StorageSettings } from './storage/index.js';
+import { parseS3Url } from './storage/s3/url.js';
 import { registerGc } from './gc-command.js';
-import { defaultStorageDir } from './default-storage.js';
+import { defaultLocalDir, defaultStorageDir } from './default-storage.js';
 import { parseDuration, parseSize } from './shared/index.js';
 import { ConfigError, findConfig, loadDistributionConfig, type DistributionSettings } from './config/index.js';
 import pkg from '../package.json' with { type: 'json' };
@@ -64,6 +65,11 @@ interface ServeFlags {
   registryAddr: string;
   cacheAddr: string;
   storage?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3PathStyle?: boolean;
+  cacheDir?: string;
+  cacheDirSize?: number;
   htpasswd?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -117,10 +123,18 @@ function serveOptions(o: ServeFlags, given: (option: string) => boolean): Parame
   const tlsKey = tlsFromFlags ? o.tlsKey : pick('tlsKey', o.tlsKey, d?.tlsKey);
   if (!!tlsCert !== !!tlsKey) throw new Error(`--tls-cert and --tls-key go together: give ${tlsCert ? '--tls-key' : '--tls-cert'} too`);
   const htpasswd = pick('htpasswd', o.htpasswd, d?.htpasswd);
+  const storage = pick('storage', o.storage, d?.storage) ?? defaultStorageDir();
+  const s3 = storage.startsWith('s3://') ? s3Settings(storage, o) : undefined;
+  if (!s3) {
+    const flags = { s3Endpoint: '--s3-endpoint', s3Region: '--s3-region', s3PathStyle: '--s3-path-style', cacheDir: '--cache-dir', cacheDirSize: '--cache-dir-size' } as const;
+    const stray = (Object.keys(flags) as Array<keyof typeof flags>).find((k) => o[k] !== undefined);
+    if (stray) throw new Error(`${flags[stray]} applies to a storage on S3 only: give --storage s3://<bucket>/<prefix> as well`);
+  }
   return {
     registryAddr: pick('registryAddr', o.registryAddr, d?.registryAddr)!,
     cacheAddr: pick('cacheAddr', o.cacheAddr, d?.cacheAddr)!,
-    storage: pick('storage', o.storage, d?.storage) ?? defaultStorageDir(),
+    storage: s3 ? (o.cacheDir ?? defaultLocalDir(storage)) : storage,
+    ...(s3 ? { s3 } : {}),
     ...(htpasswd ? { htpasswd } : {}),
     ...(d?.htpasswd ? { realm: d.htpasswd.realm } : {}),
     ...(tlsCert && tlsKey ? { tlsCert, tlsKey } : {}),
@@ -142,6 +156,22 @@ function serveOptions(o: ServeFlags, given: (option: string) => boolean): Parame
     timeouts: { headersMs: o.headersTimeout, bodyMs: o.bodyTimeout, idleMs: o.idleTimeout },
     ...(o.gcInterval !== undefined ? { gcIntervalMs: o.gcInterval } : {}),
     drainTimeoutMs: o.drainTimeout,
+  };
+}
+
+/** The bucket settings of `--storage s3://...` and the --s3-* flags. */
+function s3Settings(url: string, o: ServeFlags): S3StorageSettings {
+  try {
+    parseS3Url(url);
+  } catch (err) {
+    throw new Error(`--storage: ${(err as Error).message}`);
+  }
+  return {
+    url,
+    ...(o.s3Endpoint ? { endpoint: o.s3Endpoint } : {}),
+    ...(o.s3Region ? { region: o.s3Region } : {}),
+    ...(o.s3PathStyle ? { forcePathStyle: true } : {}),
+    ...(o.cacheDirSize !== undefined ? { localCopiesBytes: o.cacheDirSize } : {}),
   };
 }
 
@@ -185,7 +215,12 @@ export function program(): Command {
     .option('--config <file>', "read distribution's configuration (config.yml) and REGISTRY_* variables; flags win over it")
     .option('--registry-addr <host:port>', 'registry listen address', '127.0.0.1:5000')
     .option('--cache-addr <host:port>', 'pull-through cache listen address', '127.0.0.1:5001')
-    .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
+    .option('--storage <dir|s3-url>', 'storage directory, or a shared bucket s3://<bucket>/<prefix> (default: $REGCACHE_STORAGE or the user cache directory)')
+    .option('--s3-endpoint <url>', 'with an s3:// storage: the S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)')
+    .option('--s3-region <region>', 'with an s3:// storage: the region (default: $AWS_REGION, else us-east-1)')
+    .option('--s3-path-style', 'with an s3:// storage: path-style addressing (endpoint/bucket/key), as most S3-compatible services want')
+    .option('--cache-dir <dir>', "with an s3:// storage: this server's own directory for temp files and local copies of blobs (default: under the user cache directory)")
+    .option('--cache-dir-size <size>', 'with an s3:// storage: keep at most this much in local copies of blobs (default: 10G)', size)
     .option('--htpasswd <file>', 'require basic auth with this htpasswd file (bcrypt entries)')
     .option('--tls-cert <file>', 'serve TLS with this certificate (PEM)')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')

@@ -10,3 +10,12 @@ export function defaultStorageDir(env: NodeJS.ProcessEnv = process.env): string 
   if (process.platform === 'win32') return join(env.LOCALAPPDATA ?? join(homedir(), 'AppData', 'Local'), 'regcache');
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'regcache');
 }
+
+/**
+ * The default local directory of a server whose storage is the bucket `url` (s3://bucket/prefix):
+ * its temp files, lock and local copies of blobs, under the default storage root.
+ */
+export function defaultLocalDir(url: string, env: NodeJS.ProcessEnv = process.env): string {
+  const name = url.replace(/^s3:\/\//, '').replace(/\/+$/, '').replace(/[^A-Za-z0-9._-]+/g, '_');
+  return join(defaultStorageDir(env), 's3', name);
+}

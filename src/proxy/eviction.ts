@@ -4,8 +4,10 @@
 // stay (they are small); a layer evicted from under one is fetched again on the next pull.
 // A pass is a sweep of the storage's lifetime owner (src/storage/blob-lifetime.ts): each
 // blob is deleted under its digest's lock after the owner checked again that nothing pushed,
-// mounted or linked it since the pass began and that nobody holds it.
-import type { BlobStore, Repositories, Sweep } from '../storage/index.js';
+// mounted or linked it since the pass began and that nobody holds it. On a bucket shared with
+// other servers a pass runs under the storage's work lease (one server at a time), and a blob
+// whose time moved since the pass listed it (another server referenced it) is kept.
+import type { BlobStore, Repositories, Sweep, WorkLease } from '../storage/index.js';
 import { referencedBlobs } from '../storage/index.js';
 import type { Digest } from '../oci/index.js';
 
@@ -25,6 +27,8 @@ export interface EvictorOptions {
    * lets a push run between the choice and the delete, deterministically).
    */
   beforeDelete?: (digest: string) => Promise<void>;
+  /** On a shared bucket: the lease a pass runs under, so that one server at a time evicts. */
+  lease?: WorkLease;
 }
 
 /** A cached blob the pass may take. */
@@ -33,6 +37,8 @@ interface Candidate {
   names: string[];
   size: number;
   used: number;
+  /** The blob's time when the pass listed it. */
+  mtimeMs: number;
 }
 
 /** Least-recently-used eviction of cached blobs. */
@@ -71,6 +77,12 @@ export class CacheEvictor {
   }
 
   private async pass(): Promise<EvictionResult> {
+    if (!this.opts.lease) return this.sweepPass();
+    const result = await this.opts.lease.runOnce('eviction', () => this.sweepPass());
+    return result ?? { cachedBytes: 0, evicted: 0, evictedBytes: 0, kept: 0 };
+  }
+
+  private async sweepPass(): Promise<EvictionResult> {
     // Opened before anything is read: whatever is pushed or linked from now on is known to it.
     const sweep = this.blobs.lifetime.beginSweep();
     try {
@@ -92,7 +104,8 @@ export class CacheEvictor {
       await this.opts.beforeDelete?.(e.digest.value);
       // The owner keeps it if it is being served or filled, or was pushed or linked meanwhile.
       const unlink = e.names.map((name) => ({ repositories: this.cache, name }));
-      if ((await sweep.remove(e.digest, { unlink })) !== true) {
+      const stillUnreferenced = async () => ((await this.blobs.statInfo(e.digest))?.mtimeMs ?? 0) <= e.mtimeMs;
+      if ((await sweep.remove(e.digest, { unlink, stillUnreferenced })) !== true) {
         result.kept++;
         continue;
       }
@@ -124,7 +137,7 @@ export class CacheEvictor {
       if (pushed.has(e.digest.value)) continue;
       const info = await this.blobs.statInfo(e.digest);
       if (!info) continue;
-      out.push({ ...e, size: info.size, used: this.lastUse.get(e.digest.value) ?? info.mtimeMs });
+      out.push({ ...e, size: info.size, used: this.lastUse.get(e.digest.value) ?? info.mtimeMs, mtimeMs: info.mtimeMs });
     }
     return out;
   }

@@ -73,7 +73,8 @@ export function createCache(o: CacheOptions): Cache {
     stats: o.stats,
     tagTtlMs: o.tagTtlMs ?? 5 * 60 * 1000,
     ...(o.persist ? { persist: o.persist } : {}),
-    ...(o.maxCacheBytes ? { evictor: new CacheEvictor(o.storage.blobs, o.storage.cacheRepositories, o.storage.repositories, o.maxCacheBytes, o.eviction) } : {}),
+    ...(o.storage.fills ? { fillClaims: o.storage.fills } : {}),
+    ...(o.maxCacheBytes ? { evictor: new CacheEvictor(o.storage.blobs, o.storage.cacheRepositories, o.storage.repositories, o.maxCacheBytes, { ...o.eviction, ...(o.storage.lease ? { lease: o.storage.lease } : {}) }) } : {}),
   });
   return {
     backend,

@@ -5,12 +5,15 @@
 // pull), fetched with GET only when the digest changed, and served stale when the upstream
 // fails. Cache metadata lives in its own tree, apart from pushed repositories.
 import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   MAX_MANIFEST_SIZE,
   manifestRecordOf,
   type BlobHandle,
   type BlobLink,
   type BlobStore,
+  type FillClaim,
+  type FillClaims,
   type RegistryReader,
   type Repositories,
   type ServedFrom,
@@ -49,6 +52,21 @@ export interface PersistTier {
 }
 
 /** What the cache is built from. */
+/** How long a claim on fetching a blob lasts unless renewed (its holder renews it while it fetches). */
+const FILL_CLAIM_TTL_MS = 30_000;
+/** How often a server waiting for another's fetch looks for the blob. */
+const FILL_POLL_MS = 200;
+/** How long a server waits for another's fetch of one blob before it answers 503. */
+const FILL_WAIT_MS = 10 * 60_000;
+
+/** Thrown (to the requests waiting on one fill) when another server sharing the bucket fetched the blob. */
+class FilledElsewhere extends Error {
+  constructor() {
+    super('fetched by another server sharing the storage');
+    this.name = 'FilledElsewhere';
+  }
+}
+
 export interface PullThroughOptions {
   blobs: BlobStore;
   /** Metadata of cached repositories (a tree of its own). */
@@ -62,6 +80,8 @@ export interface PullThroughOptions {
   evictor?: CacheEvictor;
   /** A tier asked before the upstream (the Actions cache): true when it put `d` in the store. */
   persist?: PersistTier;
+  /** On a shared bucket: claims that make one server of those sharing it fetch each blob. */
+  fillClaims?: FillClaims;
 }
 
 /** Maps an upstream failure to the error a client gets. */
@@ -192,6 +212,17 @@ export class PullThroughCache implements RegistryReader {
     let fill: BlobFill;
     try {
       fill = await pending;
+    } catch (err) {
+      // Another server sharing the bucket fetched it meanwhile: served from the bucket.
+      if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
+      if (!(err instanceof FilledElsewhere)) throw upstreamToRegistryError(err);
+      const size = await this.o.blobs.stat(d);
+      if (size === undefined) throw new RegistryError('UNAVAILABLE', `blob ${d.value} was fetched by another server but is not in the storage`);
+      this.o.stats.blobServed(name, d.value, size, 'local');
+      void this.o.blobs.lifetime.link(this.linkOf(name), d).catch(() => {});
+      return this.storedHandle(name, d, size, 'disk');
+    }
+    try {
       // A blob within the held-back tail streams nothing before it is verified, so answer once it
       // is: a failed fill is then a clean 503, and an upstream's `200` with `Content-Length: 0`
       // for a non-empty blob never reaches a client as a complete, empty blob.
@@ -212,6 +243,42 @@ export class PullThroughCache implements RegistryReader {
   }
 
   private async startFill(name: string, d: Digest): Promise<BlobFill> {
+    const claim = await this.claimFill(d);
+    let fill: BlobFill;
+    try {
+      fill = await this.fetchFill(name, d);
+    } catch (err) {
+      await claim.release().catch(() => {});
+      throw err;
+    }
+    void fill.done.finally(() => claim.release().catch(() => {}));
+    return fill;
+  }
+
+  /**
+   * On a shared bucket: the claim on fetching `d` from the upstream. While another server holds
+   * it, waits for the blob to land in the bucket (then throws FilledElsewhere) or for the claim
+   * to expire (a server that died mid-fetch), then claims it.
+   */
+  private async claimFill(d: Digest): Promise<FillClaim> {
+    const claims = this.o.fillClaims;
+    if (!claims) return { release: async () => {} };
+    const deadline = Date.now() + FILL_WAIT_MS;
+    for (;;) {
+      const claim = await claims.claim(d, FILL_CLAIM_TTL_MS);
+      if (claim) {
+        // It may have landed between the store's check and the claim.
+        if ((await this.o.blobs.stat(d)) === undefined) return claim;
+        await claim.release();
+        throw new FilledElsewhere();
+      }
+      await sleep(FILL_POLL_MS);
+      if ((await this.o.blobs.stat(d)) !== undefined) throw new FilledElsewhere();
+      if (Date.now() > deadline) throw new RegistryError('UNAVAILABLE', `another server has been fetching blob ${d.value} for over ${FILL_WAIT_MS / 1000} s`);
+    }
+  }
+
+  private async fetchFill(name: string, d: Digest): Promise<BlobFill> {
     const { route, client } = this.route(name);
     const res = await client.request('GET', route.remote, `blobs/${d.value}`);
     if (res.status === 404) {

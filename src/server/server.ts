@@ -5,7 +5,7 @@ import { readFile, writeFile, rename } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { DEFAULT_UPLOAD_MAX_AGE_MS, describeOwner, openStorage, type LockWait, type Storage, type StorageLockLostError } from '../storage/index.js';
+import { DEFAULT_UPLOAD_MAX_AGE_MS, describeOwner, openS3Backend, openStorage, type S3StorageSettings, type LockWait, type Storage, type StorageLockLostError } from '../storage/index.js';
 import { buildRegistryApp, BasicAuth, type ClientTimeouts } from '../registry/index.js';
 import { createCache, type Credentials } from '../proxy/index.js';
 import { Stats, countPushes, toPrometheus } from '../stats/index.js';
@@ -31,8 +31,10 @@ export interface ServerOptions {
   registryAddr?: string;
   /** HOST:PORT of the pull-through cache. Default 127.0.0.1:5001. */
   cacheAddr?: string;
-  /** Storage root directory. */
+  /** Storage root directory (with `s3`: this server's local directory: temp files, lock, copies of blobs). */
   storage: string;
+  /** A shared S3 bucket as the storage, which several servers may use at once. */
+  s3?: S3StorageSettings;
   /** htpasswd file enabling basic auth on both ports. */
   htpasswd?: string;
   /** Realm of the basic-auth challenge. Default regcache. */
@@ -161,6 +163,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const nameOf = (setting: NamedSetting) => opts.names?.[setting] ?? FLAGS[setting];
   const storage = await openStorage(opts.storage, {
     uploadMaxAgeMs,
+    ...(opts.s3 ? { shared: await openS3Backend(opts.s3) } : {}),
     lock: {
       ...(opts.lockLeaseMs !== undefined ? { leaseMs: opts.lockLeaseMs } : {}),
       onWait: (w) => opts.notice?.(lockWaitNotice(opts.storage, w)),

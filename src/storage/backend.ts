@@ -66,6 +66,12 @@ export interface BucketBlobs {
   putFile(path: string, d: Digest, size: number): Promise<boolean>;
   /** Uploads verified bytes as blob `d` unless the bucket has it; true when it was there already. */
   putBytes(d: Digest, data: Uint8Array): Promise<boolean>;
+  /**
+   * Makes object `sourceKey` of the same bucket (an assembled upload, verified to hash to `d`;
+   * a key relative to the storage's prefix) blob `d` by a server-side copy, unless the bucket
+   * has it; true when it was there already.
+   */
+  copyIn(sourceKey: string, d: Digest, size: number): Promise<boolean>;
   /** The blob's bytes `[start, end]` (inclusive) or all of them; throws BlobNotFoundError when absent. */
   read(d: Digest, range?: { start: number; end: number }): Promise<Readable>;
   /** Removes blob `d` (and its touch record); true when it existed. */

@@ -2,13 +2,20 @@
 // become visible at their digest's path only after the digest is verified, the data
 // fsynced and the file renamed into place. Concurrent writers of one digest are harmless:
 // both hold the same bytes, and the first rename wins.
-import { open, stat, statfs, readdir, rm, type FileHandle } from 'node:fs/promises';
-import { createReadStream, type ReadStream } from 'node:fs';
+//
+// On a shared bucket the blobs are the bucket's objects (a verified file is uploaded before it
+// counts as published) and the files under the local root are read-through copies of them
+// (local-copies.ts): served from local disk once fetched, dropped when the bound needs room.
+import { open, stat, statfs, readdir, rm, utimes, type FileHandle } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import { Layout } from './layout.js';
 import { tempPath, publish, removeFile, isNotFound, writeFileAtomic } from './fs-util.js';
 import { DigestMismatchError, SizeMismatchError, TooLargeError, BlobNotFoundError, StorageFullError } from './errors.js';
 import { BlobLifetime, type BlobLink } from './blob-lifetime.js';
+import type { BucketBlobs } from './backend.js';
+import { LocalCopies } from './local-copies.js';
 import { newHash, tryParseDigest, type Algorithm, type Digest } from '../oci/index.js';
 
 /**
@@ -222,13 +229,35 @@ export class BlobWriter {
 export class BlobStore {
   /** The single owner of blob lifetime over this store. */
   readonly lifetime: BlobLifetime;
+  /** On a bucket: this server's read-through copies of its blobs. */
+  readonly copies: LocalCopies | undefined;
 
-  constructor(readonly layout: Layout) {
+  /** `bucket`: the shared bucket whose objects are the blobs (absent: the files under `layout` are). */
+  constructor(
+    readonly layout: Layout,
+    readonly bucket?: BucketBlobs,
+    opts: { localCopiesBytes?: number } = {},
+  ) {
     this.lifetime = new BlobLifetime(this);
+    this.copies = bucket && new LocalCopies(layout, bucket, opts.localCopiesBytes);
   }
 
   /** Size of a committed blob, or undefined when the store does not hold it. */
   async stat(d: Digest): Promise<number | undefined> {
+    if (this.bucket) return (await this.copies!.stat(d)) ?? (await this.bucket.head(d))?.size;
+    return this.statLocal(d);
+  }
+
+  /**
+   * Size of blob `d` where it is kept for good (on a bucket: the bucket, not a local copy that
+   * may outlive it), for decisions of the lifetime owner: a mount links only what is there.
+   */
+  async statDurable(d: Digest): Promise<number | undefined> {
+    if (this.bucket) return (await this.bucket.head(d))?.size;
+    return this.statLocal(d);
+  }
+
+  private async statLocal(d: Digest): Promise<number | undefined> {
     try {
       return (await stat(this.layout.blob(d))).size;
     } catch (err) {
@@ -239,6 +268,7 @@ export class BlobStore {
 
   /** Size and modification time of a committed blob, or undefined. */
   async statInfo(d: Digest): Promise<{ size: number; mtimeMs: number } | undefined> {
+    if (this.bucket) return this.bucket.head(d);
     try {
       const s = await stat(this.layout.blob(d));
       return { size: s.size, mtimeMs: s.mtimeMs };
@@ -249,8 +279,15 @@ export class BlobStore {
   }
 
   /** A stream of the blob's bytes `[start, end]` (inclusive), or all of it. */
-  openRead(d: Digest, range?: { start: number; end: number }): ReadStream {
-    return createReadStream(this.layout.blob(d), { highWaterMark: READ_CHUNK, ...range });
+  openRead(d: Digest, range?: { start: number; end: number }): Readable {
+    const local = () => createReadStream(this.layout.blob(d), { highWaterMark: READ_CHUNK, ...range });
+    if (!this.copies) return local();
+    const out = new PassThrough({ highWaterMark: READ_CHUNK });
+    this.copies.ensure(d).then(
+      () => pipeline(local(), out, () => {}),
+      (err: unknown) => out.destroy(err as Error),
+    );
+    return out;
   }
 
   /**
@@ -258,6 +295,14 @@ export class BlobStore {
    * or undefined when the store no longer holds it. The caller closes the handle.
    */
   async openFile(d: Digest): Promise<FileHandle | undefined> {
+    if (this.copies) {
+      try {
+        await this.copies.ensure(d);
+      } catch (err) {
+        if (err instanceof BlobNotFoundError) return undefined;
+        throw err;
+      }
+    }
     try {
       return await open(this.layout.blob(d), 'r');
     } catch (err) {
@@ -268,6 +313,7 @@ export class BlobStore {
 
   /** Reads a whole (small) blob into memory: manifests and configs only. */
   async readSmall(d: Digest, limit: number): Promise<Buffer> {
+    if (this.bucket && (await this.copies!.stat(d)) === undefined) return this.readSmallFromBucket(this.bucket, d, limit);
     let fh: FileHandle;
     try {
       fh = await open(this.layout.blob(d), 'r');
@@ -282,6 +328,16 @@ export class BlobStore {
     } finally {
       await fh.close();
     }
+  }
+
+  /** Reads a small blob from the bucket without keeping a local copy (manifests are cached in memory above). */
+  private async readSmallFromBucket(bucket: BucketBlobs, d: Digest, limit: number): Promise<Buffer> {
+    const head = await bucket.head(d);
+    if (!head) throw new BlobNotFoundError(d.value);
+    if (head.size > limit) throw new TooLargeError(limit);
+    const chunks: Buffer[] = [];
+    for await (const chunk of await bucket.read(d)) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
   }
 
   /**
@@ -331,6 +387,12 @@ export class BlobStore {
    * path, or removes it when the blob is there already (first writer wins; true then).
    */
   async placeFile(path: string, d: Digest): Promise<boolean> {
+    if (this.bucket) {
+      const { size } = await stat(path);
+      const there = await this.bucket.putFile(path, d, size);
+      await this.placeLocalCopy(path, d, size);
+      return there;
+    }
     if ((await this.stat(d)) !== undefined) {
       await removeFile(path);
       return true;
@@ -339,20 +401,60 @@ export class BlobStore {
     return false;
   }
 
+  /** BlobLifetime's tool (under `d`'s lock): makes bucket object `key` blob `d`; true when it was there already. */
+  placeObject(key: string, d: Digest, size: number): Promise<boolean> {
+    if (!this.bucket) throw new Error('placeObject needs a bucket');
+    return this.bucket.copyIn(key, d, size);
+  }
+
   /** BlobLifetime's tool (under `d`'s lock): writes verified bytes as blob `d`; true when it was there already. */
   async placeBytes(d: Digest, data: Uint8Array): Promise<boolean> {
+    if (this.bucket) {
+      const there = await this.bucket.putBytes(d, data);
+      if ((await this.copies!.stat(d)) === undefined) {
+        await writeFileAtomic(this.layout.tmpDir, this.layout.blob(d), data);
+        await this.copies!.placed(d, data.byteLength);
+      }
+      return there;
+    }
     if ((await this.stat(d)) !== undefined) return true;
     await writeFileAtomic(this.layout.tmpDir, this.layout.blob(d), data);
     return false;
   }
 
   /** BlobLifetime's tool (under `d`'s lock): removes blob `d`; true when it existed. */
-  removeBlob(d: Digest): Promise<boolean> {
-    return removeFile(this.layout.blob(d));
+  async removeBlob(d: Digest): Promise<boolean> {
+    if (!this.bucket) return removeFile(this.layout.blob(d));
+    const existed = await this.bucket.remove(d);
+    await this.copies!.drop(d);
+    return existed;
+  }
+
+  /** BlobLifetime's tool: blob `d` was referenced now, so a gc grace period counts from now. */
+  async freshen(d: Digest): Promise<void> {
+    if (this.bucket) return this.bucket.touch(d);
+    const now = new Date();
+    await utimes(this.layout.blob(d), now, now).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+
+  /** On a bucket: keeps the uploaded file as this server's local copy (or drops it when one exists). */
+  private async placeLocalCopy(path: string, d: Digest, size: number): Promise<void> {
+    if ((await this.copies!.stat(d)) !== undefined) {
+      await removeFile(path);
+      return;
+    }
+    await publish(path, this.layout.blob(d));
+    await this.copies!.placed(d, size);
   }
 
   /** Every committed blob, for garbage collection and scans. */
   async *list(): AsyncGenerator<BlobInfo> {
+    if (this.bucket) {
+      yield* this.bucket.list();
+      return;
+    }
     for (const algorithm of await readdirOrEmpty(this.layout.blobsDir)) {
       const algDir = `${this.layout.blobsDir}/${algorithm}`;
       for (const prefix of await readdirOrEmpty(algDir)) {

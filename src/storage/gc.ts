@@ -86,7 +86,11 @@ export async function collectGarbage(
       }
       const gone = dryRun
         ? !blobs.lifetime.isHeld(blob.digest.value) && !sweep.touched.has(blob.digest.value)
-        : (await sweep.remove(blob.digest, { unlink: links.get(blob.digest.value) ?? [] })) === true;
+        : (await sweep.remove(blob.digest, {
+            unlink: links.get(blob.digest.value) ?? [],
+            // Another server sharing a bucket may have referenced it since the listing: its time says so.
+            stillUnreferenced: async () => ((await blobs.statInfo(blob.digest))?.mtimeMs ?? 0) <= cutoff,
+          })) === true;
       if (!gone) {
         result.keptInUse++;
         continue;

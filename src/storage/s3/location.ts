@@ -3,6 +3,9 @@
 // not given, come from the AWS SDK's standard chain (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL_S3 /
 // AWS_ENDPOINT_URL, AWS_REGION, shared config and credentials files, instance roles).
 import { S3Client } from '@aws-sdk/client-s3';
+import { parseS3Url } from './url.js';
+
+export { parseS3Url } from './url.js';
 
 /** The settings of an S3 storage. */
 export interface S3Settings {
@@ -26,14 +29,6 @@ export interface S3Location {
   readonly prefix: string;
   /** `s3://bucket/prefix`, for messages. */
   readonly url: string;
-}
-
-/** Splits `s3://bucket/prefix` into bucket and prefix ('' or ending in '/'); throws on anything else. */
-export function parseS3Url(url: string): { bucket: string; prefix: string } {
-  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
-  if (!m) throw new Error(`${url} is not an S3 storage URL: write s3://<bucket> or s3://<bucket>/<prefix> (bucket names are 3-63 lowercase letters, digits, dots and hyphens)`);
-  const rest = (m[2] ?? '').replace(/^\/+|\/+$/g, '');
-  return { bucket: m[1]!, prefix: rest ? `${rest}/` : '' };
 }
 
 /** Opens a client for `settings` (no request is sent yet). */
