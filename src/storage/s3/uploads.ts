@@ -226,6 +226,7 @@ export class S3Uploads implements UploadSessions {
    */
   private async appendClaimed(claim: SessionClaim, source: AsyncIterable<Uint8Array>, start: number | undefined, limit = Number.POSITIVE_INFINITY, release: boolean): Promise<number> {
     const before = claim.state;
+    // Assembled by a completion whose publish failed: it takes no more bytes, only a retried completion.
     if (before.assembledKey) throw new UploadBusyError(claim.id);
     if (start !== undefined && start !== before.size) throw new UploadRangeError(before.size, start);
     const hash = this.takeHash(claim.id, before.size);
