@@ -70,6 +70,7 @@ interface ServeFlags {
   s3PathStyle?: boolean;
   cacheDir?: string;
   cacheDirSize?: number;
+  s3Redirect?: boolean;
   htpasswd?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -126,7 +127,7 @@ function serveOptions(o: ServeFlags, given: (option: string) => boolean): Parame
   const storage = pick('storage', o.storage, d?.storage) ?? defaultStorageDir();
   const s3 = storage.startsWith('s3://') ? s3Settings(storage, o) : undefined;
   if (!s3) {
-    const flags = { s3Endpoint: '--s3-endpoint', s3Region: '--s3-region', s3PathStyle: '--s3-path-style', cacheDir: '--cache-dir', cacheDirSize: '--cache-dir-size' } as const;
+    const flags = { s3Endpoint: '--s3-endpoint', s3Region: '--s3-region', s3PathStyle: '--s3-path-style', s3Redirect: '--s3-redirect', cacheDir: '--cache-dir', cacheDirSize: '--cache-dir-size' } as const;
     const stray = (Object.keys(flags) as Array<keyof typeof flags>).find((k) => o[k] !== undefined);
     if (stray) throw new Error(`${flags[stray]} applies to a storage on S3 only: give --storage s3://<bucket>/<prefix> as well`);
   }
@@ -172,6 +173,7 @@ function s3Settings(url: string, o: ServeFlags): S3StorageSettings {
     ...(o.s3Region ? { region: o.s3Region } : {}),
     ...(o.s3PathStyle ? { forcePathStyle: true } : {}),
     ...(o.cacheDirSize !== undefined ? { localCopiesBytes: o.cacheDirSize } : {}),
+    ...(o.s3Redirect ? { redirect: true } : {}),
   };
 }
 
@@ -219,6 +221,7 @@ export function program(): Command {
     .option('--s3-endpoint <url>', 'with an s3:// storage: the S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)')
     .option('--s3-region <region>', 'with an s3:// storage: the region (default: $AWS_REGION, else us-east-1)')
     .option('--s3-path-style', 'with an s3:// storage: path-style addressing (endpoint/bucket/key), as most S3-compatible services want')
+    .option('--s3-redirect', 'with an s3:// storage: answer blob GETs on the registry port with a redirect to a presigned URL of the bucket (clients must reach the S3 endpoint)')
     .option('--cache-dir <dir>', "with an s3:// storage: this server's own directory for temp files and local copies of blobs (default: under the user cache directory)")
     .option('--cache-dir-size <size>', 'with an s3:// storage: keep at most this much in local copies of blobs (default: 10G)', size)
     .option('--htpasswd <file>', 'require basic auth with this htpasswd file (bcrypt entries)')

@@ -2,10 +2,14 @@
 // kept and why, and which upload sessions are incomplete. When a server holds the storage, the
 // server collects (through its lifetime owner, beside its traffic), asked over the storage's
 // gc socket; otherwise gc opens the storage itself. A storage directory that does not exist is
-// refused (a typo would otherwise create an empty one and report nothing to collect).
-import { stat } from 'node:fs/promises';
+// refused (a typo would otherwise create an empty one and report nothing to collect). A storage
+// on S3 (s3://bucket/prefix) is collected here, under the bucket's work lease, beside the
+// servers that use it.
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Command, Option } from 'commander';
-import { DEFAULT_GC_GRACE_MS, DEFAULT_UPLOAD_MAX_AGE_MS, Layout, openStorage, StorageLockedError, type GcResult } from './storage/index.js';
+import { DEFAULT_GC_GRACE_MS, DEFAULT_UPLOAD_MAX_AGE_MS, Layout, openS3Backend, openStorage, StorageLockedError, type GcResult, type S3StorageSettings } from './storage/index.js';
 import { askServerToCollect, type GcRequest } from './server/index.js';
 
 /** What the gc command needs from the command line's shared parsers. */
@@ -22,17 +26,26 @@ export function registerGc(cli: Command, tools: GcCommandTools): void {
   cli
     .command('gc')
     .description('delete blobs that nothing references and upload sessions left idle (asks the running server when one holds the storage)')
-    .option('--storage <dir>', 'storage directory (default: $REGCACHE_STORAGE or the user cache directory)')
+    .option('--storage <dir|s3-url>', 'storage directory, or a shared bucket s3://<bucket>/<prefix> (default: $REGCACHE_STORAGE or the user cache directory)')
+    .option('--s3-endpoint <url>', 'with an s3:// storage: the S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)')
+    .option('--s3-region <region>', 'with an s3:// storage: the region (default: $AWS_REGION, else us-east-1)')
+    .option('--s3-path-style', 'with an s3:// storage: path-style addressing (endpoint/bucket/key)')
     .addOption(tools.durationOption('--grace <duration>', 'keep unreferenced blobs younger than this', DEFAULT_GC_GRACE_MS, '1h'))
     .addOption(tools.durationOption('--upload-max-age <duration>', 'remove upload sessions idle this long', DEFAULT_UPLOAD_MAX_AGE_MS, '24h'))
     .option('--dry-run', 'say what would be deleted, delete nothing')
     .option('--json', 'print the result as one JSON line')
-    .action(async (o: { storage?: string; grace?: number; uploadMaxAge?: number; dryRun?: boolean; json?: boolean }) => {
+    .action(async (o: { storage?: string; grace?: number; uploadMaxAge?: number; dryRun?: boolean; json?: boolean; s3Endpoint?: string; s3Region?: string; s3PathStyle?: boolean }) => {
       const { dir, from } = tools.storageDir(o.storage);
       const grace = o.grace ?? DEFAULT_GC_GRACE_MS;
       const uploadMaxAge = o.uploadMaxAge ?? DEFAULT_UPLOAD_MAX_AGE_MS;
       const request: GcRequest = { gracePeriodMs: grace, uploadMaxAgeMs: uploadMaxAge, dryRun: !!o.dryRun };
       try {
+        if (dir.startsWith('s3://')) {
+          const s3: S3StorageSettings = { url: dir, ...(o.s3Endpoint ? { endpoint: o.s3Endpoint } : {}), ...(o.s3Region ? { region: o.s3Region } : {}), ...(o.s3PathStyle ? { forcePathStyle: true } : {}) };
+          const result = await collectBucket(s3, request);
+          process.stdout.write(o.json ? `${JSON.stringify(result)}\n` : report(dir, result, { grace, uploadMaxAge }));
+          return;
+        }
         const exists = await stat(dir).then((s) => s.isDirectory(), () => false);
         if (!exists) throw new Error(`${from} ${dir} is not a storage directory (it does not exist); nothing to collect`);
         const { result, by } = await collect(dir, request);
@@ -63,6 +76,21 @@ async function collect(dir: string, request: GcRequest): Promise<{ result: GcRes
     return { result: await storage.gc(request) };
   } finally {
     await storage.close();
+  }
+}
+
+/** Collects in a storage on S3, with a temp directory of its own for what it reads. */
+async function collectBucket(s3: S3StorageSettings, request: GcRequest): Promise<GcResult> {
+  const local = await mkdtemp(join(tmpdir(), 'regcache-gc-'));
+  try {
+    const storage = await openStorage(local, { uploadMaxAgeMs: Number.POSITIVE_INFINITY, shared: await openS3Backend(s3) });
+    try {
+      return await storage.gc(request);
+    } finally {
+      await storage.close();
+    }
+  } finally {
+    await rm(local, { recursive: true, force: true });
   }
 }
 

@@ -159,6 +159,7 @@ async function listen(app: FastifyInstance, value: string, flag: string): Promis
 
 /** Opens the storage and starts both ports. */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  if (opts.s3 && opts.persistIndex) throw new Error('--persist-index carries a storage directory through the GitHub Actions cache: it does not apply to a storage on S3 (--storage s3://...), which outlives the job by itself');
   const uploadMaxAgeMs = opts.uploadMaxAgeMs ?? DEFAULT_UPLOAD_MAX_AGE_MS;
   const nameOf = (setting: NamedSetting) => opts.names?.[setting] ?? FLAGS[setting];
   const storage = await openStorage(opts.storage, {

@@ -46,6 +46,8 @@ export interface SharedBackend {
   fills: FillClaims;
   /** Bytes of local copies of blobs this server keeps at most. */
   localCopiesBytes?: number;
+  /** Answer blob GETs of the registry port with a redirect to a presigned URL of the bucket. */
+  redirect?: boolean;
 }
 
 /** The settings of a storage on S3 (s3/index.ts). */
@@ -122,7 +124,7 @@ export async function openStorage(root: string, opts: StorageOptions = {}): Prom
   const repositories = new Repositories(records, new RecordKeys('repositories'));
   if (!shared) await makeDirDurable(new Layout(root, 'cache').repositoriesDir);
   const cacheRepositories = new Repositories(records, new RecordKeys('cache'));
-  const registry = new RegistryStore(blobs, uploads, repositories);
+  const registry = new RegistryStore(blobs, uploads, repositories, !!shared?.redirect);
   const tempFilesRemoved = await blobs.clearTemp();
   await blobs.copies?.scan();
   // No request runs yet: sessions a crash left half-made or half-completed can go too (on a

@@ -81,7 +81,12 @@ export interface BlobHandle {
   openFile?(range?: { start: number; end: number }): Promise<BlobFile | undefined>;
   /** Where the cache got it (the pull-through cache sets it). */
   servedFrom?: ServedFrom;
+  /** On a bucket with redirects on: a presigned URL the client may GET the bytes from instead. */
+  redirect?(): Promise<string>;
 }
+
+/** How long a presigned blob URL answers: long enough for a slow client to start, as distribution's 20 minutes. */
+const REDIRECT_SECONDS = 20 * 60;
 
 /**
  * What the read routes need of a store. The local store implements it; the pull-through
@@ -116,6 +121,8 @@ export class RegistryStore implements RegistryBackend {
     readonly blobs: BlobStore,
     readonly uploads: UploadSessions,
     readonly repositories: Repositories,
+    /** Answer blob GETs with a redirect to a presigned URL of the bucket (a storage on S3 only). */
+    private readonly redirects = false,
   ) {}
 
   // ---- blobs ----
@@ -130,8 +137,10 @@ export class RegistryStore implements RegistryBackend {
   async openBlob(name: string, d: Digest): Promise<BlobHandle | undefined> {
     const size = await this.statBlob(name, d);
     if (size === undefined) return undefined;
+    const bucket = this.redirects ? this.blobs.bucket : undefined;
     return {
       size,
+      ...(bucket ? { redirect: () => bucket.presign(d, REDIRECT_SECONDS) } : {}),
       read: (range) => this.blobs.openRead(d, range),
       openFile: async () => {
         const handle = await this.blobs.openFile(d);

@@ -21,6 +21,8 @@ export function blobReadRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const blob = await ctx.backend.openBlob(ctx.name(request), digest);
     if (!blob) throw unknown(digest.value);
     request.servedFrom = blob.servedFrom;
+    // The bucket serves the bytes itself (distribution's storage redirect): 307, as distribution answers.
+    if (blob.redirect && request.method === 'GET') return reply.code(307).header('location', await blob.redirect()).send();
     reply.header('docker-content-digest', digest.value).type('application/octet-stream');
     if (blob.size === undefined) return reply.send(blob.read());
     reply.header('accept-ranges', 'bytes');

@@ -14,6 +14,8 @@ export { parseS3Url, type S3Settings } from './location.js';
 export interface S3StorageSettings extends S3Settings {
   /** Bytes of read-through copies of blobs this server keeps on its local disk at most. */
   localCopiesBytes?: number;
+  /** Answer blob GETs of the registry port with a redirect to a presigned URL of the bucket. */
+  redirect?: boolean;
 }
 
 /** Opens the bucket's tiers (no request is sent yet). */
@@ -28,5 +30,6 @@ export function openS3Backend(settings: S3StorageSettings): SharedBackend {
     lease: new S3WorkLease(location),
     fills: new S3FillClaims(location),
     ...(settings.localCopiesBytes !== undefined ? { localCopiesBytes: settings.localCopiesBytes } : {}),
+    ...(settings.redirect ? { redirect: true } : {}),
   };
 }
