@@ -20,6 +20,7 @@ import { actionSection } from './action.js';
 import { cacheSection } from './cache.js';
 import { persistSection } from './persist.js';
 import { launchSection } from './launch.js';
+import { s3Section } from './s3.js';
 import { describeMachine, measureLimits, type MachineInfo, type MachineLimits } from './limits.js';
 import { REGCACHE_CLI, REPO_ROOT, nodeFlagsOf, startDistribution, startRegcache, type RegcacheOptions, type ServerHandle } from './servers.js';
 import {
@@ -324,7 +325,7 @@ const memorySection: Section = {
  * The benchmark, in order. The limits section comes first (the push rows compare with it).
  * A section that starts its own servers stops them before returning (bench/cache.ts).
  */
-const SECTIONS: Section[] = [limitsSection, pushPullSection, manifestSection, memorySection, launchSection, cacheSection, actionSection, persistSection];
+const SECTIONS: Section[] = [limitsSection, pushPullSection, manifestSection, memorySection, launchSection, cacheSection, actionSection, persistSection, s3Section];
 
 // ---- output ----
 

@@ -63,6 +63,8 @@ export interface RegcacheOptions extends StartOptions {
   nodeArgs?: string[];
   /** Extra `regcache serve` flags. */
   serveArgs?: string[];
+  /** `--storage` instead of the instance's storage dir (e.g. `s3://bucket/prefix`). */
+  storage?: string;
   /** Another bundle to run instead of dist/cli.js (an A/B build of a change). */
   cli?: string;
   /** Extra environment variables, e.g. { UV_THREADPOOL_SIZE: '1' }. */
@@ -81,6 +83,11 @@ export interface RegcacheOptions extends StartOptions {
 export interface DistributionOptions extends StartOptions {
   /** YAML with extra top-level keys (e.g. a `proxy:` block), put in place of ${EXTRA}. */
   extraConfig?: string;
+  /**
+   * The storage driver's YAML, indented as keys of `storage:` (e.g. an `s3:` block), put in place
+   * of ${DRIVER}; default `filesystem:` in the instance's storage dir.
+   */
+  driverConfig?: string;
 }
 
 /** Children still running, killed by PID should the benchmark die without stopping them. */
@@ -116,7 +123,7 @@ export async function startRegcache(opts: RegcacheOptions): Promise<ServerHandle
     'serve',
     '--registry-addr', '127.0.0.1:0',
     '--cache-addr', '127.0.0.1:0',
-    '--storage', storageDir,
+    '--storage', opts.storage ?? storageDir,
     '--log-level', 'error',
     '--ready-file', readyFile,
     ...(opts.serveArgs ?? []),
@@ -151,7 +158,7 @@ export async function startDistribution(opts: DistributionOptions): Promise<Serv
     const configFile = join(dir, 'config.yml');
     const logFile = join(dir, `server-${attempt}.log`);
     await writeFile(configFile, fillTemplate(template, {
-      ROOT: storageDir,
+      DRIVER: opts.driverConfig ?? `  filesystem:\n    rootdirectory: ${storageDir}`,
       ADDR: `127.0.0.1:${port}`,
       SECRET: randomBytes(16).toString('hex'),
       EXTRA: opts.extraConfig ?? '',

@@ -3,7 +3,8 @@
 // of the conformance suite, as an upstream for the pull-through cache, and in benchmarks.
 //
 // Each instance gets its own temp dir holding the config, the filesystem storage, an optional
-// htpasswd file and the log file. Distribution cannot report a port it picked itself, so the
+// htpasswd file and the log file. With `storage: 's3'` the storage is a bucket of an S3 service
+// instead (s3StorageEnv: distribution 2.8's s3-aws driver, e.g. on test/helpers/s3-ceph.ts). Distribution cannot report a port it picked itself, so the
 // helper asks the kernel for a free port (bind 127.0.0.1:0, close) and writes it into the config.
 // The access log stays on: `accessLog()` parses its lines (combined log format, written to stdout
 // and sent to the log file) so tests can prove which requests reached this registry.
@@ -42,6 +43,43 @@ export interface DistributionOptions {
   configFile?: string;
   /** Extra environment of the registry process (REGISTRY_* variables). */
   env?: Record<string, string>;
+  /**
+   * 's3': no filesystem driver (neither in the built configuration nor as
+   * REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY with `configFile`): the storage is given by `env`,
+   * e.g. {@link s3StorageEnv}'s variables. distribution panics on two drivers ("multiple storage
+   * drivers specified in configuration or environment"). Default 'filesystem'.
+   */
+  storage?: 'filesystem' | 's3';
+}
+
+/** Where an S3-compatible service is (test/helpers/s3-ceph.ts's CephS3 has these fields). */
+export interface S3Service {
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+/**
+ * distribution 2.8's s3 driver (s3-aws) on `bucket` of an S3-compatible service, as REGISTRY_*
+ * variables, for {@link startDistribution}'s `env` with `storage: 's3'`. 2.8 has no
+ * `forcepathstyle`: a `regionendpoint` always means path-style requests (and the region is then
+ * not checked against AWS's list). Blob GETs are served by the registry, not redirected to
+ * presigned gateway URLs (storage.redirect.disable), so clients need not reach the gateway.
+ * A value is read as YAML: keys that look like numbers would need quoting in a config file.
+ */
+export function s3StorageEnv(s3: S3Service, bucket: string, rootDirectory = '/distribution'): Record<string, string> {
+  return {
+    REGISTRY_STORAGE_S3_ACCESSKEY: s3.accessKeyId,
+    REGISTRY_STORAGE_S3_SECRETKEY: s3.secretAccessKey,
+    REGISTRY_STORAGE_S3_REGION: s3.region,
+    REGISTRY_STORAGE_S3_REGIONENDPOINT: s3.endpoint,
+    REGISTRY_STORAGE_S3_BUCKET: bucket,
+    REGISTRY_STORAGE_S3_ROOTDIRECTORY: rootDirectory,
+    REGISTRY_STORAGE_S3_SECURE: String(s3.endpoint.startsWith('https:')),
+    REGISTRY_STORAGE_S3_V4AUTH: 'true',
+    REGISTRY_STORAGE_REDIRECT_DISABLE: 'true',
+  };
 }
 
 /** One request as recorded in distribution's access log. */
@@ -65,7 +103,7 @@ export interface Distribution {
   url: string;
   pid: number;
   port: number;
-  /** Root directory of the filesystem storage driver. */
+  /** Root directory of the filesystem storage driver (created but unused with `storage: 's3'`). */
   storageDir: string;
   /** File receiving the process's stdout and stderr (app log and access log). */
   logFile: string;
@@ -87,7 +125,7 @@ const BCRYPT_COST = 4;
 const SYNC_PARAM = 'regcache-accesslog-sync';
 
 /**
- * Starts distribution with filesystem storage in a fresh temp dir, listening on a free port of
+ * Starts distribution with filesystem storage in a fresh temp dir (or on S3: `storage`), listening on a free port of
  * 127.0.0.1, and resolves once `GET /v2/` answers (any status: with auth on it is 401).
  */
 export async function startDistribution(opts: DistributionOptions = {}): Promise<Distribution> {
@@ -102,9 +140,8 @@ export async function startDistribution(opts: DistributionOptions = {}): Promise
       const logFile = join(dir, `registry-${attempt}.log`);
       const configFile = opts.configFile ?? join(dir, 'config.yml');
       if (!opts.configFile) await writeFile(configFile, JSON.stringify(buildConfig(port, storageDir, auth, opts), null, 2));
-      const env = opts.configFile
-        ? { ...opts.env, REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: storageDir }
-        : opts.env;
+      const filesystem: Record<string, string> = opts.storage === 's3' ? {} : { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: storageDir };
+      const env = opts.configFile ? { ...opts.env, REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, ...filesystem } : opts.env;
       const child = await spawnRegistry(configFile, logFile, env);
       const url = `http://127.0.0.1:${port}`;
       try {
@@ -147,7 +184,7 @@ function buildConfig(port: number, storageDir: string, auth: object | undefined,
     version: '0.1',
     log: { level: 'info', formatter: 'text', accesslog: { disabled: false } },
     storage: {
-      filesystem: { rootdirectory: storageDir },
+      ...(opts.storage === 's3' ? {} : { filesystem: { rootdirectory: storageDir } }),
       delete: { enabled: opts.deleteEnabled ?? true },
       maintenance: { uploadpurging: { enabled: false } },
     },

@@ -41,10 +41,17 @@ export interface CephS3 {
   stop(): Promise<void>;
 }
 
+/** Options of {@link startCeph}. */
+export interface CephOptions {
+  /** Capacity of the OSD's memstore (held in RAM as it fills), GB; default the script's 4. */
+  storeGb?: number;
+}
+
 /** Starts a cluster; call `stop()` in an `after` hook. */
-export async function startCeph(): Promise<CephS3> {
+export async function startCeph(opts: CephOptions = {}): Promise<CephS3> {
   const dir = join(await mkdtemp(join(tmpdir(), 'rc-ceph-')), 'cluster');
-  const { stdout } = await run('bash', [SCRIPT, 'up', dir], { timeout: 120_000, env: { ...process.env, S3CEPH_SMOKE: '0' } });
+  const env = { ...process.env, S3CEPH_SMOKE: '0', ...(opts.storeGb !== undefined ? { S3CEPH_STORE_GB: String(opts.storeGb) } : {}) };
+  const { stdout } = await run('bash', [SCRIPT, 'up', dir], { timeout: 120_000, env });
   const vars = Object.fromEntries([...stdout.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
   const endpoint = vars.S3_ENDPOINT!;
   const accessKeyId = vars.AWS_ACCESS_KEY_ID!;
