@@ -2,7 +2,9 @@
 // and the endpoint/region/addressing settings. Credentials, and the endpoint and region when
 // not given, come from the AWS SDK's standard chain (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL_S3 /
 // AWS_ENDPOINT_URL, AWS_REGION, shared config and credentials files, instance roles).
-import { S3Client } from '@aws-sdk/client-s3';
+import { HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { StorageBucketMissingError } from '../errors.js';
+import { isNotFound, storageError } from './errors.js';
 
 /** The settings of an S3 storage. */
 export interface S3Settings {
@@ -86,4 +88,18 @@ export function openS3Location(settings: S3Settings): S3Location {
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
   return { client, bucket, prefix, url: `s3://${bucket}/${prefix}` };
+}
+
+/**
+ * Checks that the bucket answers to these credentials (HeadBucket), for a server that opens the
+ * storage: throws StorageBucketMissingError, StorageCredentialsError or StorageUnavailableError.
+ * (Elsewhere a HEAD of a key in a missing bucket is indistinguishable from a missing key.)
+ */
+export async function probeS3Location(location: S3Location): Promise<void> {
+  try {
+    await location.client.send(new HeadBucketCommand({ Bucket: location.bucket }));
+  } catch (err) {
+    if (isNotFound(err)) throw new StorageBucketMissingError(location.url, 'HeadBucket', location.bucket, { cause: err });
+    throw storageError(err, location, 'HeadBucket');
+  }
 }
