@@ -9,6 +9,7 @@ import {
   DigestMismatchError,
   SizeMismatchError,
   StorageLockedError,
+  StorageUnavailableError,
   TooLargeError,
   UploadBusyError,
   UploadNotFoundError,
@@ -32,6 +33,9 @@ export function toRegistryError(err: unknown): RegistryError {
   if (err instanceof UploadBusyError) return new RegistryError('RANGE_INVALID', 'upload is busy with another chunk');
   if (err instanceof TooLargeError) return new RegistryError('SIZE_INVALID', err.message, { status: 413, detail: { limit: err.limit } });
   if (err instanceof StorageLockedError) return new RegistryError('UNAVAILABLE', err.message);
+  // A shared storage (bucket) that is unreachable, failing, refusing the credentials or missing:
+  // the client may retry later; the message names the storage and what failed (no secrets).
+  if (err instanceof StorageUnavailableError) return new RegistryError('UNAVAILABLE', err.message, { cause: err });
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
   if (errno === 'ENOSPC' || errno === 'EDQUOT') return new RegistryError('UNAVAILABLE', 'storage is full', { status: 507 });
   const fe = err as FastifyError;

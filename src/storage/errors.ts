@@ -88,3 +88,40 @@ export class StorageFullError extends Error {
     this.name = 'StorageFullError';
   }
 }
+
+/**
+ * A shared storage (an S3 bucket) that did not answer, or answered with a failure of its own:
+ * connection refused or timed out, a 5xx. `url` is the storage (`s3://bucket/prefix`),
+ * `operation` what was asked of it (`GetObject blobs/sha256/ab/ab…`). The registry answers 503.
+ */
+export class StorageUnavailableError extends Error {
+  constructor(readonly url: string, readonly operation: string, readonly reason: string, options?: { cause?: unknown; message?: string }) {
+    super(options?.message ?? `storage ${url} is unavailable: ${operation} failed: ${reason}`, { cause: options?.cause });
+    this.name = 'StorageUnavailableError';
+  }
+}
+
+/** A shared storage that refused this server's credentials (403): unavailable until they are fixed. */
+export class StorageCredentialsError extends StorageUnavailableError {
+  constructor(url: string, operation: string, reason: string, options?: { cause?: unknown }) {
+    super(url, operation, reason, {
+      ...options,
+      message:
+        `storage ${url} refused ${operation} (${reason}): check the credentials regcache uses ` +
+        '(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared credentials file, or ' +
+        "distribution's storage.s3.accesskey/secretkey) and that they may read and write this bucket and prefix",
+    });
+    this.name = 'StorageCredentialsError';
+  }
+}
+
+/** A shared storage whose bucket does not exist: unavailable until it is created or the URL fixed. */
+export class StorageBucketMissingError extends StorageUnavailableError {
+  constructor(url: string, operation: string, readonly bucket: string, options?: { cause?: unknown }) {
+    super(url, operation, 'NoSuchBucket', {
+      ...options,
+      message: `storage ${url}: bucket ${bucket} does not exist (${operation} answered NoSuchBucket): create it, or fix the storage URL or endpoint`,
+    });
+    this.name = 'StorageBucketMissingError';
+  }
+}

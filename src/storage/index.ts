@@ -59,7 +59,7 @@ export type { S3StorageSettings } from './s3/index.js';
  */
 export async function openS3Backend(settings: import('./s3/index.js').S3StorageSettings): Promise<SharedBackend> {
   const s3 = await import('./s3/index.js');
-  return s3.openS3Backend(settings);
+  return await s3.openS3Backend(settings);
 }
 
 /** Options of {@link openStorage}. */
