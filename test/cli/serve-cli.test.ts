@@ -117,9 +117,9 @@ describe('regcache CLI', { concurrency: false }, () => {
   test('a distribution configuration key regcache refuses is an error naming the key; flags win over the file', async (t) => {
     const dir = await tempDir(t);
     const config = join(dir, 'config.yml');
-    await writeFile(config, 'version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  s3:\n    bucket: b\n');
+    await writeFile(config, 'version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  gcs:\n    bucket: b\n');
     const refused = await startupError(t, ['--config', config, ...PORTS]);
-    assert.match(refused, new RegExp(`^regcache: storage\\.s3 in ${config}: not supported: another storage driver`, 'm'));
+    assert.match(refused, new RegExp(`^regcache: storage\\.gcs in ${config}: not supported: another storage driver`, 'm'));
     assert.match(refused, new RegExp(`^regcache: warning: log\\.fields in ${config}: ignored`, 'm'));
 
     const busy = net.createServer();

@@ -70,7 +70,7 @@ test('keys that would change behaviour users rely on are errors naming the key: 
     [
       'version: 0.1',
       'storage:',
-      '  s3:',
+      '  gcs:',
       '    bucket: b',
       'auth:',
       '  token:',
@@ -90,8 +90,8 @@ test('keys that would change behaviour users rely on are errors naming the key: 
   );
   const c = loadDistributionConfig({ file, via: '--config' }, {});
   const keys = c.errors.map((e) => e.split(':')[0]);
-  assert.deepEqual(keys.sort(), [`auth.token in ${file}`, `http.tls.clientcas in ${file}`, `middleware in ${file}`, `notifications.endpoints in ${file}`, `storage.s3 in ${file}`].sort());
-  assert.match(c.errors.find((e) => e.startsWith('storage.s3'))!, /another storage driver/);
+  assert.deepEqual(keys.sort(), [`auth.token in ${file}`, `http.tls.clientcas in ${file}`, `middleware in ${file}`, `notifications.endpoints in ${file}`, `storage.gcs in ${file}`].sort());
+  assert.match(c.errors.find((e) => e.startsWith('storage.gcs'))!, /another storage driver/);
 });
 
 test('an error set by a variable names the variable; a bare driver name counts (REGISTRY_STORAGE=gcs)', () => {
