@@ -12,7 +12,7 @@ import { parseS3Url } from './storage/s3/url.js';
 import { registerGc } from './gc-command.js';
 import { defaultLocalDir, defaultStorageDir } from './default-storage.js';
 import { parseDuration, parseSize } from './shared/index.js';
-import { ConfigError, findConfig, loadDistributionConfig, type DistributionSettings } from './config/index.js';
+import { ConfigError, findConfig, loadDistributionConfig, type DistributionSettings, type S3Storage } from './config/index.js';
 import pkg from '../package.json' with { type: 'json' };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -124,8 +124,9 @@ function serveOptions(o: ServeFlags, given: (option: string) => boolean): Parame
   const tlsKey = tlsFromFlags ? o.tlsKey : pick('tlsKey', o.tlsKey, d?.tlsKey);
   if (!!tlsCert !== !!tlsKey) throw new Error(`--tls-cert and --tls-key go together: give ${tlsCert ? '--tls-key' : '--tls-cert'} too`);
   const htpasswd = pick('htpasswd', o.htpasswd, d?.htpasswd);
-  const storage = pick('storage', o.storage, d?.storage) ?? defaultStorageDir();
-  const s3 = storage.startsWith('s3://') ? s3Settings(storage, o) : undefined;
+  const fromConfig = d?.s3 && !given('storage') ? d.s3 : undefined;
+  const storage = pick('storage', o.storage, d?.storage ?? (d?.s3 ? { value: d.s3.value.url, name: d.s3.names.url } : undefined)) ?? defaultStorageDir();
+  const s3 = storage.startsWith('s3://') ? s3Settings(storage, o, fromConfig?.value, fromConfig && d?.redirect) : undefined;
   if (!s3) {
     const flags = { s3Endpoint: '--s3-endpoint', s3Region: '--s3-region', s3PathStyle: '--s3-path-style', s3Redirect: '--s3-redirect', cacheDir: '--cache-dir', cacheDirSize: '--cache-dir-size' } as const;
     const stray = (Object.keys(flags) as Array<keyof typeof flags>).find((k) => o[k] !== undefined);
@@ -160,20 +161,27 @@ function serveOptions(o: ServeFlags, given: (option: string) => boolean): Parame
   };
 }
 
-/** The bucket settings of `--storage s3://...` and the --s3-* flags. */
-function s3Settings(url: string, o: ServeFlags): S3StorageSettings {
+/**
+ * The bucket settings of `--storage s3://...` and the --s3-* flags, over distribution's
+ * `storage.s3` (and `storage.redirect`) when the storage came from its configuration.
+ */
+function s3Settings(url: string, o: ServeFlags, config?: S3Storage, configRedirect?: boolean): S3StorageSettings {
   try {
     parseS3Url(url);
   } catch (err) {
     throw new Error(`--storage: ${(err as Error).message}`);
   }
+  const endpoint = o.s3Endpoint ?? config?.endpoint;
+  const region = o.s3Region ?? config?.region;
+  const forcePathStyle = o.s3PathStyle ?? config?.forcePathStyle;
   return {
     url,
-    ...(o.s3Endpoint ? { endpoint: o.s3Endpoint } : {}),
-    ...(o.s3Region ? { region: o.s3Region } : {}),
-    ...(o.s3PathStyle ? { forcePathStyle: true } : {}),
+    ...(endpoint ? { endpoint } : {}),
+    ...(region ? { region } : {}),
+    ...(forcePathStyle ? { forcePathStyle: true } : {}),
+    ...(config?.credentials ? { credentials: config.credentials } : {}),
     ...(o.cacheDirSize !== undefined ? { localCopiesBytes: o.cacheDirSize } : {}),
-    ...(o.s3Redirect ? { redirect: true } : {}),
+    ...(o.s3Redirect || configRedirect ? { redirect: true } : {}),
   };
 }
 

@@ -187,7 +187,7 @@ export const KEY_POLICY: ReadonlyArray<{ key: string; verdict: Verdict; when?: (
   { key: 'notifications.endpoints', verdict: same('every endpoint is disabled'), when: (v) => Array.isArray(v) && v.every((e) => (e as Tree)?.disabled === true) },
   { key: 'notifications.endpoints', verdict: refuse('notifications are not supported: the endpoints would never be called') },
   { key: 'redis', verdict: same('no redis cache is used') },
-  { key: 'health.storagedriver', verdict: same('the storage is a local directory') },
+  { key: 'health.storagedriver', verdict: same('regcache answers each request from the storage: a bucket that fails answers 503 UNAVAILABLE at once') },
   { key: 'health', verdict: warn('health checks do not gate GET /v2/') },
   { key: 'catalog.maxentries', verdict: warn('the catalog is paged with n and last only') },
   { key: 'tags.maxtags', verdict: warn('tag lists are paged with n and last only') },

@@ -37,8 +37,6 @@ interface Candidate {
   names: string[];
   size: number;
   used: number;
-  /** The blob's time when the pass listed it. */
-  mtimeMs: number;
 }
 
 /** Least-recently-used eviction of cached blobs. */
@@ -93,6 +91,9 @@ export class CacheEvictor {
   }
 
   private async sweepOver(sweep: Sweep): Promise<EvictionResult> {
+    // A blob whose time is later than the pass's start was referenced since (on a shared bucket,
+    // maybe by another server, which the sweep cannot see): it is kept.
+    const started = Date.now();
     const candidates = await this.candidates();
     let total = candidates.reduce((n, e) => n + e.size, 0);
     const result: EvictionResult = { cachedBytes: total, evicted: 0, evictedBytes: 0, kept: 0 };
@@ -104,7 +105,7 @@ export class CacheEvictor {
       await this.opts.beforeDelete?.(e.digest.value);
       // The owner keeps it if it is being served or filled, or was pushed or linked meanwhile.
       const unlink = e.names.map((name) => ({ repositories: this.cache, name }));
-      const stillUnreferenced = async () => ((await this.blobs.statInfo(e.digest))?.mtimeMs ?? 0) <= e.mtimeMs;
+      const stillUnreferenced = async () => ((await this.blobs.statInfo(e.digest))?.mtimeMs ?? 0) <= started;
       if ((await sweep.remove(e.digest, { unlink, stillUnreferenced })) !== true) {
         result.kept++;
         continue;
@@ -137,7 +138,7 @@ export class CacheEvictor {
       if (pushed.has(e.digest.value)) continue;
       const info = await this.blobs.statInfo(e.digest);
       if (!info) continue;
-      out.push({ ...e, size: info.size, used: this.lastUse.get(e.digest.value) ?? info.mtimeMs, mtimeMs: info.mtimeMs });
+      out.push({ ...e, size: info.size, used: this.lastUse.get(e.digest.value) ?? info.mtimeMs });
     }
     return out;
   }

@@ -90,6 +90,26 @@ export class BlobLifetime {
     });
   }
 
+  /**
+   * On a bucket, after a record that references `digests` was written (a manifest): freshens
+   * each one, then returns those no longer there. Another server's sweep may have listed the
+   * store before the record existed; its re-check then sees the new time, or the blob was gone
+   * before this check and the caller takes its record back. Nothing to do on a directory, where
+   * every sweep is this process's and saw the references as they were made.
+   */
+  async confirm(digests: Iterable<Digest>): Promise<Digest[]> {
+    if (!this.blobs.bucket) return [];
+    const all = [...new Map([...digests].map((d) => [d.value, d])).values()];
+    const missing: Digest[] = [];
+    await Promise.all(
+      all.map(async (d) => {
+        await this.freshen(d);
+        if ((await this.blobs.statDurable(d)) === undefined) missing.push(d);
+      }),
+    );
+    return missing;
+  }
+
   /** Removes the link of blob `d` from `link` (a blob delete: the bytes stay); true when it existed. */
   unlink(link: BlobLink, d: Digest): Promise<boolean> {
     return this.locks.run(d.value, () => link.repositories.removeBlobLink(link.name, d));

@@ -70,13 +70,15 @@ export async function collectGarbage(
   const result: GcResult = { dryRun, gracePeriodMs: grace, marked: 0, deleted: 0, deletedBytes: 0, keptRecent: 0, keptRecentBytes: 0, keptInUse: 0, uploads: [] };
   // Opened before anything is read: whatever is published or linked from now on is kept.
   const sweep = blobs.lifetime.beginSweep();
+  // Taken before the marks are read: a blob referenced since (by another server sharing a
+  // bucket, which this sweep cannot see) has a later time, and is kept.
+  const cutoff = Date.now() - grace;
   try {
     const marked = await referencedBlobs(blobs, repositories);
     for (const d of await referencedBlobs(blobs, cache)) marked.add(d);
     for (const name of await cache.list()) for (const d of await cache.listBlobLinks(name)) marked.add(d.value);
     result.marked = marked.size;
     const links = await linksByDigest(repositories);
-    const cutoff = Date.now() - grace;
     for await (const blob of blobs.list()) {
       if (marked.has(blob.digest.value)) continue;
       if (blob.mtimeMs > cutoff) {

@@ -214,6 +214,12 @@ export class RegistryStore implements RegistryBackend {
       if (manifest.annotations) record.annotations = manifest.annotations;
       if (manifest.subject) record.subject = manifest.subject.digest;
       await this.repositories.putManifest(name, digest, record);
+      // On a shared bucket another server's gc may have listed before this record existed.
+      const missing = await this.blobs.lifetime.confirm([digest, ...[...blobs, ...children].map((d) => tryParseDigest(d)!)]);
+      if (missing.length > 0) {
+        await this.repositories.deleteManifest(name, digest);
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', 'a blob it names was collected by another server meanwhile; push it again', { detail: { digests: missing.map((d) => d.value).sort() } });
+      }
     });
     if (reference.kind === 'tag') await this.repositories.putTag(name, reference.tag, digest);
     this.cacheBody(digest.value, body);

@@ -9,6 +9,11 @@ import { parseS3Url } from './url.js';
 
 export { parseS3Url } from './url.js';
 
+// The SDK warns once, on Node 20, that its releases after January 2027 will need Node 22: this
+// build bundles one fixed release (package-lock.json), so the warning is about a version it never
+// loads and would only puzzle the log. Set before the first client is made.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 /** The settings of an S3 storage. */
 export interface S3Settings {
   /** `s3://bucket` or `s3://bucket/prefix`. */

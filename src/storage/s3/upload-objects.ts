@@ -140,10 +140,12 @@ export class UploadObjects {
         throw err;
       }
     };
-    const first = await put(this.unquotedIfMatch);
+    // The form is read once: concurrent replaces must not try the same form twice.
+    const unquoted = this.unquotedIfMatch;
+    const first = await put(unquoted);
     if (first !== undefined) return first;
-    const second = await put(!this.unquotedIfMatch);
-    if (second !== undefined) this.unquotedIfMatch = !this.unquotedIfMatch;
+    const second = await put(!unquoted);
+    if (second !== undefined) this.unquotedIfMatch = !unquoted;
     return second;
   }
 
