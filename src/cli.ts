@@ -231,7 +231,7 @@ export function program(): Command {
     .option('--s3-path-style', 'with an s3:// storage: path-style addressing (endpoint/bucket/key), as most S3-compatible services want')
     .option('--s3-redirect', 'with an s3:// storage: answer blob GETs on the registry port with a redirect to a presigned URL of the bucket (clients must reach the S3 endpoint)')
     .option('--cache-dir <dir>', "with an s3:// storage: this server's own directory for temp files and local copies of blobs (default: under the user cache directory)")
-    .option('--cache-dir-size <size>', 'with an s3:// storage: keep at most this much in local copies of blobs (default: 10G)', size)
+    .option('--cache-dir-size <size>', 'with an s3:// storage: keep at most this much in local copies of blobs, 0 for none: every read goes to the bucket (default: 10G)', size)
     .option('--htpasswd <file>', 'require basic auth with this htpasswd file (bcrypt entries)')
     .option('--tls-cert <file>', 'serve TLS with this certificate (PEM)')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')

@@ -342,14 +342,18 @@ export class PullThroughCache implements RegistryReader {
     }
   }
 
-  /** Counts the bytes served when `stream` ends, and holds off eviction of `d` while it reads. */
   /** A blob the store holds: served from its file, counted and kept from eviction meanwhile. */
   private storedHandle(name: string, d: Digest, size: number, servedFrom: ServedFrom): BlobHandle {
     const bytes = (range?: { start: number; end: number }) => (range ? range.end - range.start + 1 : size);
-    return {
+    const handle: BlobHandle = {
       size,
       servedFrom,
       read: (range) => this.counted(name, d, this.o.blobs.openRead(d, range), bytes(range)),
+    };
+    // A bucket read without local copies has no file: the route streams `read` instead.
+    if (!this.o.blobs.servesFiles) return handle;
+    return {
+      ...handle,
       openFile: async (range) => {
         const release = this.hold(d);
         const handle = await this.o.blobs.openFile(d).catch((err: unknown) => {
@@ -372,6 +376,7 @@ export class PullThroughCache implements RegistryReader {
     };
   }
 
+  /** Counts the bytes served when `stream` ends, and holds off eviction of `d` while it reads. */
   private counted(name: string, d: Digest, stream: Readable, bytes: number | undefined): Readable {
     stream.once('end', () => this.o.stats.bytesServed(name, d.value, bytes ?? 0));
     stream.once('close', this.hold(d));

@@ -229,7 +229,7 @@ export class BlobWriter {
 export class BlobStore {
   /** The single owner of blob lifetime over this store. */
   readonly lifetime: BlobLifetime;
-  /** On a bucket: this server's read-through copies of its blobs. */
+  /** On a bucket: this server's read-through copies of its blobs (none with a bound of 0: every read goes to the bucket). */
   readonly copies: LocalCopies | undefined;
 
   /** `bucket`: the shared bucket whose objects are the blobs (absent: the files under `layout` are). */
@@ -239,12 +239,12 @@ export class BlobStore {
     opts: { localCopiesBytes?: number } = {},
   ) {
     this.lifetime = new BlobLifetime(this);
-    this.copies = bucket && new LocalCopies(layout, bucket, opts.localCopiesBytes);
+    this.copies = bucket && opts.localCopiesBytes !== 0 ? new LocalCopies(layout, bucket, opts.localCopiesBytes) : undefined;
   }
 
   /** Size of a committed blob, or undefined when the store does not hold it. */
   async stat(d: Digest): Promise<number | undefined> {
-    if (this.bucket) return (await this.copies!.stat(d)) ?? (await this.bucket.head(d))?.size;
+    if (this.bucket) return (await this.copies?.stat(d)) ?? (await this.bucket.head(d))?.size;
     return this.statLocal(d);
   }
 
@@ -281,7 +281,15 @@ export class BlobStore {
   /** A stream of the blob's bytes `[start, end]` (inclusive), or all of it. */
   openRead(d: Digest, range?: { start: number; end: number }): Readable {
     const local = () => createReadStream(this.layout.blob(d), { highWaterMark: READ_CHUNK, ...range });
-    if (!this.copies) return local();
+    if (!this.bucket) return local();
+    if (!this.copies) {
+      const out = new PassThrough({ highWaterMark: READ_CHUNK });
+      this.bucket.read(d, range).then(
+        (body) => pipeline(body, out, () => {}),
+        (err: unknown) => out.destroy(err as Error),
+      );
+      return out;
+    }
     const out = new PassThrough({ highWaterMark: READ_CHUNK });
     this.copies.ensure(d).then(
       () => pipeline(local(), out, () => {}),
@@ -295,6 +303,7 @@ export class BlobStore {
    * or undefined when the store no longer holds it. The caller closes the handle.
    */
   async openFile(d: Digest): Promise<FileHandle | undefined> {
+    if (!this.servesFiles) return undefined;
     if (this.copies) {
       try {
         await this.copies.ensure(d);
@@ -311,9 +320,14 @@ export class BlobStore {
     }
   }
 
+  /** False when blobs are read from a bucket without local copies: no file to open, {@link openRead} streams. */
+  get servesFiles(): boolean {
+    return !this.bucket || this.copies !== undefined;
+  }
+
   /** Reads a whole (small) blob into memory: manifests and configs only. */
   async readSmall(d: Digest, limit: number): Promise<Buffer> {
-    if (this.bucket && (await this.copies!.stat(d)) === undefined) return this.readSmallFromBucket(this.bucket, d, limit);
+    if (this.bucket && (await this.copies?.stat(d)) === undefined) return this.readSmallFromBucket(this.bucket, d, limit);
     let fh: FileHandle;
     try {
       fh = await open(this.layout.blob(d), 'r');
@@ -411,9 +425,9 @@ export class BlobStore {
   async placeBytes(d: Digest, data: Uint8Array): Promise<boolean> {
     if (this.bucket) {
       const there = await this.bucket.putBytes(d, data);
-      if ((await this.copies!.stat(d)) === undefined) {
+      if (this.copies && (await this.copies.stat(d)) === undefined) {
         await writeFileAtomic(this.layout.tmpDir, this.layout.blob(d), data);
-        await this.copies!.placed(d, data.byteLength);
+        await this.copies.placed(d, data.byteLength);
       }
       return there;
     }
@@ -426,7 +440,7 @@ export class BlobStore {
   async removeBlob(d: Digest): Promise<boolean> {
     if (!this.bucket) return removeFile(this.layout.blob(d));
     const existed = await this.bucket.remove(d);
-    await this.copies!.drop(d);
+    await this.copies?.drop(d);
     return existed;
   }
 
@@ -441,12 +455,12 @@ export class BlobStore {
 
   /** On a bucket: keeps the uploaded file as this server's local copy (or drops it when one exists). */
   private async placeLocalCopy(path: string, d: Digest, size: number): Promise<void> {
-    if ((await this.copies!.stat(d)) !== undefined) {
+    if (!this.copies || (await this.copies.stat(d)) !== undefined) {
       await removeFile(path);
       return;
     }
     await publish(path, this.layout.blob(d));
-    await this.copies!.placed(d, size);
+    await this.copies.placed(d, size);
   }
 
   /** Every committed blob, for garbage collection and scans. */

@@ -142,10 +142,14 @@ export class RegistryStore implements RegistryBackend {
       size,
       ...(bucket ? { redirect: () => bucket.presign(d, REDIRECT_SECONDS) } : {}),
       read: (range) => this.blobs.openRead(d, range),
-      openFile: async () => {
-        const handle = await this.blobs.openFile(d);
-        return handle && { handle, close: () => handle.close() };
-      },
+      ...(this.blobs.servesFiles
+        ? {
+            openFile: async () => {
+              const handle = await this.blobs.openFile(d);
+              return handle && { handle, close: () => handle.close() };
+            },
+          }
+        : {}),
     };
   }
 

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
@@ -149,6 +150,21 @@ describe('two servers on one S3 bucket', { skip, concurrency: 1 }, () => {
     assert.match(location, /X-Amz-Signature=/);
     const bytes = Buffer.from(await (await request(location)).body.arrayBuffer());
     assert.equal(sha256(bytes), layer.digest);
+  });
+
+  test('with --cache-dir-size 0 a server keeps no local copies: blobs stream from the bucket, ranges too', async (t) => {
+    const { servers: [a, b], dirs } = await replicas(t, 2, ['--cache-dir-size', '0']);
+    const image = await seedImage(a!.url, 'team/nocopies', 'v1', { layers: 2, layerSize: 300 * 1024 });
+    const pulled = await pullImage({ base: b!.url, name: 'team/nocopies' }, 'v1');
+    assert.equal(pulled.digest, image.digest);
+    const layer = image.layers[0]!;
+    const part = await request(`${b!.url}/v2/team/nocopies/blobs/${layer.digest}`, { headers: { range: 'bytes=1000-1999' } });
+    assert.equal(part.statusCode, 206);
+    assert.ok(Buffer.from(await part.body.arrayBuffer()).equals(layer.data.subarray(1000, 2000)));
+    for (const dir of dirs) {
+      const copies = await readdir(join(dir, 'local', 'blobs'), { recursive: true }).catch(() => []);
+      assert.deepEqual(copies.filter((f) => /^[0-9a-f]{64}$/.test(String(f).split('/').pop()!)), [], `no blob file under ${dir}/local/blobs`);
+    }
   });
 
   test('the cache ports of both servers fetch each blob from their upstream once in all', async (t) => {
