@@ -3,7 +3,8 @@
 // bucket). Reads are answered from a bounded in-memory cache kept coherent by routing every
 // write through this class: for good when this process is the only writer (the filesystem,
 // behind the storage lock), for `ttlMs` when other servers write the same bucket; a read that
-// fails on a bucket is answered from an expired entry when there is one.
+// fails on a bucket is answered from an expired entry when there is one, and a blob link this
+// server saw still answers while the bucket fails.
 import type { Records } from './backend.js';
 import type { RecordKeys } from './layout.js';
 import { parseManifest, tryParseDigest, type Descriptor, type Digest } from '../oci/index.js';
@@ -63,6 +64,8 @@ interface Remembered<V> {
 export class Repositories {
   private readonly tagCache = new Map<string, Remembered<string | null>>();
   private readonly revisionCache = new Map<string, Remembered<ManifestRecord | null>>();
+  /** Blob links this server wrote or read (on a bucket: answers only while the bucket fails). */
+  private readonly linksSeen = new Set<string>();
   private readonly ttlMs: number;
 
   constructor(
@@ -81,13 +84,26 @@ export class Repositories {
    */
   async writeBlobLink(name: string, d: Digest): Promise<void> {
     const key = this.keys.layerLink(name, d);
-    if (await this.records.has(key)) return;
-    await this.records.write(key, d.value);
+    if (!(await this.records.has(key))) await this.records.write(key, d.value);
+    this.sawLink(key);
   }
 
-  /** True when `name` links blob `d`. */
-  hasBlobLink(name: string, d: Digest): Promise<boolean> {
-    return this.records.has(this.keys.layerLink(name, d));
+  /**
+   * True when `name` links blob `d`. Always asked of the records (a link another server removed
+   * shows at once); on a bucket that fails, a link this server saw answers, as a stale tag does.
+   */
+  async hasBlobLink(name: string, d: Digest): Promise<boolean> {
+    const key = this.keys.layerLink(name, d);
+    let linked: boolean;
+    try {
+      linked = await this.records.has(key);
+    } catch (err) {
+      if (!this.records.exclusive && this.linksSeen.has(key)) return true;
+      throw err;
+    }
+    if (linked) this.sawLink(key);
+    else this.linksSeen.delete(key);
+    return linked;
   }
 
   /** Digests of every blob linked into `name`. */
@@ -97,7 +113,9 @@ export class Repositories {
 
   /** Removes the link of blob `d` from `name`; true when it existed. BlobLifetime's tool, as {@link writeBlobLink}. */
   removeBlobLink(name: string, d: Digest): Promise<boolean> {
-    return this.records.remove(this.keys.layerLink(name, d));
+    const key = this.keys.layerLink(name, d);
+    this.linksSeen.delete(key);
+    return this.records.remove(key);
   }
 
   // ---- manifests ----
@@ -218,6 +236,7 @@ export class Repositories {
     await this.records.removeTree(this.keys.repository(name));
     this.tagCache.clear();
     this.revisionCache.clear();
+    this.linksSeen.clear();
   }
 
   /** Digests named by the records `<prefix>/<algorithm>/<hex>`. */
@@ -245,6 +264,12 @@ export class Repositories {
     }
     this.remember(cache, key, value);
     return value ?? undefined;
+  }
+
+  private sawLink(key: string): void {
+    if (this.records.exclusive) return;
+    if (this.linksSeen.size >= CACHE_ENTRIES && !this.linksSeen.has(key)) this.linksSeen.delete(this.linksSeen.values().next().value as string);
+    this.linksSeen.add(key);
   }
 
   private remember<V>(cache: Map<string, Remembered<V>>, key: string, value: V): void {

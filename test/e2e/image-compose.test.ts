@@ -8,10 +8,15 @@
 // - The secured registry (htpasswd + TLS + delete): docker login, push, pull; a delete answers 202.
 // - The Docker Hub cache: with the daemon's registry-mirrors pointing at it, `docker pull` of an
 //   image that only the local upstream (Debian's docker-registry) has comes through the cache.
+// - Two replicas on one bucket of a real Ceph RADOS Gateway (test/helpers/s3-ceph.ts), given to
+//   docker-compose as S3_ENDPOINT, S3_BUCKET and the AWS_* keys: `docker push` through replica a,
+//   `docker pull` through replica b (and each blob fetched through b over HTTP), which lists the
+//   repository in its catalog.
 import assert from 'node:assert/strict';
 import { chmod, chown, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import bcrypt from 'bcryptjs';
 import { Agent } from 'undici';
 import { makeTestCertificates } from '../helpers/certs.js';
@@ -21,7 +26,9 @@ import { type TempDir, freePort, run, tempDir, waitFor } from '../helpers/proc.j
 import { headManifest, httpRequest, listTags } from '../helpers/regcache.js';
 import { type ImageRig, IMAGE_TOOLS, buildImageRig, uniqueName } from '../helpers/regcache-image.js';
 import { importBusyboxImage } from '../helpers/rootfs.js';
+import { skipUnlessCeph, startCeph } from '../helpers/s3-ceph.js';
 import { skipUnless, toolPath } from '../helpers/tools.js';
+import { pullImage } from '../helpers/upstream-images.js';
 
 const skip = skipUnless([...IMAGE_TOOLS, 'docker-compose', 'docker-registry', 'openssl'], { root: true }) || skipUnlessBaseNode();
 
@@ -36,18 +43,18 @@ interface Project {
 }
 
 /** Copies examples/compose/<example>/docker-compose.yml into a fresh dir and writes the override. */
-async function project(rig: ImageRig, work: TempDir, example: string, override: string): Promise<Project> {
+async function project(rig: ImageRig, work: TempDir, example: string, override: string, extraEnv: Record<string, string> = {}): Promise<Project> {
   const dir = join(work.path, example);
   await mkdir(dir, { recursive: true });
   const text = await readFile(join(REPOSITORY_ROOT, 'examples', 'compose', example, 'docker-compose.yml'), 'utf8');
   // docker-compose 1.29 refuses published ports beside network_mode: host, and an override cannot
-  // remove them: the copy loses its `ports:` list, and nothing else.
-  const withoutPorts = text.replace(/^( +)ports:\n(\1 +- .*\n)+/m, '');
+  // remove them: the copy loses its `ports:` lists (one per service), and nothing else.
+  const withoutPorts = text.replace(/^( +)ports:\n(\1 +- .*\n)+/gm, '');
   assert.notEqual(withoutPorts, text, 'the example publishes its port');
   await writeFile(join(dir, 'docker-compose.yml'), withoutPorts);
   await writeFile(join(dir, 'docker-compose.test.yml'), override);
   const name = uniqueName(`rc${example}`).replace(/-/g, '');
-  const env = { ...rig.dockerd.clientEnv, DOCKER_HOST: rig.dockerd.host };
+  const env = { ...rig.dockerd.clientEnv, DOCKER_HOST: rig.dockerd.host, ...extraEnv };
   return {
     dir,
     name,
@@ -180,5 +187,54 @@ describe('the compose examples with docker-compose', { skip }, () => {
     await rig.dockerd.docker(['image', 'prune', '--force']);
     await rig.dockerd.docker(['pull', 'e2e/cached:1']);
     assert.equal((await upstream.accessLog()).filter((e) => e.path.includes('/blobs/')).length, blobGets, 'no blob fetched upstream again');
+  });
+
+  test('two replicas on one S3 bucket: docker push through a, docker pull through b', { skip: skipUnlessCeph(), timeout: 600_000 }, async (t) => {
+    const ceph = await startCeph();
+    t.after(() => ceph.stop());
+    const bucket = await ceph.createBucket('compose');
+    const [aPort, aCache, bPort, bCache] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const service = (name: string, port: number, cache: number) => [
+      `  ${name}:`,
+      '    network_mode: host',
+      '    environment:',
+      `      REGISTRY_HTTP_ADDR: 127.0.0.1:${port}`,
+      `      REGISTRY_HTTP_DEBUG_ADDR: 127.0.0.1:${cache}`,
+    ];
+    const p = await project(rig, work, 'replicas', ['services:', ...service('regcache-a', aPort, aCache), ...service('regcache-b', bPort, bCache), ''].join('\n'), {
+      S3_ENDPOINT: ceph.endpoint,
+      S3_BUCKET: bucket,
+      AWS_ACCESS_KEY_ID: ceph.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: ceph.secretAccessKey,
+    });
+    t.after(() => p.compose(['down', '--volumes', '--timeout', '30']).catch(() => undefined));
+    await p.compose(['up', '-d']);
+    await waitAnswering(p, 'regcache-a', `http://127.0.0.1:${aPort}`, [200]);
+    await waitAnswering(p, 'regcache-b', `http://127.0.0.1:${bPort}`, [200]);
+
+    const pushed = `127.0.0.1:${aPort}/e2e/replicated:1`;
+    await importBusyboxImage(rig.dockerd, pushed);
+    const push = await rig.dockerd.docker(['push', pushed]);
+    const digest = /digest: (sha256:[0-9a-f]{64})/.exec(push.stdout)?.[1];
+    assert.ok(digest, push.stdout);
+    await rig.dockerd.docker(['rmi', pushed]);
+    await rig.dockerd.docker(['image', 'prune', '--force']);
+
+    const pulled = `127.0.0.1:${bPort}/e2e/replicated:1`;
+    const pull = await rig.dockerd.docker(['pull', pulled]);
+    assert.match(pull.stdout, new RegExp(`Digest: ${digest}`));
+    // The daemon may keep the busybox layer from the tests before ("Already exists"): every blob
+    // is also fetched through b and checked against its digest.
+    const b = `http://127.0.0.1:${bPort}`;
+    const image = await pullImage({ base: b, name: 'e2e/replicated' }, '1');
+    assert.equal(image.digest, digest);
+    assert.ok(image.blobs.size >= 2, 'config and layer');
+    const catalog = await httpRequest('GET', `${b}/v2/_catalog`);
+    assert.equal(catalog.status, 200, catalog.text);
+    assert.deepEqual((JSON.parse(catalog.text) as { repositories: string[] }).repositories, ['e2e/replicated']);
+    assert.deepEqual(await listTags(b, 'e2e/replicated'), ['1']);
+    // Each replica stores in the bucket under distribution's rootdirectory (the example's default).
+    const listed = await ceph.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'regcache/', MaxKeys: 1 }));
+    assert.ok((listed.KeyCount ?? 0) > 0, 'the bucket holds objects under regcache/');
   });
 });

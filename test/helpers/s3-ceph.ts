@@ -1,6 +1,7 @@
 // Test helper: a throwaway single-node Ceph cluster (one monitor, one OSD on memstore, the RADOS
 // Gateway on 127.0.0.1) as a real S3 service, started by s3-ceph.sh beside this file. Everything
-// lives under one temp dir; `stop()` kills what the script started, by the PIDs it recorded.
+// lives under one temp dir; `stop()` kills what the script started, by the PIDs it recorded;
+// `stopGateway()` / `startGateway()` take the S3 endpoint down and back up alone.
 // One cluster per test file (about 3 s to start, 140 MB); a bucket per test.
 import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
@@ -37,6 +38,10 @@ export interface CephS3 {
   client: S3Client;
   /** Creates a fresh bucket with a random name and returns its name. */
   createBucket(prefix?: string): Promise<string>;
+  /** Stops only the RADOS Gateway (the S3 endpoint refuses connections; the cluster keeps its data). */
+  stopGateway(): Promise<void>;
+  /** Starts the gateway again on the same port and waits until it answers. */
+  startGateway(): Promise<void>;
   /** Stops the daemons and removes the directory. */
   stop(): Promise<void>;
 }
@@ -77,6 +82,12 @@ export async function startCeph(opts: CephOptions = {}): Promise<CephS3> {
       const name = `${prefix}-${randomBytes(6).toString('hex')}`;
       await client.send(new CreateBucketCommand({ Bucket: name }));
       return name;
+    },
+    async stopGateway() {
+      await run('bash', [SCRIPT, 'rgw-stop', dir], { timeout: 30_000 });
+    },
+    async startGateway() {
+      await run('bash', [SCRIPT, 'rgw-start', dir], { timeout: 150_000 });
     },
     async stop() {
       client.destroy();

@@ -18,7 +18,9 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  type S3Client,
 } from '@aws-sdk/client-s3';
+import { storageError } from './errors.js';
 import type { S3Location } from './location.js';
 
 /** A whole part of a session's multipart upload. */
@@ -68,15 +70,38 @@ export function isS3ConditionFailed(err: unknown): boolean {
   return status === 412 || status === 409;
 }
 
+/** What {@link operationOf} reads of a command. */
+interface S3Command {
+  readonly input: { Key?: string; Prefix?: string };
+}
+
+/** `PutObject uploads/<id>/session.json`: a command's name and key (relative to the prefix), for errors. */
+function operationOf(command: S3Command, prefix: string): string {
+  const name = command.constructor.name.replace(/Command$/, '');
+  const key = command.input.Key ?? command.input.Prefix ?? '';
+  return `${name} ${key.startsWith(prefix) ? key.slice(prefix.length) : key}`;
+}
+
 /** The upload session objects of one bucket prefix. */
 export class UploadObjects {
   /** Whether this gateway matched If-Match only without quotes (learnt from the first lost condition). */
   private unquotedIfMatch = false;
 
-  constructor(readonly location: S3Location) {}
+  /**
+   * The location's client, its failures mapped as every other bucket call's: an unreachable or
+   * failing gateway is a StorageUnavailableError (503 naming the bucket), a refusal a
+   * StorageCredentialsError; a 404 or a lost condition reaches the caller as the SDK threw it.
+   */
+  readonly client: Pick<S3Client, 'send'>;
 
-  get client() {
-    return this.location.client;
+  constructor(readonly location: S3Location) {
+    const send = location.client.send.bind(location.client) as (command: S3Command) => Promise<unknown>;
+    this.client = {
+      send: ((command: S3Command) =>
+        send(command).catch((err: unknown) => {
+          throw storageError(err, location, operationOf(command, location.prefix));
+        })) as S3Client['send'],
+    };
   }
 
   get bucket(): string {
