@@ -9,9 +9,9 @@
 //   distribution serves blobs itself (storage.redirect.disable: a client of a registry need not
 //   reach its bucket; by default 2.8 answers GET blob with a 307 to a presigned gateway URL).
 // - manifest GET by tag: what a tag read costs when the tags live in the bucket.
-// - warm pulls with and without the read-through cache: the same layers pulled (after one pass
-//   that fills the cache) through the regcache above and through a second replica on the same
-//   bucket and prefix started without `--cache-dir`, which reads every blob from the bucket.
+// - warm pulls with and without local copies: the same layers pulled (after one pass that fills
+//   the copies) through the regcache above and through a second replica on the same bucket and
+//   prefix started with `--cache-dir-size 0`, which reads every blob from the bucket.
 //
 // When `regcache serve --help` has no `--s3-endpoint`, the build has no S3 backend: the section
 // runs distribution's half alone and every row says so. The gateway is not pinned (it stands for
@@ -153,7 +153,9 @@ export const s3Section: Section = {
       let rc: ServerHandle | undefined;
       let rcStorage = '';
       const s3Args = ['--s3-endpoint', ceph.endpoint, '--s3-region', ceph.region, '--s3-path-style'];
-      const startReplica = (name: string, cacheDir: string | undefined) =>
+      // Each replica needs a local directory of its own (its lock); `copies: false` keeps no local
+      // copies of blobs (--cache-dir-size 0): every read goes to the bucket.
+      const startReplica = (name: string, cacheDir: string | undefined, copies = true) =>
         startRegcache({
           parentDir,
           node: ctx.node,
@@ -161,7 +163,7 @@ export const s3Section: Section = {
           ...(ctx.serverCpu !== undefined ? { cpu: ctx.serverCpu } : {}),
           name,
           storage: rcStorage,
-          serveArgs: [...s3Args, ...(cacheDir ? ['--cache-dir', cacheDir] : [])],
+          serveArgs: [...s3Args, ...(cacheDir ? ['--cache-dir', cacheDir] : []), ...(copies ? [] : ['--cache-dir-size', '0'])],
           env: ceph.env,
         });
       if (features.s3) {
@@ -220,14 +222,14 @@ export const s3Section: Section = {
 
       // Warm pulls: the read-through cache vs a replica without one, on the same bucket and prefix.
       if (rc && features.cacheDir) {
-        const bare = await startReplica('regcache (s3, no --cache-dir)', undefined);
+        const bare = await startReplica('regcache (s3, --cache-dir-size 0)', join(parentDir, 'no-copies'), false);
         servers.push(bare);
         for (const s of [rc, bare]) await withPool(s, PULL.concurrency, (pool) => pullBlobs(pool, refs, PULL.concurrency, 1));
         const warmPulls: Runs = { rc: [], dist: [] };
         for (let rep = 0; rep < REPS; rep++) {
           await once(ctx, { rc, dist: bare }, pids, 'warm pull, --cache-dir vs none', rep, refs, (s, r) => withPool(s, PULL.concurrency, (pool) => pullBlobs(pool, r, PULL.concurrency, PULL.passes)), warmPulls);
         }
-        out.push(...rows(`warm pull, --cache-dir vs a second replica without it (same bucket), ${refs.length} x 16 MiB x ${PULL.passes}`, 'MB/s', warmPulls, 'no --cache-dir'));
+        out.push(...rows(`warm pull, local copies vs a second replica with --cache-dir-size 0 (same bucket), ${refs.length} x 16 MiB x ${PULL.passes}`, 'MB/s', warmPulls, 'no local copies'));
       } else if (rc) {
         out.push({ section: SECTION, workload: 'warm pull with vs without the read-through cache', unit: '', note: 'not run: `regcache serve --help` lacks --cache-dir' });
       } else {
