@@ -3,11 +3,12 @@
 // nothing shared), and a save's outcome is told from the service's answers to the call
 // (src/persist/library-outcome.ts): 409 is an existing entry (or one another job is uploading,
 // which a lookup tells apart), 429 a rate limit with the Retry-After the service sent, a reset
-// connection or 503s a failure the breaker hears. The children's printed lines go to this
-// process's stdout, which nothing reads.
+// connection or 503s a failure the breaker hears. Lookups through the library (GHES's path) tell
+// a miss from a failure, and one past its budget has its process killed. The children's printed
+// lines go to this process's stdout, which nothing reads.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { type ActionsCacheService, type ActionsCacheServiceOptions, type RunnerEnvOptions, TWIRP_PREFIX, startActionsCacheService } from '../helpers/actions-cache-service.js';
@@ -53,6 +54,18 @@ async function entryFiles(cache: ActionsCache, dir: string, key: string): Promis
   }, { staging: join(dir, 'staging') });
   assert.equal(r.outcome, 'restored', `entry ${key} restores`);
   return files;
+}
+
+/** Pids of this process's children running the cache worker (Linux /proc). */
+async function workerChildren(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const [stat, cmdline] = await Promise.all([readFile(`/proc/${name}/stat`, 'utf8').catch(() => ''), readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')]);
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid === process.pid && cmdline.includes('cache-worker')) pids.push(Number(name));
+  }
+  return pids;
 }
 
 /** The most calls the service was answering at one moment. */
@@ -151,4 +164,30 @@ test('a save against a failing service: a reset connection is one failure, 503s 
   svc.setDown(false);
   assert.deepEqual(await cache.save(ws, PACK_PATH, 'after'), { outcome: 'failed' }, 'no call while the breaker is open');
   assert.equal(twirpCalls(svc.records().requests, 'CreateCacheEntry').filter((r) => keyOf(r) === 'after').length, 0);
+});
+
+test('lookups through the library (as on GHES): a miss the service answered, a reset, and a lookup past its budget killed', { skip, timeout: 120_000 }, async (t) => {
+  const { svc, dir } = await world(t);
+  const budgetMs = 3_000;
+  const cache = new ActionsCache({ throughLibrary: true, lookupBudgetMs: budgetMs });
+  const ws = await workspace(dir, 'ws', { 'sha256-ee': randomBytes(8 * 1024) });
+  assert.deepEqual(await cache.save(ws, PACK_PATH, 'there'), { outcome: 'saved' });
+
+  assert.deepEqual(await cache.lookup(PACK_PATH, 'there'), { outcome: 'restored', key: 'there' });
+  assert.deepEqual(await cache.lookup(PACK_PATH, 'not-there'), { outcome: 'missing' });
+  assert.equal(cache.breaker.state, 'closed');
+
+  svc.setDown('reset');
+  assert.deepEqual(await cache.lookup(PACK_PATH, 'there'), { outcome: 'unavailable' }, 'no answer: unavailable, not missing');
+  assert.equal(cache.breaker.state, 'closed', 'one failure counts, the breaker stays closed');
+
+  // The service answers after the budget: the call's process is killed, the breaker opens.
+  svc.setDown(false);
+  svc.setLatency(20_000, ['GetCacheEntryDownloadURL']);
+  const t0 = Date.now();
+  assert.deepEqual(await cache.lookup(PACK_PATH, 'there'), { outcome: 'unavailable' });
+  const ms = Date.now() - t0;
+  assert.ok(ms >= budgetMs && ms < budgetMs + 5_000, `${ms} ms: the budget, not the service's answer`);
+  assert.equal(cache.breaker.state, 'open');
+  assert.deepEqual(await workerChildren(), [], 'no worker left running');
 });
