@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Bundles the entry points into dist/ with esbuild: the CLI (dist/cli.js), the container image's
-// health check (dist/healthcheck.js) and, once they
-// exist, the Action's main and post (main starts the server as `dist/cli.js serve`). dist/ is committed, and CI checks
+// health check (dist/healthcheck.js), the Action's main and post (main starts the server as
+// `dist/cli.js serve`) and the @actions/cache worker (dist/cache-worker.js, run beside them). dist/ is committed, and CI checks
 // that it is what this script builds from the committed source.
 import { build } from 'esbuild';
 import { existsSync, rmSync } from 'node:fs';
@@ -12,6 +12,9 @@ const entries = {
   healthcheck: 'src/healthcheck.ts',
   main: 'src/action/main.ts',
   post: 'src/action/post.ts',
+  // One @actions/cache call in a child process of its own (src/persist/library-call.ts): the
+  // only bundle holding the library.
+  'cache-worker': 'src/persist/cache-worker.ts',
 };
 const entryPoints = Object.fromEntries(Object.entries(entries).filter(([, p]) => existsSync(p)));
 

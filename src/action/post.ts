@@ -156,6 +156,3 @@ async function run(): Promise<void> {
 }
 
 await run();
-// A lookup abandoned after its budget (a failing cache service) goes on retrying inside
-// @actions/cache for half a minute: the step does not wait for it.
-if (ActionsCache.abandoned) process.stdout.write('', () => process.exit());

@@ -3,33 +3,23 @@
 // streamed); saves, and restores on v1 (GHES), through @actions/cache. A circuit breaker keeps
 // a dead cache service from costing more than a few seconds in all.
 //
-// The library reads the workspace (where tar extracts to and archives from) from
-// process.env.GITHUB_WORKSPACE: each library call runs in an async context that names its own
-// staging directory, and process.env answers GITHUB_WORKSPACE from that context (a view
-// installed once), so that entries carry fixed relative paths, restore on any runner, and
-// several restores run at once, each into its own directory. Saves also change the working
-// directory (the library globs relative to it) and so run one at a time.
-//
-// The library never says why a call failed: a restore that failed and a restore that found
-// nothing both return undefined, and a save refused for a rate limit, for an existing key or
-// because the service is unreachable all return -1. What tells them apart is what it prints
-// (from within the call's async context, so each line is attributed to its own call):
-// "::warning::Failed to restore: ..." (or ::error::) for a failed restore or lookup, "Failed
-// to save: ..." as a warning or error for a failed upload, "Attempt N of 5 failed" while it
-// retries 5xx answers, and "You've hit a rate limit, your rate limit will reset in N seconds"
-// for a 429. Those lines are watched (and still printed).
-import type * as Cache from '@actions/cache';
-import { AsyncLocalStorage } from 'node:async_hooks';
+// Each @actions/cache call runs in a child process of its own (library-call.ts), with its own
+// environment (GITHUB_WORKSPACE names the call's staging directory, so that entries carry fixed
+// relative paths and restore on any runner) and working directory (a save globs its paths from
+// there): nothing global changes in this process, and saves and restores run at once. How a call
+// ended is told from what the library returned or threw and from the service's answers to the
+// call's requests (library-outcome.ts), not from the library's printed lines, which go to the
+// step's log untouched.
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CircuitBreaker } from '../shared/index.js';
-import { cacheReadable, cacheServiceAvailable, cacheServiceV2, CacheServiceError, EntryConsumerError, EntryTransportError, lookupEntry, readEntry, type EntryFile } from './entry-download.js';
-
-/** The library, loaded on first use: a server that only restores on service v2 never needs it (it costs ~35 ms of start). */
-const library = (): Promise<typeof Cache> => import('@actions/cache');
+import { cacheReadable, cacheServiceAvailable, cacheWritable, cacheServiceV2, CacheServiceError, EntryConsumerError, EntryTransportError, lookupEntry, readEntry, type EntryFile } from './entry-download.js';
+import { callLibrary, type LibraryCall } from './library-call.js';
+import { judgeRestore, judgeSave, type BreakerNote } from './library-outcome.js';
+import type { WorkerRequest } from './worker-protocol.js';
 
 /** How a save ended. `refused`: the service would not reserve the key (rate limit, or another job is uploading it). */
 export type SaveOutcome = 'saved' | 'exists' | 'refused' | 'failed';
@@ -75,7 +65,7 @@ export interface ActionsCacheOptions {
   timeoutMs?: number;
   /**
    * Longest wait for a lookup (a download-side call without transfer). Beyond it the lookup is
-   * abandoned (the library goes on retrying in the background) and the breaker opens.
+   * abandoned (through the library: its process is killed) and the breaker opens.
    * Default 10 s: a healthy service answers in well under a second.
    */
   lookupBudgetMs?: number;
@@ -93,68 +83,9 @@ export interface ActionsCacheOptions {
   throughLibrary?: boolean;
 }
 
-/** What the library printed during one call. */
-interface Observed {
-  failed: boolean;
-  /** The library retried a request (5xx answers or no JSON: the service is failing). */
-  retried: boolean;
-  retryAfterMs?: number;
-  rateLimited: boolean;
-}
-
-/** One library call: what it printed, and its workspace. */
-interface Call {
-  observed: Observed;
-  workspace?: string;
-}
-
-// A refused reservation ("Failed to save: Unable to reserve cache with key ...") is no failure:
-// the client logs it as info, or, bundled (esbuild renames the error class, so the client's
-// name comparison misses it), as a warning.
-const FAILURE_LINE = /^::(?:warning|error)(?: [^:]*)?::Failed to (?:restore|save): (?!Unable to reserve cache)/m;
-const RATE_LIMIT_LINE = /rate limit will reset in (\d+) seconds/;
-const RETRY_LINE = /^Attempt \d+ of \d+ failed with error/m;
-const RATE_LIMITED_LINE = /^::(?:warning|error)(?: [^:]*)?::You've hit a rate limit/m;
-
-/** The library call running in the current async context. */
-const current = new AsyncLocalStorage<Call>();
-let hooked = false;
-
-/**
- * Installed once: stdout lines are attributed to the call that printed them (and passed
- * through), and process.env answers GITHUB_WORKSPACE with the current call's workspace.
- */
-function hook(): void {
-  if (hooked) return;
-  hooked = true;
-  const write = process.stdout.write.bind(process.stdout) as (...a: unknown[]) => boolean;
-  process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
-    const observer = current.getStore()?.observed;
-    if (observer && (typeof chunk === 'string' || Buffer.isBuffer(chunk))) {
-      const text = String(chunk);
-      if (FAILURE_LINE.test(text)) observer.failed = true;
-      if (RETRY_LINE.test(text)) observer.retried = true;
-      if (RATE_LIMITED_LINE.test(text)) observer.rateLimited = true;
-      const m = RATE_LIMIT_LINE.exec(text);
-      if (m) observer.retryAfterMs = Number(m[1]) * 1000;
-    }
-    return write(chunk, ...rest);
-  }) as typeof process.stdout.write;
-  const env = process.env;
-  process.env = new Proxy(env, {
-    get: (target, name) => (name === 'GITHUB_WORKSPACE' && current.getStore()?.workspace) || Reflect.get(target, name),
-    // Without the proxy as receiver: process.env takes only plain assignments.
-    set: (target, name, value) => Reflect.set(target, name, value),
-  });
-}
-
-/** Bounded access to the Actions cache: restores and lookups run at once, saves one at a time. */
+/** Bounded access to the Actions cache: saves, restores and lookups all run at once. */
 export class ActionsCache {
-  /** Saves one at a time in the process (they change the working directory). */
-  private static saves: Promise<unknown> = Promise.resolve();
   readonly breaker: CircuitBreaker;
-  /** Library calls still running after their budget ran out (the process should not wait for them). */
-  private static abandonedCalls = 0;
 
   constructor(private readonly opts: ActionsCacheOptions = {}) {
     this.breaker = opts.breaker ?? new CircuitBreaker(3, 5 * 60_000);
@@ -170,67 +101,26 @@ export class ActionsCache {
     return cacheServiceAvailable();
   }
 
-  /** True while a call abandoned after its budget still runs: exit instead of waiting for it. */
-  static get abandoned(): boolean {
-    return ActionsCache.abandonedCalls > 0;
-  }
-
   /**
-   * Runs `fn` in its own context, watching what the library prints. With a `workspace`, that is
-   * GITHUB_WORKSPACE for the call; with `chdir` the working directory too, and the call then
-   * waits for the saves before it: saveCache globs the path patterns relative to the working
-   * directory, not to GITHUB_WORKSPACE (a save from any other directory finds nothing and
-   * uploads nothing). Restores do not glob, so the server, whose other work may use relative
-   * paths, never changes directory. With a `budgetMs`, the call is abandoned (`timedOut`) when
-   * the service has not answered its lookup with an entry by then; an abandoned call's
-   * workspace is removed once the library is done with it.
+   * One library call in its own child process. With a `workspace`, that directory is the call's
+   * GITHUB_WORKSPACE (tar archives from and extracts into it) and its working directory
+   * (saveCache globs the paths relative to the working directory, not to GITHUB_WORKSPACE).
+   * With a `budgetMs`, the call is killed when it has not ended by then.
    */
-  private call<T>(
-    workspace: string | undefined,
-    fn: () => Promise<T>,
-    o: { chdir?: boolean; budgetMs?: number } = {},
-  ): Promise<{ value?: T; observed: Observed; ms: number; timedOut: boolean }> {
-    const run = async () => {
-      hook();
-      const observed: Observed = { failed: false, retried: false, rateLimited: false };
-      const dir = workspace === undefined ? undefined : resolve(workspace);
-      const cwd = process.cwd();
-      const started = Date.now();
-      if (dir !== undefined && o.chdir) process.chdir(dir);
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const call = current.run({ observed, ...(dir !== undefined ? { workspace: dir } : {}) }, fn);
-        if (o.budgetMs === undefined) return { value: await call, observed, ms: Date.now() - started, timedOut: false };
-        const expired = Symbol('expired');
-        const budget = new Promise<T | typeof expired>((r) => {
-          timer = setTimeout(() => r(expired), o.budgetMs);
-        });
-        const first = await Promise.race([call, budget]);
-        if (first === expired) {
-          ActionsCache.abandonedCalls++;
-          void call
-            .catch(() => {})
-            .then(async () => {
-              if (dir !== undefined) await rm(dir, { recursive: true, force: true }).catch(() => {});
-              ActionsCache.abandonedCalls--;
-            });
-          return { observed, ms: Date.now() - started, timedOut: true };
-        }
-        return { value: first as T, observed, ms: Date.now() - started, timedOut: false };
-      } finally {
-        clearTimeout(timer);
-        if (dir !== undefined && o.chdir) process.chdir(cwd);
-      }
-    };
-    if (!o.chdir) return run();
-    const p = ActionsCache.saves.then(run, run);
-    ActionsCache.saves = p.catch(() => {});
-    return p;
+  private call(request: WorkerRequest, workspace: string | undefined, budgetMs?: number): Promise<LibraryCall> {
+    const dir = workspace === undefined ? undefined : resolve(workspace);
+    return callLibrary(request, {
+      env: { ...process.env, ...(dir !== undefined ? { GITHUB_WORKSPACE: dir } : {}) },
+      ...(dir !== undefined ? { cwd: dir } : {}),
+      ...(budgetMs !== undefined ? { budgetMs } : {}),
+    });
   }
 
-  private download(lookupOnly: boolean): Cache.DownloadOptions {
-    const t = this.opts.timeoutMs ?? 60_000;
-    return { lookupOnly, timeoutInMs: t, segmentTimeoutInMs: t };
+  /** Tells the breaker how a call went. */
+  private note(how: BreakerNote): void {
+    if (how === 'success') this.breaker.success();
+    else if (how === 'failure') this.breaker.failure();
+    else this.breaker.trip();
   }
 
   /**
@@ -239,7 +129,7 @@ export class ActionsCache {
    */
   async lookup(path: string, key: string, restoreKeys: string[] = []): Promise<RestoreResult> {
     if (this.streams) return (await this.find(path, key, restoreKeys)).result;
-    // A lookup reads no file: it needs no workspace (and so can run on after being abandoned).
+    // A lookup reads no file: it needs no workspace.
     return this.attempt(undefined, path, key, restoreKeys);
   }
 
@@ -339,38 +229,17 @@ export class ActionsCache {
   }
 
   /**
-   * One restoreCache call: a lookup without `workspace` (abandoned without an answer within the
+   * One restoreCache call: a lookup without `workspace` (killed without an answer within the
    * lookup budget), else a restore into it. The breaker hears how it went.
    */
   private async attempt(workspace: string | undefined, path: string, key: string, restoreKeys: string[]): Promise<RestoreResult> {
     if (!this.breaker.allow()) return { outcome: 'unavailable' };
-    const download = this.download(workspace === undefined);
-    try {
-      const cache = await library();
-      const r = await this.call(workspace, () => cache.restoreCache([path], key, restoreKeys, download), {
-        ...(workspace === undefined ? { budgetMs: this.opts.lookupBudgetMs ?? 10_000 } : {}),
-      });
-      if (r.timedOut) {
-        this.breaker.trip();
-        return { outcome: 'unavailable' };
-      }
-      if (r.value !== undefined) {
-        this.breaker.success();
-        return { outcome: 'restored', key: r.value };
-      }
-      if (r.observed.failed) {
-        if (r.observed.retried || r.ms > SLOW_FAILURE_MS) this.breaker.trip();
-        else this.breaker.failure();
-        return { outcome: 'unavailable' };
-      }
-      // Answered: not there. After a retried request it still counts towards the breaker.
-      if (r.observed.retried) this.breaker.failure();
-      else this.breaker.success();
-      return { outcome: 'missing' };
-    } catch {
-      this.breaker.failure();
-      return { outcome: 'unavailable' };
-    }
+    const lookupOnly = workspace === undefined;
+    const request: WorkerRequest = { op: 'restore', path, key, restoreKeys, lookupOnly, timeoutMs: this.opts.timeoutMs ?? 60_000 };
+    const call = await this.call(request, workspace, lookupOnly ? (this.opts.lookupBudgetMs ?? 10_000) : undefined);
+    const judged = judgeRestore(call, SLOW_FAILURE_MS);
+    this.note(judged.breaker);
+    return { outcome: judged.outcome, ...(judged.key !== undefined ? { key: judged.key } : {}) };
   }
 
   /** True when entry `key` exists; undefined when the service could not tell. */
@@ -382,40 +251,16 @@ export class ActionsCache {
 
   /** Saves `path` of `workspace` as entry `key`. */
   async save(workspace: string, path: string, key: string): Promise<SaveResult> {
+    // The runner forbids writes (ACTIONS_CACHE_MODE): the library would not ask the service.
+    if (!cacheWritable()) return { outcome: 'failed' };
     if (!this.breaker.allow()) return { outcome: 'failed' };
-    const r = await this.call(
-      workspace,
-      async () => {
-        try {
-          return await (await library()).saveCache([path], key);
-        } catch {
-          return -2;
-        }
-      },
-      { chdir: true },
-    );
-    const id = r.value ?? -2;
-    if (id >= 0) {
-      this.breaker.success();
-      return { outcome: 'saved' };
-    }
-    if (id === -2 || r.observed.failed) {
-      // An upload or finalize that failed, or an exception: the service is failing.
-      if (r.observed.retried) this.breaker.trip();
-      else this.breaker.failure();
-      return { outcome: 'failed' };
-    }
-    if (r.observed.rateLimited) {
-      this.breaker.success();
-      return { outcome: 'refused', rateLimited: true, ...(r.observed.retryAfterMs !== undefined ? { retryAfterMs: r.observed.retryAfterMs } : {}) };
-    }
-    if (r.observed.retried) {
-      // The reservation was retried for half a minute: 5xx answers.
-      this.breaker.trip();
-      return { outcome: 'failed' };
-    }
-    // -1 otherwise: the reservation was refused: the entry exists (another job saved it), is
-    // being uploaded by another job, or the service is unreachable. A lookup tells which.
+    const judged = judgeSave(await this.call({ op: 'save', path, key }, workspace));
+    this.note(judged.breaker);
+    if (judged.finding === 'saved') return { outcome: 'saved' };
+    if (judged.finding === 'failed') return { outcome: 'failed' };
+    if (judged.finding === 'rate-limited') return { outcome: 'refused', rateLimited: true, ...(judged.retryAfterMs !== undefined ? { retryAfterMs: judged.retryAfterMs } : {}) };
+    // The key is taken: the entry exists (another job saved it), or another job is uploading
+    // it right now. A lookup tells which.
     const exists = await this.exists(key, path);
     if (exists === undefined) return { outcome: 'failed' };
     return { outcome: exists ? 'exists' : 'refused' };

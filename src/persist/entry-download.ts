@@ -63,6 +63,12 @@ export function cacheReadable(env: NodeJS.ProcessEnv = process.env): boolean {
   return !['none', 'read', 'write', 'write-only'].includes(mode) || mode === 'read' || mode === 'write';
 }
 
+/** False when the runner's ACTIONS_CACHE_MODE forbids writes (unknown modes permit, as in the library). */
+export function cacheWritable(env: NodeJS.ProcessEnv = process.env): boolean {
+  const mode = (env.ACTIONS_CACHE_MODE || '').trim().toLowerCase();
+  return !['none', 'read', 'write', 'write-only'].includes(mode) || mode === 'write' || mode === 'write-only';
+}
+
 let method: Promise<CompressionMethod> | undefined;
 
 /** The library's choice, made once: zstd when `zstd --quiet --version` prints something. */

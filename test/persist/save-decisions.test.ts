@@ -108,7 +108,7 @@ test('a rate limit: no further pack is tried, the index waits for the window the
   assert.equal(report.packsRefused, 2);
   assert.equal(report.packsRateLimited, 2);
   assert.equal(calls.filter((c) => c.op === 'save' && !c.key.includes('-index-')).length, 3, 'two saved, one refused, the fourth not tried');
-  assert.deepEqual(waits, [31_000], 'the index waited for the Retry-After the client printed (plus a second)');
+  assert.deepEqual(waits, [31_000], 'the index waited for the Retry-After the service sent (plus a second)');
   assert.equal(report.index, 'saved');
 });
 
