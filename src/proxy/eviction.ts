@@ -8,7 +8,7 @@
 // other servers a pass runs under the storage's work lease (one server at a time), and a blob
 // whose time moved since the pass listed it (another server referenced it) is kept.
 import type { BlobStore, Repositories, Sweep, WorkLease } from '../storage/index.js';
-import { referencedBlobs } from '../storage/index.js';
+import { referencedBlobs, unchangedSince } from '../storage/index.js';
 import type { Digest } from '../oci/index.js';
 
 /** What one eviction pass did. */
@@ -37,6 +37,8 @@ interface Candidate {
   names: string[];
   size: number;
   used: number;
+  /** On a bucket: the blob's version when listed. */
+  version?: string;
 }
 
 /** Least-recently-used eviction of cached blobs. */
@@ -105,7 +107,7 @@ export class CacheEvictor {
       await this.opts.beforeDelete?.(e.digest.value);
       // The owner keeps it if it is being served or filled, or was pushed or linked meanwhile.
       const unlink = e.names.map((name) => ({ repositories: this.cache, name }));
-      const stillUnreferenced = async () => ((await this.blobs.statInfo(e.digest))?.mtimeMs ?? 0) <= started;
+      const stillUnreferenced = async () => unchangedSince(await this.blobs.statInfo(e.digest), e, started);
       if ((await sweep.remove(e.digest, { unlink, stillUnreferenced })) !== true) {
         result.kept++;
         continue;
@@ -138,7 +140,7 @@ export class CacheEvictor {
       if (pushed.has(e.digest.value)) continue;
       const info = await this.blobs.statInfo(e.digest);
       if (!info) continue;
-      out.push({ ...e, size: info.size, used: this.lastUse.get(e.digest.value) ?? info.mtimeMs });
+      out.push({ ...e, size: info.size, used: this.lastUse.get(e.digest.value) ?? info.mtimeMs, ...(info.version !== undefined ? { version: info.version } : {}) });
     }
     return out;
   }

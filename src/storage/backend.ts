@@ -54,14 +54,16 @@ export interface StoredBlobInfo {
   size: number;
   /** The later of the blob's upload and its last {@link BucketBlobs.touch}. */
   mtimeMs: number;
+  /** On a bucket: changes with every upload and touch of the blob (clock-free), for a sweep's re-check. */
+  version?: string;
 }
 
 /** Blob bytes in a shared bucket, named by digest. Bytes arrive here verified. */
 export interface BucketBlobs {
   /** `s3://bucket/prefix`, for messages. */
   readonly location: string;
-  /** Size and time of blob `d` (the later of its upload and its last touch), or undefined. */
-  head(d: Digest): Promise<{ size: number; mtimeMs: number } | undefined>;
+  /** Size, time (the later of its upload and its last touch) and version of blob `d`, or undefined. */
+  head(d: Digest): Promise<{ size: number; mtimeMs: number; version: string } | undefined>;
   /** Uploads a verified local file as blob `d` unless the bucket has it; true when it was there already. */
   putFile(path: string, d: Digest, size: number): Promise<boolean>;
   /** Uploads verified bytes as blob `d` unless the bucket has it; true when it was there already. */
@@ -80,6 +82,15 @@ export interface BucketBlobs {
   list(): AsyncGenerator<StoredBlobInfo>;
   /** Records that `d` was referenced now: a gc grace period counts from the later of this and the upload. */
   touch(d: Digest): Promise<void>;
+  /**
+   * Marks blob `d` as about to be deleted by a sweep (`condemned/<digest>`), or takes the mark
+   * away. A reference touches the blob, then looks for the mark: of a sweep and a reference
+   * running at once, at least one sees the other's write (blob-lifetime.ts).
+   */
+  condemn(d: Digest): Promise<void>;
+  acquit(d: Digest): Promise<void>;
+  /** True while a sweep has marked blob `d` for deletion. */
+  isCondemned(d: Digest): Promise<boolean>;
   /** A URL that answers GET with the blob's bytes for `seconds`, signed with this server's credentials. */
   presign(d: Digest, seconds: number): Promise<string>;
 }

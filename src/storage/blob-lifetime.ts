@@ -17,10 +17,25 @@
 // The lock is held only around publish, link, check and delete: never while a request body
 // streams in, so a push never waits behind an eviction pass or a gc, only behind the few file
 // operations of one blob.
+//
+// On a bucket shared by several servers, the locks, holds and sweeps of one server are unknown
+// to the others. There a reference and a delete meet in the bucket, by a handshake in which
+// each side writes its mark before it reads the other's: a reference touches the blob (a new
+// version of `touched/<digest>`) and then looks for `condemned/<digest>`; a sweep writes
+// `condemned/<digest>` and then re-reads the blob's version. At least one sees the other: a
+// sweep that sees a new version keeps the blob; a reference that sees the mark waits until the
+// sweep is done and then finds the blob there or gone (a link is refused, a manifest put taken
+// back, an upload stored again), so an accepted reference never names a deleted blob.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore } from './blob-store.js';
 import type { Repositories } from './repositories.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { Digest } from '../oci/index.js';
+
+/** How long a reference waits for a sweep that marked its blob, at most. */
+const CONDEMNED_WAIT_MS = 10_000;
+/** How often it looks again. */
+const CONDEMNED_POLL_MS = 50;
 
 /** A repository (of the pushed or the cache tree) a blob is linked into. */
 export interface BlobLink {
@@ -55,7 +70,8 @@ export class BlobLifetime {
    */
   publishFile(path: string, d: Digest, link?: BlobLink): Promise<void> {
     return this.exclusive(d, async () => {
-      if (await this.blobs.placeFile(path, d)) await this.freshen(d);
+      if (this.blobs.bucket) await this.reference(d);
+      if ((await this.blobs.placeFile(path, d)) && !this.blobs.bucket) await this.freshen(d);
       if (link) await link.repositories.writeBlobLink(link.name, d);
     });
   }
@@ -63,7 +79,8 @@ export class BlobLifetime {
   /** On a bucket: publishes an object of the bucket verified to hash to `d` (an upload assembled there), and links it. */
   publishObject(key: string, d: Digest, size: number, link?: BlobLink): Promise<void> {
     return this.exclusive(d, async () => {
-      if (await this.blobs.placeObject(key, d, size)) await this.freshen(d);
+      await this.reference(d);
+      await this.blobs.placeObject(key, d, size);
       if (link) await link.repositories.writeBlobLink(link.name, d);
     });
   }
@@ -71,7 +88,8 @@ export class BlobLifetime {
   /** Stores bytes already verified to hash to `d` (manifests, small blobs), and links them. */
   putBytes(d: Digest, data: Uint8Array, link?: BlobLink): Promise<void> {
     return this.exclusive(d, async () => {
-      if (await this.blobs.placeBytes(d, data)) await this.freshen(d);
+      if (this.blobs.bucket) await this.reference(d);
+      if ((await this.blobs.placeBytes(d, data)) && !this.blobs.bucket) await this.freshen(d);
       if (link) await link.repositories.writeBlobLink(link.name, d);
     });
   }
@@ -79,11 +97,8 @@ export class BlobLifetime {
   /** Links blob `d` into `link` if the store holds it (a mount); false when it does not. */
   link(link: BlobLink, d: Digest, opts: { freshen?: boolean } = {}): Promise<boolean> {
     return this.exclusive(d, async () => {
-      // On a bucket another server's sweep cannot see this one's locks: the blob's time is
-      // freshened first, then its presence checked, so that a sweep there either sees the new
-      // time on its re-check or deleted the blob before this check (and the link is refused).
-      if (this.blobs.bucket) await this.freshen(d);
-      if ((await this.blobs.statDurable(d)) === undefined) return false;
+      // On a bucket: the handshake with other servers' sweeps first (see the header).
+      if (this.blobs.bucket ? !(await this.reference(d)) : (await this.blobs.statDurable(d)) === undefined) return false;
       if (opts.freshen && !this.blobs.bucket) await this.freshen(d);
       await link.repositories.writeBlobLink(link.name, d);
       return true;
@@ -103,11 +118,29 @@ export class BlobLifetime {
     const missing: Digest[] = [];
     await Promise.all(
       all.map(async (d) => {
-        await this.freshen(d);
-        if ((await this.blobs.statDurable(d)) === undefined) missing.push(d);
+        if (!(await this.reference(d))) missing.push(d);
       }),
     );
     return missing;
+  }
+
+  /**
+   * On a bucket, the reference's half of the handshake with other servers' sweeps: touches
+   * blob `d`, waits while a sweep has it marked for deletion, and says whether it is there.
+   */
+  private async reference(d: Digest): Promise<boolean> {
+    const bucket = this.blobs.bucket!;
+    await bucket.touch(d);
+    const deadline = Date.now() + CONDEMNED_WAIT_MS;
+    while (await bucket.isCondemned(d)) {
+      // A sweep deletes or keeps within a few requests; a mark older than this is a sweep that died.
+      if (Date.now() > deadline) break;
+      await sleep(CONDEMNED_POLL_MS);
+    }
+    if ((await this.blobs.statDurable(d)) !== undefined) return true;
+    // Deleted by another server: a local copy must not make it look present here.
+    await this.blobs.copies?.drop(d);
+    return false;
   }
 
   /** Removes the link of blob `d` from `link` (a blob delete: the bytes stay); true when it existed. */
@@ -150,6 +183,16 @@ export class BlobLifetime {
     return sweep;
   }
 
+  /** On a bucket: marks blob `d` for deletion by a sweep (other servers' references wait). */
+  async condemn(d: Digest): Promise<void> {
+    await this.blobs.bucket?.condemn(d);
+  }
+
+  /** Takes a sweep's mark away. */
+  async acquit(d: Digest): Promise<void> {
+    await this.blobs.bucket?.acquit(d);
+  }
+
   /** Deletes blob file `d` (a sweep's last step, under the lock). */
   removeFile(d: Digest): Promise<boolean> {
     return this.blobs.removeBlob(d);
@@ -186,10 +229,16 @@ export class Sweep {
     return this.lock(d, async () => {
       if (this.owner.isHeld(d.value)) return 'held';
       if (this.touched.has(d.value)) return 'referenced-since';
-      if (o.stillUnreferenced && !(await o.stillUnreferenced())) return 'still-referenced';
-      for (const l of o.unlink ?? []) await l.repositories.removeBlobLink(l.name, d);
-      await this.owner.removeFile(d);
-      return true as const;
+      // On a bucket: the sweep's half of the handshake (the mark, then the re-check).
+      await this.owner.condemn(d);
+      try {
+        if (o.stillUnreferenced && !(await o.stillUnreferenced())) return 'still-referenced';
+        for (const l of o.unlink ?? []) await l.repositories.removeBlobLink(l.name, d);
+        await this.owner.removeFile(d);
+        return true as const;
+      } finally {
+        await this.owner.acquit(d);
+      }
     });
   }
 

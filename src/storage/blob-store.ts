@@ -31,6 +31,8 @@ export interface BlobInfo {
   digest: Digest;
   size: number;
   mtimeMs: number;
+  /** On a bucket: changes with every upload and touch (see BucketBlobs). */
+  version?: string;
 }
 
 /**
@@ -267,7 +269,7 @@ export class BlobStore {
   }
 
   /** Size and modification time of a committed blob, or undefined. */
-  async statInfo(d: Digest): Promise<{ size: number; mtimeMs: number } | undefined> {
+  async statInfo(d: Digest): Promise<{ size: number; mtimeMs: number; version?: string } | undefined> {
     if (this.bucket) return this.bucket.head(d);
     try {
       const s = await stat(this.layout.blob(d));
@@ -305,11 +307,19 @@ export class BlobStore {
   async openFile(d: Digest): Promise<FileHandle | undefined> {
     if (!this.servesFiles) return undefined;
     if (this.copies) {
-      try {
-        await this.copies.ensure(d);
-      } catch (err) {
-        if (err instanceof BlobNotFoundError) return undefined;
-        throw err;
+      // A copy dropped (trimmed for room) between its fetch and this open is fetched once more.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.copies.ensure(d);
+        } catch (err) {
+          if (err instanceof BlobNotFoundError) return undefined;
+          throw err;
+        }
+        try {
+          return await open(this.layout.blob(d), 'r');
+        } catch (err) {
+          if (!isNotFound(err) || attempt > 0) throw err;
+        }
       }
     }
     try {
@@ -332,8 +342,10 @@ export class BlobStore {
     try {
       fh = await open(this.layout.blob(d), 'r');
     } catch (err) {
-      if (isNotFound(err)) throw new BlobNotFoundError(d.value);
-      throw err;
+      if (!isNotFound(err)) throw err;
+      // On a bucket the local copy may have been dropped since it was seen: the bucket has it.
+      if (this.bucket) return this.readSmallFromBucket(this.bucket, d, limit);
+      throw new BlobNotFoundError(d.value);
     }
     try {
       const { size } = await fh.stat();

@@ -12,6 +12,7 @@ import { Repositories } from './repositories.js';
 import type { UploadSessions } from './upload-sessions.js';
 import type { BlobLink } from './blob-lifetime.js';
 import { parseManifest } from '../oci/index.js';
+import { BlobNotFoundError, TooLargeError } from './errors.js';
 import { MAX_MANIFEST_SIZE } from './registry-store.js';
 
 /** Default grace period of a collection: one hour. */
@@ -90,8 +91,9 @@ export async function collectGarbage(
         ? !blobs.lifetime.isHeld(blob.digest.value) && !sweep.touched.has(blob.digest.value)
         : (await sweep.remove(blob.digest, {
             unlink: links.get(blob.digest.value) ?? [],
-            // Another server sharing a bucket may have referenced it since the listing: its time says so.
-            stillUnreferenced: async () => ((await blobs.statInfo(blob.digest))?.mtimeMs ?? 0) <= cutoff,
+            // Another server sharing a bucket may have referenced it since the listing: its version
+            // (on a bucket) or its time says so.
+            stillUnreferenced: async () => unchangedSince(await blobs.statInfo(blob.digest), blob, cutoff),
           })) === true;
       if (!gone) {
         result.keptInUse++;
@@ -133,7 +135,11 @@ async function linksByDigest(repositories: Repositories): Promise<Map<string, Bl
   return out;
 }
 
-/** Digests of every blob a manifest of `repositories` references, manifests included. */
+/**
+ * Digests of every blob a manifest of `repositories` references, manifests included. A manifest
+ * whose bytes are gone or do not parse marks nothing more; any other failure to read one (a disk
+ * error, a bucket that does not answer) ends the pass: marks left out would delete what it names.
+ */
 export async function referencedBlobs(blobs: BlobStore, repositories: Repositories): Promise<Set<string>> {
   const marked = new Set<string>();
   for (const name of await repositories.list()) {
@@ -142,12 +148,14 @@ export async function referencedBlobs(blobs: BlobStore, repositories: Repositori
       let body: Buffer;
       try {
         body = await blobs.readSmall(digest, MAX_MANIFEST_SIZE);
-      } catch {
-        continue;
+      } catch (err) {
+        if (err instanceof BlobNotFoundError || err instanceof TooLargeError) continue;
+        throw err;
       }
+      const mediaType = (await repositories.getManifest(name, digest))?.mediaType;
       let m;
       try {
-        m = parseManifest(body, (await repositories.getManifest(name, digest))?.mediaType);
+        m = parseManifest(body, mediaType);
       } catch {
         continue;
       }
@@ -155,4 +163,15 @@ export async function referencedBlobs(blobs: BlobStore, repositories: Repositori
     }
   }
   return marked;
+}
+
+/**
+ * True when a blob's state now (`now`, undefined when gone) shows no reference since it was
+ * listed as `listed`: the same version on a bucket (every touch makes a new one), else a time no
+ * later than `cutoff`.
+ */
+export function unchangedSince(now: { mtimeMs: number; version?: string } | undefined, listed: { version?: string }, cutoff: number): boolean {
+  if (!now) return true;
+  if (listed.version !== undefined) return now.version === listed.version;
+  return now.mtimeMs <= cutoff;
 }

@@ -23,7 +23,7 @@ export type { UploadSession, UploadSessions, UploadRecord, UploadDescription } f
 export type { Records, BucketBlobs, WorkLease, FillClaims, FillClaim, StoredBlobInfo } from './backend.js';
 export { Repositories, manifestRecordOf, type ManifestRecord } from './repositories.js';
 export { RegistryStore, MAX_MANIFEST_SIZE, type StoredManifest, type RegistryBackend, type RegistryReader, type BlobHandle, type BlobFile, type PutManifestResult, type ServedFrom } from './registry-store.js';
-export { referencedBlobs, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type GcUpload } from './gc.js';
+export { referencedBlobs, unchangedSince, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type GcUpload } from './gc.js';
 export * from './errors.js';
 export { StorageAccessError, checkStorageRoot, distributionLayoutIn, DISTRIBUTION_LAYOUT } from './root-check.js';
 export { DEFAULT_LOCK_LEASE_MS, defaultLeaseMs, parseOwner, describeOwner, type LockOptions, type LockOwner, type LockWait } from './lock.js';

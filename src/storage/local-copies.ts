@@ -8,7 +8,7 @@ import { open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BucketBlobs } from './backend.js';
 import type { Layout } from './layout.js';
-import { DigestMismatchError } from './errors.js';
+import { DigestMismatchError, StorageUnavailableError } from './errors.js';
 import { isNotFound, publish, removeFile, tempPath } from './fs-util.js';
 import { SingleFlight } from '../shared/index.js';
 import { newHash, tryParseDigest, type Digest } from '../oci/index.js';
@@ -93,11 +93,18 @@ export class LocalCopies {
     try {
       const hash = newHash(d.algorithm);
       try {
-        for await (const chunk of await this.bucket.read(d)) {
-          const buf = chunk as Buffer;
-          hash.update(buf);
-          await fh.write(buf);
-          size += buf.byteLength;
+        const body = await this.bucket.read(d);
+        try {
+          for await (const chunk of body) {
+            const buf = chunk as Buffer;
+            hash.update(buf);
+            await fh.write(buf);
+            size += buf.byteLength;
+          }
+        } catch (err) {
+          // The body broke off (the service went away mid-blob); a local write error stays as it is.
+          if ((err as NodeJS.ErrnoException).syscall === 'write') throw err;
+          throw new StorageUnavailableError(this.bucket.location, `reading blob ${d.value}`, (err as Error).message, { cause: err });
         }
         await fh.sync();
       } finally {

@@ -262,7 +262,10 @@ export class Repositories {
       if (cached && !this.records.exclusive) return cached.value ?? undefined;
       throw err;
     }
-    this.remember(cache, key, value);
+    // On a shared bucket a manifest revision missing now may be put by another server the next
+    // moment (a multi-arch push whose children and index reach different servers): only what
+    // exists is remembered. A missing tag is remembered as a tag is, for the TTL.
+    if (value !== null || this.records.exclusive || cache !== this.revisionCache) this.remember(cache, key, value);
     return value ?? undefined;
   }
 

@@ -30,6 +30,8 @@ interface LiveState {
   hash: Hash | undefined;
   size: number;
   busy: boolean;
+  /** Set while a purge checks the session (a few file operations): a request waits for it. */
+  purging?: Promise<void>;
 }
 
 /** The upload sessions of one storage root, in its local directory. */
@@ -161,7 +163,9 @@ export class Uploads implements UploadSessions {
     // A placeholder claim is dropped again unless the session is removed (a request then resumes
     // from the file, as after a restart).
     const claim: LiveState = existing ?? { hash: undefined, size: 0, busy: false };
+    let checked!: () => void;
     claim.busy = true;
+    claim.purging = new Promise<void>((resolve) => (checked = resolve));
     this.live.set(id, claim);
     try {
       const s = await this.inspect(id);
@@ -170,7 +174,9 @@ export class Uploads implements UploadSessions {
       return true;
     } finally {
       claim.busy = false;
+      delete claim.purging;
       if (!existing && this.live.get(id) === claim) this.live.delete(id);
+      checked();
     }
   }
 
@@ -220,6 +226,9 @@ export class Uploads implements UploadSessions {
   }
 
   private async runExclusive<T>(session: UploadSession, fn: (state: LiveState, fh: FileHandle) => Promise<T>): Promise<T> {
+    // A purge checking this session holds it for a moment: wait for it rather than answer busy
+    // (a session it removed is then not found).
+    for (let purging = this.live.get(session.id)?.purging; purging; purging = this.live.get(session.id)?.purging) await purging;
     let state = this.live.get(session.id);
     if (!state) {
       // Lost with a restart: resume from the file; the hash is recomputed at completion.

@@ -8,6 +8,7 @@
 // time given out is the last millisecond of its second, so that a touch is never taken for older
 // than it may be (a gc re-check compares it with its own cutoff).
 import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -27,8 +28,8 @@ import type { Digest } from '../../oci/index.js';
 import type { BucketBlobs, StoredBlobInfo } from '../backend.js';
 import { BlobNotFoundError } from '../errors.js';
 import { isConditionFailed, isNotFound, storageError } from './errors.js';
-import { blobKey, digestOfBlobKey, digestOfTouchKey, touchKey } from './keys.js';
-import { listObjects } from './listing.js';
+import { blobKey, condemnedKey, digestOfBlobKey, digestOfTouchKey, touchKey } from './keys.js';
+import { listObjects, unquoted } from './listing.js';
 import type { S3Location } from './location.js';
 
 /** Files above this size are uploaded in parts: 64 MiB. */
@@ -76,10 +77,27 @@ export class S3BucketBlobs implements BucketBlobs {
     this.partConcurrency = Math.max(1, opts.partConcurrency ?? DEFAULT_PART_CONCURRENCY);
   }
 
-  async head(d: Digest): Promise<{ size: number; mtimeMs: number } | undefined> {
+  async head(d: Digest): Promise<{ size: number; mtimeMs: number; version: string } | undefined> {
     const [blob, touch] = await Promise.all([this.headObject(blobKey(d)), this.headObject(touchKey(d))]);
     if (!blob) return undefined;
-    return { size: blob.size, mtimeMs: endOfSecond(Math.max(blob.mtimeMs, touch?.mtimeMs ?? 0)) };
+    return { size: blob.size, mtimeMs: endOfSecond(Math.max(blob.mtimeMs, touch?.mtimeMs ?? 0)), version: `${blob.etag}/${touch?.etag ?? ''}` };
+  }
+
+  async condemn(d: Digest): Promise<void> {
+    const key = condemnedKey(d);
+    try {
+      await this.s3.client.send(new PutObjectCommand({ Bucket: this.s3.bucket, Key: this.fullKey(key), Body: '', ContentLength: 0 }));
+    } catch (err) {
+      throw storageError(err, this.s3, `PutObject ${key}`);
+    }
+  }
+
+  async acquit(d: Digest): Promise<void> {
+    await this.deleteObject(condemnedKey(d));
+  }
+
+  async isCondemned(d: Digest): Promise<boolean> {
+    return (await this.headObject(condemnedKey(d))) !== undefined;
   }
 
   async copyIn(sourceKey: string, d: Digest, size: number): Promise<boolean> {
@@ -160,8 +178,8 @@ export class S3BucketBlobs implements BucketBlobs {
         if (!digest) continue;
         const order = orderKey(digest);
         while (!touch.done && touch.value.order < order) touch = await touches.next();
-        const touchedMs = !touch.done && touch.value.order === order ? touch.value.mtimeMs : 0;
-        yield { digest, size: o.size, mtimeMs: endOfSecond(Math.max(o.mtimeMs, touchedMs)) };
+        const touched = !touch.done && touch.value.order === order ? touch.value : undefined;
+        yield { digest, size: o.size, mtimeMs: endOfSecond(Math.max(o.mtimeMs, touched?.mtimeMs ?? 0)), version: `${o.etag}/${touched?.etag ?? ''}` };
       }
     } finally {
       await touches.return(undefined);
@@ -170,8 +188,10 @@ export class S3BucketBlobs implements BucketBlobs {
 
   async touch(d: Digest): Promise<void> {
     const key = touchKey(d);
+    // A body of its own, so that the touch's ETag (the blob's version) changes even within a second.
+    const body = `${Date.now()} ${randomBytes(8).toString('hex')}`;
     try {
-      await this.s3.client.send(new PutObjectCommand({ Bucket: this.s3.bucket, Key: this.fullKey(key), Body: '', ContentLength: 0 }));
+      await this.s3.client.send(new PutObjectCommand({ Bucket: this.s3.bucket, Key: this.fullKey(key), Body: body, ContentLength: Buffer.byteLength(body) }));
     } catch (err) {
       throw storageError(err, this.s3, `PutObject ${key}`);
     }
@@ -185,17 +205,17 @@ export class S3BucketBlobs implements BucketBlobs {
     return `${this.s3.prefix}${key}`;
   }
 
-  private async *touches(): AsyncGenerator<{ order: string; mtimeMs: number }> {
+  private async *touches(): AsyncGenerator<{ order: string; mtimeMs: number; etag: string }> {
     for await (const o of listObjects(this.s3, this.fullKey('touched/'))) {
       const digest = digestOfTouchKey(o.key);
-      if (digest) yield { order: orderKey(digest), mtimeMs: o.mtimeMs };
+      if (digest) yield { order: orderKey(digest), mtimeMs: o.mtimeMs, etag: o.etag };
     }
   }
 
-  private async headObject(key: string): Promise<{ size: number; mtimeMs: number } | undefined> {
+  private async headObject(key: string): Promise<{ size: number; mtimeMs: number; etag: string } | undefined> {
     try {
       const out = await this.s3.client.send(new HeadObjectCommand({ Bucket: this.s3.bucket, Key: this.fullKey(key) }));
-      return { size: out.ContentLength ?? 0, mtimeMs: out.LastModified?.getTime() ?? 0 };
+      return { size: out.ContentLength ?? 0, mtimeMs: out.LastModified?.getTime() ?? 0, etag: unquoted(out.ETag) };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw storageError(err, this.s3, `HeadObject ${key}`);

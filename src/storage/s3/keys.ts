@@ -1,7 +1,9 @@
 // The one map of a bucket: every key regcache writes under the storage's prefix.
 //
 //   <prefix>blobs/<alg>/<hex[0..2]>/<hex>   blob bytes, written once (BucketBlobs)
-//   <prefix>touched/<alg>/<hex>             empty; its LastModified is the blob's last reference
+//   <prefix>touched/<alg>/<hex>             its LastModified is the blob's last reference; a body
+//                                           unique to each touch, so its ETag names the touch
+//   <prefix>condemned/<alg>/<hex>           a sweep is about to delete the blob (blob-lifetime.ts)
 //   <prefix>leases/<name>                   a WorkLease's holder, JSON (leases.ts)
 //   <prefix>fills/<alg>/<hex>               a FillClaim's holder, JSON (fill-claims.ts)
 //   <prefix><record key>                    every other Record (repositories, uploads, …), as
@@ -12,7 +14,7 @@
 import { tryParseDigest, type Digest } from '../../oci/index.js';
 
 /** The top-level key prefixes this map owns (record keys must not start with them). */
-export const RESERVED_PREFIXES = Object.freeze(['blobs/', 'touched/', 'leases/', 'fills/'] as const);
+export const RESERVED_PREFIXES = Object.freeze(['blobs/', 'touched/', 'condemned/', 'leases/', 'fills/'] as const);
 
 /** Where blob `d`'s bytes are, relative to the storage prefix. */
 export function blobKey(d: Digest): string {
@@ -22,6 +24,11 @@ export function blobKey(d: Digest): string {
 /** Where blob `d`'s touch record is, relative to the storage prefix. */
 export function touchKey(d: Digest): string {
   return `touched/${d.algorithm}/${d.hex}`;
+}
+
+/** Where the mark of a sweep about to delete blob `d` is, relative to the storage prefix. */
+export function condemnedKey(d: Digest): string {
+  return `condemned/${d.algorithm}/${d.hex}`;
 }
 
 /** The record of lease `name`, relative to the storage prefix. */

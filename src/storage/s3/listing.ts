@@ -27,11 +27,16 @@ export async function* listPages(s3: S3Location, prefix: string, delimiter?: str
  * and LastModified in ms, to the second as a HEAD answers it (a listing has milliseconds), so
  * that a listed time and a HEAD's agree.
  */
-export async function* listObjects(s3: S3Location, prefix: string): AsyncGenerator<{ key: string; size: number; mtimeMs: number }> {
+export async function* listObjects(s3: S3Location, prefix: string): AsyncGenerator<{ key: string; size: number; mtimeMs: number; etag: string }> {
   for await (const page of listPages(s3, prefix)) {
     for (const o of page.Contents ?? []) {
       if (o.Key === undefined) continue;
-      yield { key: o.Key.slice(s3.prefix.length), size: o.Size ?? 0, mtimeMs: Math.floor((o.LastModified?.getTime() ?? 0) / 1000) * 1000 };
+      yield { key: o.Key.slice(s3.prefix.length), size: o.Size ?? 0, mtimeMs: Math.floor((o.LastModified?.getTime() ?? 0) / 1000) * 1000, etag: unquoted(o.ETag) };
     }
   }
+}
+
+/** An ETag without its quotes ('' when absent): listings and HEADs quote it differently. */
+export function unquoted(etag: string | undefined): string {
+  return (etag ?? '').replace(/^"|"$/g, '');
 }
