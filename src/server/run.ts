@@ -92,7 +92,7 @@ export async function runServer(opts: RunOptions): Promise<RunningServer> {
     await writeFile(`${opts.readyFile}.tmp`, JSON.stringify(ready));
     await rename(`${opts.readyFile}.tmp`, opts.readyFile);
   }
-  process.stdout.write(`regcache: registry ${server.registryUrl}, cache ${server.cacheUrl}, storage ${opts.storage}\n`);
+  process.stdout.write(`regcache: registry ${server.registryUrl}, cache ${server.cacheUrl}, storage ${opts.s3 ? `${server.storage.location} (this server's directory ${opts.storage})` : opts.storage}\n`);
   return server;
 }
 
