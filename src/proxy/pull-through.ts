@@ -14,6 +14,7 @@ import {
   type BlobStore,
   type FillClaim,
   type FillClaims,
+  StorageUnavailableError,
   type RegistryReader,
   type Repositories,
   type ServedFrom,
@@ -215,6 +216,8 @@ export class PullThroughCache implements RegistryReader {
     } catch (err) {
       // Another server sharing the bucket fetched it meanwhile: served from the bucket.
       if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
+      // The bucket failing (a claim, a HEAD) is the storage's failure, answered as such.
+      if (err instanceof StorageUnavailableError) throw err;
       if (!(err instanceof FilledElsewhere)) throw upstreamToRegistryError(err);
       const size = await this.o.blobs.stat(d);
       if (size === undefined) throw new RegistryError('UNAVAILABLE', `blob ${d.value} was fetched by another server but is not in the storage`);
