@@ -4,10 +4,11 @@
 // read-through copies of blobs) plus two tiers that are either that same directory or a
 // shared bucket:
 //
-// - Records: small objects by key (tags, manifest revisions, blob links, referrers, upload
-//   session state). On the filesystem a key is a file under the root; on S3 an object under
-//   the prefix. Content-addressed records are created once; others are replaced whole, so a
-//   reader sees the old or the new bytes, never a mix.
+// - Records: small objects by key (tags, manifest revisions, blob links, referrers). On the
+//   filesystem a key is a file under the root; on S3 an object under the prefix. A record is
+//   written whole, so a reader sees the old or the new bytes, never a mix. (What needs a
+//   conditional write on a bucket uses its own: leases and claims S3Records' create/replaceIf,
+//   upload sessions s3/upload-objects.ts.)
 // - BucketBlobs: blob bytes in a shared bucket, named by digest, written once. Absent on the
 //   filesystem backend, where the blob files under the root are the blobs.
 //
@@ -28,22 +29,14 @@ export interface Records {
   readonly exclusive: boolean;
   /** The record's bytes, or undefined when there is none. */
   read(key: string): Promise<Buffer | undefined>;
-  /** The record's bytes and an opaque version (an ETag) for {@link replaceIf}. */
-  readVersioned(key: string): Promise<{ data: Buffer; version: string } | undefined>;
   /** Creates or replaces the record whole. */
   write(key: string, data: string | Uint8Array): Promise<void>;
-  /** Creates the record unless one exists (`If-None-Match: *`); false when it existed. */
-  create(key: string, data: string | Uint8Array): Promise<boolean>;
-  /** Replaces the record only if it is still at `version` (`If-Match`); false when it changed or is gone. */
-  replaceIf(key: string, data: string | Uint8Array, version: string): Promise<boolean>;
   /** True when the record exists. */
   has(key: string): Promise<boolean>;
   /** Removes the record; true when it existed (on S3, where a delete does not tell: when a HEAD found it). */
   remove(key: string): Promise<boolean>;
   /** Names directly under `prefix` (records and deeper prefixes, without a trailing `/`), unsorted; [] when none. */
   children(prefix: string): Promise<string[]>;
-  /** Last-modified time (ms) of the record, or undefined. */
-  modifiedMs(key: string): Promise<number | undefined>;
   /** Removes every record under `prefix`. */
   removeTree(prefix: string): Promise<void>;
 }

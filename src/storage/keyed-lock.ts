@@ -1,5 +1,5 @@
 // A lock per key: functions given the same key run one at a time, in arrival order; keys
-// are independent. The per-digest lock of blob lifetime and the per-record lock of replaces.
+// are independent. The per-digest lock of blob lifetime (blob-lifetime.ts).
 
 /** Runs functions one at a time per key (a promise chain per key, dropped when idle). */
 export class KeyedLock {
